@@ -1,0 +1,55 @@
+"""executus_nb: bounded LLM agent runs you can watch, steer, count and multiply in a notebook.
+
+Import is cheap: litellm, pandas and ipywidgets load on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+# litellm fetches its price list from the network at import unless told not to.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from executus_nb.agent import Agent  # noqa: E402
+from executus_nb.errors import (  # noqa: E402
+    ConfigError,
+    ExecutusError,
+    ModelCallError,
+    RunError,
+    SSRFBlocked,
+    ToolError,
+    ToolRegistrationError,
+    UserError,
+)
+from executus_nb.model import sim  # noqa: E402
+from executus_nb.run.executor import Executor  # noqa: E402
+from executus_nb.run.handle import Run  # noqa: E402
+from executus_nb.tool.decorator import Tool, tool  # noqa: E402
+from executus_nb.tool.registry import ToolRegistry  # noqa: E402
+from executus_nb.types.result import RunResult, Step  # noqa: E402
+from executus_nb.types.status import RunStatus  # noqa: E402
+from executus_nb.types.usage import Usage  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "ConfigError",
+    "ExecutusError",
+    "Executor",
+    "ModelCallError",
+    "Run",
+    "RunError",
+    "RunResult",
+    "RunStatus",
+    "SSRFBlocked",
+    "Step",
+    "Tool",
+    "ToolError",
+    "ToolRegistrationError",
+    "ToolRegistry",
+    "Usage",
+    "UserError",
+    "sim",
+    "tool",
+]

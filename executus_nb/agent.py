@@ -1,0 +1,70 @@
+"""``Agent``: what a run is asked to be — instructions, tools, model or tier, and its bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from executus_nb.errors import ConfigError
+from executus_nb.model.spec import ModelSpec
+from executus_nb.tool.decorator import Tool
+
+
+class Agent(BaseModel):
+    """An agent definition: a name, instructions, tools, a ``model`` or a ``tier``, and bounds.
+
+    ``model`` is a litellm model name or a dict of litellm call parameters
+    (``{"model": "openai/x", "api_base": …, "api_key": …}``).  With neither
+    ``model`` nor ``tier`` the executor's default (an offline ``sim/`` model) is used.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str = "agent"
+    instructions: str = ""
+    tools: list[Any] = Field(default_factory=list)
+    model: ModelSpec | None = None
+    tier: str | None = None
+    max_steps: int = Field(default=10, ge=1)
+    max_runtime_s: float | None = Field(default=None, gt=0)
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    max_tool_output_chars: int = Field(default=20_000, ge=100)
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> Any:
+        return None if value is None else ModelSpec.model_validate(value)
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value: list[Any]) -> list[Any]:
+        for item in value:
+            if not (isinstance(item, (Tool, str)) or callable(item)):
+                raise ConfigError(f"a tool is a @tool function, a plain function or a registered name, not {item!r}")
+        return list(value)
+
+    @model_validator(mode="after")
+    def _model_or_tier(self) -> Agent:
+        if self.model is not None and self.tier is not None:
+            raise ConfigError(f"agent {self.name!r}: give model= or tier=, not both")
+        return self
+
+    def model_params(self) -> dict[str, Any]:
+        """The sampling parameters the agent sets (only those given)."""
+        params = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def __repr_args__(self):
+        for key, value in super().__repr_args__():
+            if key == "tools":
+                value = [getattr(t, "name", t) for t in value]
+            yield key, value
+
+
+ToolLike = Tool | Callable[..., Any] | str

@@ -1,0 +1,96 @@
+"""The one exception tree of executus_nb.
+
+``ExecutusError`` is the root.  ``UserError`` is misuse of the API (a bad
+config, an unknown tool); ``RunError`` and its children describe runs that
+could not finish; ``ToolError`` is what a tool raises to report a failure to
+the model.  Every message says what went wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class ExecutusError(Exception):
+    """Base class of every error raised by executus_nb."""
+
+
+class UserError(ExecutusError, ValueError):
+    """The API was used wrongly: a bad configuration, argument or name."""
+
+
+class ConfigError(UserError):
+    """A configuration (agent, tier, price, policy) is invalid."""
+
+
+class ToolError(ExecutusError):
+    """A tool failed; the message is shown to the model as the tool result."""
+
+
+class ToolRegistrationError(UserError):
+    """A tool could not be registered (duplicate name, bad signature)."""
+
+
+class RunError(ExecutusError):
+    """A run ended without an output; carries the error type and message."""
+
+    def __init__(self, message: str, *, error_type: str = "RunError", run_id: str | None = None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.run_id = run_id
+
+
+class ModelCallError(RunError):
+    """The model provider failed (HTTP error, timeout, malformed response)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "ModelCallError",
+        provider: str | None = None,
+        status_code: int | None = None,
+        run_id: str | None = None,
+    ):
+        super().__init__(message, error_type=error_type, run_id=run_id)
+        self.provider = provider
+        self.status_code = status_code
+
+
+class RunCancelled(RunError):
+    """The run was cancelled before it finished."""
+
+
+class RunTimeout(RunError):
+    """The run exceeded ``max_runtime_s``."""
+
+
+class MaxStepsExceeded(RunError):
+    """The run used ``max_steps`` model calls without a final answer."""
+
+
+class SSRFBlocked(ExecutusError):
+    """A URL was refused by the SSRF guard; ``reason`` says why."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"refused to fetch {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class PathOutsideRoot(ToolError):
+    """A file tool was asked for a path that escapes its workspace root."""
+
+
+class UnknownToolError(ToolError):
+    """The model called a tool that the agent does not have."""
+
+
+class ToolArgumentsError(ToolError):
+    """The model's tool arguments were not valid JSON or failed validation."""
+
+
+class ToolTimeoutError(ToolError):
+    """A tool did not finish within its timeout."""
+
+
+class ToolDenied(ToolError):
+    """A tool call was refused by the policy or by a person."""

@@ -1,0 +1,1 @@
+"""Model access through litellm: model specs, the offline ``sim/`` provider, calls and cost."""

@@ -1,0 +1,36 @@
+"""Lazy, offline-safe access to litellm.
+
+litellm takes seconds to import and, unless told otherwise, fetches its price
+list from the network at import.  ``litellm()`` imports it on first use with
+the local cost map, silences its banners and registers the ``sim/`` provider.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+def litellm() -> ModuleType:
+    """The litellm module, imported and configured once."""
+    global _module
+    if _module is not None:
+        return _module
+    with _lock:
+        if _module is None:
+            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+            import litellm as lm
+
+            lm.suppress_debug_info = True
+            lm.telemetry = False
+            from executus_nb.model.sim import install_provider
+
+            install_provider(lm)
+            _module = lm
+    return _module

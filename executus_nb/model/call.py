@@ -1,0 +1,115 @@
+"""One model call through ``litellm.acompletion``: parameters, streaming, usage, cost and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from executus_nb.errors import ModelCallError
+from executus_nb.model.backend import litellm
+from executus_nb.model.cost import cost_usd
+from executus_nb.model.spec import ModelSpec, environment_secrets, redact
+from executus_nb.types.usage import Usage
+
+# litellm's own retries would hide failures and add seconds; the run owns retry policy.
+_DEFAULTS = {"max_retries": 0, "timeout": 120.0}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An assistant message with the usage, cost and latency of the call that produced it."""
+
+    model: str
+    message: dict[str, Any]
+    usage: Usage
+    finish_reason: str | None
+    latency_s: float
+
+
+def _message_dict(message: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": getattr(message, "content", None)}
+    tool_calls = getattr(message, "tool_calls", None) or []
+    if tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": tc.id or f"call_{i}",
+                "type": "function",
+                "function": {"name": tc.function.name or "", "arguments": tc.function.arguments or ""},
+            }
+            for i, tc in enumerate(tool_calls)
+        ]
+    return out
+
+
+def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
+    secrets = spec.secrets() + environment_secrets()
+    status = getattr(exc, "status_code", None)
+    provider = getattr(exc, "llm_provider", None) or spec.provider or None
+    message = redact(str(exc), secrets) or type(exc).__name__
+    return ModelCallError(
+        message,
+        error_type=type(exc).__name__,
+        provider=provider,
+        status_code=status if isinstance(status, int) else None,
+    )
+
+
+async def complete(
+    spec: ModelSpec,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    stream: bool = False,
+    on_text: Callable[[str], None] | None = None,
+) -> Completion:
+    """Call the model once and return its message, or raise ``ModelCallError`` (secrets redacted)."""
+    lm = litellm()
+    kwargs: dict[str, Any] = {**_DEFAULTS, **(params or {}), **spec.params}
+    if tools:
+        kwargs["tools"] = tools
+    started = time.perf_counter()
+    try:
+        if stream:
+            response = await _streamed(lm, spec, messages, kwargs, on_text)
+        else:
+            response = await lm.acompletion(model=spec.name, messages=messages, **kwargs)
+        choice = response.choices[0]
+        message = _message_dict(choice.message)
+        usage = response.usage
+        prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise _error(exc, spec) from None
+    latency = time.perf_counter() - started
+    return Completion(
+        model=spec.name,
+        message=message,
+        usage=Usage(
+            requests=1,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cost_usd=cost_usd(spec.name, prompt, completion),
+        ),
+        finish_reason=getattr(choice, "finish_reason", None),
+        latency_s=latency,
+    )
+
+
+async def _streamed(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, on_text: Callable[[str], None] | None) -> Any:
+    stream = await lm.acompletion(
+        model=spec.name, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
+    )
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        if on_text is not None and chunk.choices:
+            text = getattr(chunk.choices[0].delta, "content", None)
+            if text:
+                on_text(text)
+    return lm.stream_chunk_builder(chunks, messages=messages)

@@ -1,0 +1,50 @@
+"""Cost of a model call from litellm's (local) cost map; NaN when the price is unknown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from executus_nb.errors import ConfigError
+from executus_nb.model.backend import litellm
+from executus_nb.model.sim import PREFIX as SIM_PREFIX
+
+_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+_registered: set[str] = set()
+
+
+def register_prices(prices: Mapping[str, Mapping[str, Any]]) -> None:
+    """Register per-token prices with litellm for models its cost map lacks.
+
+    ``prices`` maps a model name to ``{"input_cost_per_token": …, "output_cost_per_token": …}``.
+    """
+    entries = {}
+    for model, price in prices.items():
+        missing = [k for k in _PRICE_KEYS if k not in price]
+        if missing:
+            raise ConfigError(f"price for {model!r} lacks {missing}; give input_cost_per_token and output_cost_per_token")
+        provider = model.split("/", 1)[0] if "/" in model else "openai"
+        entries[model] = {
+            "litellm_provider": provider,
+            "mode": "chat",
+            "cache_read_input_token_cost": 0.0,
+            "cache_creation_input_token_cost": 0.0,
+            **price,
+        }
+    if entries:
+        litellm().register_model(entries)
+        _registered.update(entries)
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    """The price of a call in US dollars; 0 for unpriced ``sim/`` models, NaN for other unknown models."""
+    if model.startswith(SIM_PREFIX) and model not in _registered:
+        return 0.0
+    try:
+        prompt_cost, completion_cost = litellm().cost_per_token(
+            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:  # litellm raises plain Exceptions for unmapped models
+        return math.nan
+    return float(prompt_cost) + float(completion_cost)

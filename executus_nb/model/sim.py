@@ -1,0 +1,224 @@
+"""The offline ``sim/`` model provider: scripted or function-driven replies through litellm.
+
+``scripted(turns)`` and ``function(fn)`` return a model name (``sim/…``) usable
+anywhere a litellm model name is.  Calls go through ``litellm.acompletion``
+via litellm's custom-provider mechanism, so usage, errors and streaming
+behave as with a real provider.  Tokens are counted with litellm's counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from executus_nb.errors import UserError
+
+PREFIX = "sim/"
+
+
+class SimToolCall(BaseModel):
+    """One tool call a sim turn makes; ``arguments`` is sent verbatim when it is a string."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arguments: dict[str, Any] | str = {}
+
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+
+class SimTurn(BaseModel):
+    """An assistant turn: a final text reply, or one or more tool calls."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str | None = None
+    tool_calls: tuple[SimToolCall, ...] = ()
+
+
+def reply(text: str) -> SimTurn:
+    """A final answer turn."""
+    return SimTurn(text=text)
+
+
+def call(name: str, /, **arguments: Any) -> SimTurn:
+    """A turn with one tool call ``name(**arguments)``."""
+    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments),))
+
+
+def raw_call(name: str, arguments: str) -> SimTurn:
+    """A turn with one tool call whose JSON arguments are sent as given (e.g. malformed)."""
+    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments),))
+
+
+def calls(*turns: SimTurn) -> SimTurn:
+    """One turn with several parallel tool calls, e.g. ``calls(call("a"), call("b"))``."""
+    merged = tuple(tc for turn in turns for tc in turn.tool_calls)
+    if not merged:
+        raise UserError("sim.calls() needs at least one sim.call(...)")
+    return SimTurn(tool_calls=merged)
+
+
+@dataclass(frozen=True)
+class _SimModel:
+    turns: tuple[SimTurn, ...] | None
+    fn: Callable[[list[dict], list[dict]], SimTurn] | None
+    latency_s: float
+
+
+_registry: dict[str, _SimModel] = {}
+_registry_lock = threading.Lock()
+
+
+def _register(key: str, model: _SimModel) -> str:
+    with _registry_lock:
+        _registry[key] = model
+    return PREFIX + key
+
+
+def scripted(turns: list[SimTurn], latency_s: float = 0.0) -> str:
+    """A model that plays ``turns`` in order and returns its ``sim/`` model name.
+
+    Stateless: the reply is chosen by how many assistant turns the conversation
+    already holds, so one script serves many concurrent (or resumed) runs.
+    """
+    turns = [t if isinstance(t, SimTurn) else reply(str(t)) for t in turns]
+    if not turns:
+        raise UserError("sim.scripted() needs at least one turn, e.g. [sim.reply('hi')]")
+    blob = json.dumps([t.model_dump() for t in turns], sort_keys=True) + f"|{latency_s}"
+    key = "scripted-" + hashlib.sha1(blob.encode()).hexdigest()[:10]
+    return _register(key, _SimModel(tuple(turns), None, float(latency_s)))
+
+
+def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float = 0.0, name: str | None = None) -> str:
+    """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call."""
+    base = name or getattr(fn, "__name__", "fn")
+    key = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+    return _register(key, _SimModel(None, fn, float(latency_s)))
+
+
+def echo() -> str:
+    """The default model: replies by repeating the last user message (no tools)."""
+    return function(_echo, name="echo")
+
+
+def _echo(messages: list[dict], tools: list[dict]) -> SimTurn:
+    last = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    return reply(f"(sim echo) {last}")
+
+
+class SimError(Exception):
+    """A failure raised inside a sim model (missing script turn, ``fn`` error)."""
+
+    status_code = 500
+
+
+def _lookup(model: str) -> _SimModel:
+    key = model[len(PREFIX):] if model.startswith(PREFIX) else model
+    with _registry_lock:
+        sim_model = _registry.get(key)
+    if sim_model is None:
+        raise SimError(f"unknown sim model {PREFIX + key!r}: create it with sim.scripted(...) or sim.function(...)")
+    return sim_model
+
+
+def _next_turn(sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> SimTurn:
+    if sim_model.fn is not None:
+        try:
+            turn = sim_model.fn(messages, tools)
+        except Exception as exc:  # the function's failure is the provider's failure
+            raise SimError(f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(turn, str):
+            return reply(turn)
+        if not isinstance(turn, SimTurn):
+            raise SimError(f"sim function returned {type(turn).__name__}; return sim.reply(...) or sim.call(...)")
+        return turn
+    assert sim_model.turns is not None
+    index = sum(1 for m in messages if m.get("role") == "assistant")
+    if index >= len(sim_model.turns):
+        raise SimError(
+            f"the sim script has {len(sim_model.turns)} turns and the conversation asks for turn {index + 1}"
+        )
+    return sim_model.turns[index]
+
+
+def _turn_message(turn: SimTurn, turn_index: int) -> dict[str, Any]:
+    if not turn.tool_calls:
+        return {"role": "assistant", "content": turn.text or ""}
+    return {
+        "role": "assistant",
+        "content": turn.text,
+        "tool_calls": [
+            {
+                "id": f"call_{turn_index}_{i}",
+                "type": "function",
+                "function": {"name": tc.name, "arguments": tc.arguments_json()},
+            }
+            for i, tc in enumerate(turn.tool_calls)
+        ],
+    }
+
+
+def _usage(lm: Any, messages: list[dict], tools: list[dict], message: dict) -> dict[str, int]:
+    prompt = lm.token_counter(model="gpt-4o-mini", messages=messages, tools=tools or None)
+    text = message.get("content") or ""
+    for tc in message.get("tool_calls") or []:
+        text += tc["function"]["name"] + tc["function"]["arguments"]
+    completion = lm.token_counter(model="gpt-4o-mini", text=text, count_response_tokens=True) if text else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def install_provider(lm: Any) -> None:
+    """Register the ``sim`` provider with litellm's custom-provider map."""
+
+    class SimProvider(lm.CustomLLM):
+        async def _produce(self, model: str, messages: list, optional_params: dict) -> tuple[dict, dict]:
+            sim_model = _lookup(model)
+            if sim_model.latency_s > 0:
+                await asyncio.sleep(sim_model.latency_s)
+            tools = optional_params.get("tools") or []
+            index = sum(1 for m in messages if m.get("role") == "assistant")
+            message = _turn_message(_next_turn(sim_model, messages, tools), index)
+            return message, _usage(lm, messages, tools, message)
+
+        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                              print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+            message, usage = await self._produce(model, messages, optional_params)
+            finish = "tool_calls" if message.get("tool_calls") else "stop"
+            return lm.ModelResponse(
+                model=PREFIX + model.removeprefix(PREFIX),
+                choices=[{"index": 0, "finish_reason": finish, "message": message}],
+                usage=usage,
+            )
+
+        def completion(self, *args, **kwargs):
+            raise SimError("sim models are async-only: call them through litellm.acompletion")
+
+        async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+                             print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+            message, usage = await self._produce(model, messages, optional_params)
+            words = re.findall(r"\S+\s*", message.get("content") or "")
+            for word in words:
+                yield {"text": word, "tool_use": None, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
+            tool_calls = message.get("tool_calls") or []
+            for i, tc in enumerate(tool_calls):
+                yield {
+                    "text": "", "is_finished": False, "finish_reason": "", "usage": None, "index": 0,
+                    "tool_use": {"id": tc["id"], "type": "function", "function": tc["function"], "index": i},
+                }
+            yield {
+                "text": "", "tool_use": None, "is_finished": True, "index": 0,
+                "finish_reason": "tool_calls" if tool_calls else "stop", "usage": usage,
+            }
+
+    providers = [p for p in lm.custom_provider_map if p.get("provider") != "sim"]
+    lm.custom_provider_map = providers + [{"provider": "sim", "custom_handler": SimProvider()}]

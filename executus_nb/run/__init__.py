@@ -1,0 +1,1 @@
+"""Running agents: the executor, the loop, the ``Run`` handle and the host ports."""

@@ -1,0 +1,146 @@
+"""``Executor``: resolves agents to models and tools, starts runs and keeps them for analysis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from executus_nb.agent import Agent
+from executus_nb.errors import ConfigError, UserError
+from executus_nb.model.spec import ModelSpec
+from executus_nb.run.background import background_loop
+from executus_nb.run.handle import Run
+from executus_nb.run.log import RunLog
+from executus_nb.run.loop import LoopState, run_agent
+from executus_nb.run.ports import Ports
+from executus_nb.tool.decorator import Tool
+from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
+from executus_nb.types.result import RunResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _tier_specs(tiers: Mapping[str, Any]) -> dict[str, list[ModelSpec]]:
+    specs: dict[str, list[ModelSpec]] = {}
+    for name, entries in tiers.items():
+        entries = entries if isinstance(entries, list) else [entries]
+        if not entries:
+            raise ConfigError(f"tier {name!r} lists no models")
+        specs[name] = [ModelSpec.model_validate(e) for e in entries]
+    return specs
+
+
+class Executor:
+    """Runs agents.  ``Executor()`` with no configuration uses an offline ``sim/`` model.
+
+    ``model`` is the default for agents that give neither model nor tier; ``tiers``
+    maps a tier name to a model (or a list, first one used); ``prices`` registers
+    per-token prices for models litellm does not know; ``tools`` are the
+    executor's registry, searched before the default one for tools named by string.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | dict[str, Any] | None = None,
+        tiers: Mapping[str, Any] | None = None,
+        prices: Mapping[str, Mapping[str, float]] | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
+        ports: Ports | None = None,
+    ):
+        self.default_model = ModelSpec.model_validate(model) if model is not None else None
+        self.tiers = _tier_specs(tiers or {})
+        self.prices = {k: dict(v) for k, v in (prices or {}).items()}
+        self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        self.ports = ports or Ports()
+        self.runs: list[Run] = []
+        self._prices_registered = False
+
+    # -- resolution ------------------------------------------------------------------
+    def resolve_model(self, agent: Agent) -> ModelSpec:
+        """The model an agent's run will call: its own, its tier's, or the executor's default."""
+        if agent.model is not None:
+            return agent.model
+        if agent.tier is not None:
+            if agent.tier not in self.tiers:
+                raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")
+            return self.tiers[agent.tier][0]
+        if self.default_model is not None:
+            return self.default_model
+        from executus_nb.model import sim
+
+        return ModelSpec.model_validate(sim.echo())
+
+    def _prepare(self, agent: Agent, prompt: str, run_id: str | None, owner: str | None,
+                 tags: Iterable[str]) -> tuple[Run, LoopState]:
+        if not isinstance(agent, Agent):
+            raise UserError(f"expected an Agent, got {type(agent).__name__}")
+        if not isinstance(prompt, str):
+            raise UserError(f"the prompt must be a str, got {type(prompt).__name__}")
+        spec = self.resolve_model(agent)
+        tools = resolve_tools(agent.tools, self.tools, default_registry)
+        run_id = run_id or uuid.uuid4().hex[:12]
+        log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))
+        state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports)
+
+        async def body(run: Run) -> None:
+            await self._ensure_backend()
+            await run_agent(state, prompt)
+
+        run = Run(run_id, agent, prompt, spec.name, log, body)
+        self.runs.append(run)
+        return run, state
+
+    async def _ensure_backend(self) -> None:
+        # litellm takes seconds to import: do it off the event loop so the kernel stays responsive.
+        from executus_nb.model.backend import litellm
+
+        await asyncio.to_thread(litellm)
+        if not self._prices_registered:
+            from executus_nb.model.cost import register_prices
+
+            register_prices(self.prices)
+            self._prices_registered = True
+
+    # -- running ---------------------------------------------------------------------
+    def run(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
+            tags: Iterable[str] = ()) -> Run:
+        """Start a run and return its handle at once (on the running loop, else a background one)."""
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = background_loop()
+        run._schedule(loop)
+        return run
+
+    async def arun(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
+                   tags: Iterable[str] = ()) -> RunResult:
+        """Run to the end on the current loop and return the result."""
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags)
+        return await run._main()
+
+    # -- analysis --------------------------------------------------------------------
+    def runs_df(self) -> pd.DataFrame:
+        """One row per run of this executor (see ``executus_nb.frames.runs_df``)."""
+        from executus_nb.frames import runs_df
+
+        return runs_df(self.runs)
+
+    def usage_df(self) -> pd.DataFrame:
+        """Usage per model across every run of this executor."""
+        from executus_nb.frames import usage_df
+
+        return usage_df([ev for run in self.runs for ev in run.log.events])
+
+    def steps_df(self) -> pd.DataFrame:
+        """Every step of every run of this executor."""
+        from executus_nb.frames import steps_df
+
+        return steps_df([ev for run in self.runs for ev in run.log.events])
+
+    def __repr__(self) -> str:
+        return f"Executor(runs={len(self.runs)}, tiers={sorted(self.tiers)})"

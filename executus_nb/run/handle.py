@@ -1,0 +1,159 @@
+"""``Run``: the handle of a run in progress — wait, await, cancel, events and DataFrames.
+
+In Jupyter the run is a task on the kernel's loop, so the cell returns at once;
+in a script it runs on a background loop and ``wait()`` blocks.  Cancel may be
+called from any thread (a widget callback): it is handed to the run's loop
+with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from executus_nb.errors import UserError
+from executus_nb.run.log import RunLog
+from executus_nb.types.events import RunStarted
+from executus_nb.types.result import RunResult
+from executus_nb.types.status import RunStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from executus_nb.agent import Agent
+
+
+class Run:
+    """A started run.  ``result`` is None until it finishes; ``wait()`` or ``await run`` give it."""
+
+    def __init__(self, run_id: str, agent: Agent, prompt: str, model: str, log: RunLog,
+                 body: Callable[[Run], Awaitable[None]]):
+        self.run_id = run_id
+        self.agent = agent
+        self.prompt = prompt
+        self.model = model
+        self.log = log
+        self.result: RunResult | None = None
+        self._body = body
+        self._future: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._started = False
+        self._cancel_requested = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the run as a task on ``loop`` (the caller's running loop, or the background one)."""
+        self._loop = loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._task = loop.create_task(self._main())
+        else:
+            asyncio.run_coroutine_threadsafe(self._main(), loop)
+
+    async def _main(self) -> RunResult:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._started = True
+        try:
+            await self._body(self)
+        finally:
+            if any(isinstance(ev, RunStarted) for ev in self.log.events):
+                self.result = RunResult.from_events(self.log.events)
+                if not self._future.done():
+                    self._future.set_result(self.result)
+            elif not self._future.done():
+                self._future.set_exception(UserError(f"run {self.run_id} ended before it started"))
+        return self.result  # type: ignore[return-value]
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def cancel(self) -> bool:
+        """Ask the run to stop (status ``cancelled``, steps so far kept); safe from any thread."""
+        if self._future.done():
+            return False
+        self._cancel_requested = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cancel_in_loop)
+        return True
+
+    def _cancel_in_loop(self) -> None:
+        if self._started and self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    # -- waiting -------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Block until the run finishes and return its result (works inside Jupyter too)."""
+        if self._future.done():
+            return self._future.result()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self._loop:
+            # The run lives on the loop this code runs in (a notebook cell):
+            # re-enter the loop to drive it instead of deadlocking.
+            import nest_asyncio2
+
+            nest_asyncio2.apply(running)
+            waiter = asyncio.wait_for(asyncio.wrap_future(self._future), timeout)
+            try:
+                return running.run_until_complete(waiter)
+            except TimeoutError:
+                raise TimeoutError(self._not_yet(timeout)) from None
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(self._not_yet(timeout)) from None
+
+    def _not_yet(self, timeout: float | None) -> str:
+        return f"run {self.run_id} has not finished after {timeout} s; it goes on — wait again or cancel()"
+
+    def __await__(self):
+        return asyncio.wrap_future(self._future).__await__()
+
+    # -- projections ---------------------------------------------------------------
+    @property
+    def events(self) -> list[Any]:
+        """The run's events so far (a copy)."""
+        return list(self.log.events)
+
+    @property
+    def status(self) -> RunStatus:
+        if self.result is not None:
+            return self.result.status
+        return RunStatus.RUNNING if self._started else RunStatus.QUEUED
+
+    def steps_df(self) -> pd.DataFrame:
+        """One row per model call and per tool call (see ``executus_nb.frames.steps_df``)."""
+        from executus_nb.frames import steps_df
+
+        return steps_df(self.log.events)
+
+    def tool_calls_df(self) -> pd.DataFrame:
+        """One row per tool call (see ``executus_nb.frames.tool_calls_df``)."""
+        from executus_nb.frames import tool_calls_df
+
+        return tool_calls_df(self.log.events)
+
+    def usage_df(self) -> pd.DataFrame:
+        """Usage per model (see ``executus_nb.frames.usage_df``)."""
+        from executus_nb.frames import usage_df
+
+        return usage_df(self.log.events)
+
+    def __repr__(self) -> str:
+        if self.result is not None:
+            return f"Run({self.result!r})"
+        return f"Run(run_id={self.run_id!r}, agent={self.agent.name!r}, status={self.status.value})"

@@ -1,0 +1,215 @@
+"""The bounded agent loop: model call → tool calls → results → repeat, every step an event.
+
+Bounds: ``max_steps`` model calls, ``max_runtime_s`` wall clock (in-flight calls
+are cancelled) and cancellation.  A malformed or failing tool call becomes an
+error result the model sees; a provider error ends the run as ``failed``.
+Steps still open when a run stops are closed with the reason, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from executus_nb.agent import Agent
+from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
+from executus_nb.model.call import complete
+from executus_nb.model.spec import ModelSpec
+from executus_nb.run.log import RunLog
+from executus_nb.run.ports import Ports, ToolCallRequest
+from executus_nb.tool.decorator import Tool
+from executus_nb.types.events import (
+    ApprovalResolved,
+    ErrorInfo,
+    ModelCallFinished,
+    ModelCallStarted,
+    RunFinished,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from executus_nb.types.result import sum_usage
+from executus_nb.types.status import RunStatus
+
+
+@dataclass
+class _OpenStep:
+    kind: str
+    turn: int
+    name: str
+    started: float
+    call_id: str | None = None
+
+
+@dataclass
+class LoopState:
+    """What the loop needs between steps; the log remains the record."""
+
+    log: RunLog
+    agent: Agent
+    spec: ModelSpec
+    tools: dict[str, Tool]
+    ports: Ports
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    next_step: int = 1
+    open_steps: dict[int, _OpenStep] = field(default_factory=dict)
+
+    def allocate(self) -> int:
+        step, self.next_step = self.next_step, self.next_step + 1
+        return step
+
+
+def initial_messages(agent: Agent, prompt: str) -> list[dict[str, Any]]:
+    """The conversation a run starts from: the instructions (if any) and the prompt."""
+    messages = [{"role": "system", "content": agent.instructions}] if agent.instructions else []
+    return messages + [{"role": "user", "content": prompt}]
+
+
+def tool_output_text(value: Any) -> str:
+    """A tool's return value as the text the model reads (JSON for structured values)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _cap(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    note = f"\n[output truncated: showed {limit:,} of {len(text):,} characters]"
+    return text[:limit] + note, True
+
+
+async def run_agent(state: LoopState, prompt: str) -> None:
+    """Drive one run to a final status, appending every event to ``state.log``."""
+    agent, log = state.agent, state.log
+    state.messages = initial_messages(agent, prompt)
+    log.emit(
+        RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
+        tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
+    )
+    output: Any = None
+    try:
+        async with asyncio.timeout(agent.max_runtime_s):
+            status, output, error = await _turns(state)
+    except TimeoutError:
+        status = RunStatus.TIMEOUT
+        error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={agent.max_runtime_s:g} s")
+    except asyncio.CancelledError:
+        status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
+    except Exception as exc:  # a bug or a failing port: record it, never lose the run
+        status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
+    _close_open_steps(state, error)
+    log.emit(
+        RunFinished, status=status, output=output, error=error,
+        usage=sum_usage(log.events), steps=state.next_step - 1,
+    )
+
+
+def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
+    reason = error or ErrorInfo(type="RunStopped", message="the run stopped before this step finished")
+    for step, open_step in sorted(state.open_steps.items()):
+        elapsed = time.perf_counter() - open_step.started
+        if open_step.kind == "model":
+            state.log.emit(ModelCallFinished, step=step, turn=open_step.turn, model=open_step.name,
+                           latency_s=elapsed, error=reason)
+        else:
+            state.log.emit(ToolCallFinished, step=step, turn=open_step.turn, call_id=open_step.call_id or "",
+                           name=open_step.name, result=f"Error: {reason}", error=reason, duration_s=elapsed)
+    state.open_steps.clear()
+
+
+async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
+    agent = state.agent
+    schemas = [t.schema for t in state.tools.values()]
+    for turn in range(1, agent.max_steps + 1):
+        message = await _model_step(state, turn, schemas)
+        if message is None:
+            failure = state.log.events[-1].error
+            return RunStatus.FAILED, None, failure
+        state.messages.append(message)
+        tool_calls = message.get("tool_calls") or []
+        if not tool_calls:
+            return RunStatus.SUCCEEDED, message.get("content") or "", None
+        steps = [(state.allocate(), tc) for tc in tool_calls]
+        for step, tc in steps:
+            fn = tc.get("function") or {}
+            state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc.get("id"))
+            state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc.get("id", ""),
+                           name=fn.get("name", ""), arguments=fn.get("arguments") or "")
+        results = await asyncio.gather(*(_tool_step(state, turn, step, tc) for step, tc in steps))
+        for (_, tc), text in zip(steps, results):
+            state.messages.append({"role": "tool", "tool_call_id": tc.get("id", ""), "content": text})
+    return RunStatus.MAX_STEPS, None, ErrorInfo(
+        type="MaxStepsExceeded",
+        message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
+    )
+
+
+async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any] | None:
+    step = state.allocate()
+    spec = state.spec
+    state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
+    state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
+    try:
+        done = await complete(spec, state.messages, schemas, params=state.agent.model_params(), stream=state.agent.stream)
+    except ModelCallError as exc:
+        latency = time.perf_counter() - state.open_steps.pop(step).started
+        error = ErrorInfo(type=exc.error_type, message=str(exc), provider=exc.provider, status_code=exc.status_code)
+        state.log.emit(ModelCallFinished, step=step, turn=turn, model=spec.name, latency_s=latency, error=error)
+        return None
+    state.open_steps.pop(step, None)
+    state.log.emit(
+        ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
+        usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason,
+    )
+    return done.message
+
+
+async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str, Any]) -> str:
+    fn = tool_call.get("function") or {}
+    name, raw, call_id = fn.get("name", ""), fn.get("arguments") or "", tool_call.get("id", "")
+    started = state.open_steps[step].started
+    error: ErrorInfo | None = None
+    try:
+        text = await _invoke(state, step, call_id, name, raw)
+    except ToolError as exc:
+        error = ErrorInfo(type=type(exc).__name__, message=str(exc))
+    except Exception as exc:  # the tool's own failure: the model sees it, the run goes on
+        error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
+    if error is not None:
+        text = f"Error: {error.type}: {error.message}"
+    text, truncated = _cap(text, state.agent.max_tool_output_chars)
+    state.open_steps.pop(step, None)
+    state.log.emit(
+        ToolCallFinished, step=step, turn=turn, call_id=call_id, name=name, result=text,
+        error=error, duration_s=time.perf_counter() - started, truncated=truncated,
+    )
+    return text
+
+
+async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str) -> str:
+    tool = state.tools.get(name)
+    if tool is None:
+        raise UnknownToolError(f"no tool named {name!r}; available tools: {sorted(state.tools)}")
+    arguments = tool.parse_arguments(raw)
+    identity = state.log.identity
+    verdict = await state.ports.gate.decide(ToolCallRequest(
+        run_id=identity["run_id"], agent=identity["agent"], step=step, call_id=call_id,
+        name=name, arguments=arguments, raw_arguments=raw,
+    ))
+    if verdict.rule is not None or verdict.decision == "deny" or verdict.ask:
+        state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name,
+                       decision=verdict.decision, rule=verdict.rule, by=verdict.by)
+    if verdict.decision == "deny":
+        raise ToolDenied(f"the call to {name} was denied ({verdict.rule or verdict.by}); do not retry it")
+    return tool_output_text(await tool.invoke(arguments))

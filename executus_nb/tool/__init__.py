@@ -1,0 +1,6 @@
+"""Tools: the ``@tool`` decorator, registries, and (in submodules) the SSRF guard and common tools."""
+
+from executus_nb.tool.decorator import Tool, tool
+from executus_nb.tool.registry import ToolRegistry, default_registry
+
+__all__ = ["Tool", "ToolRegistry", "default_registry", "tool"]

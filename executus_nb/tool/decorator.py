@@ -1,0 +1,122 @@
+"""``@tool``: a Python function as a model tool, its JSON schema and validation from pydantic."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import re
+from collections.abc import Callable
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from executus_nb.errors import ToolArgumentsError, ToolRegistrationError, ToolTimeoutError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Split a docstring into its summary and per-argument descriptions.
+
+    A small reader for the common ``Args:`` section (Google style); it is a few
+    lines, so a docstring-parsing dependency is not worth adding for it.
+    """
+    text = inspect.cleandoc(doc or "")
+    summary, _, rest = text.partition("\nArgs:")
+    args: dict[str, str] = {}
+    for line in rest.splitlines():
+        match = re.match(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)$", line)
+        if match:
+            args[match.group(1)] = match.group(2).strip()
+        elif re.match(r"^\S", line):
+            break
+    return summary.strip(), args
+
+
+class Tool:
+    """A callable the model may invoke: name, description, argument model and timeout."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S):
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not _NAME.match(self.name):
+            raise ToolRegistrationError(f"tool name {self.name!r} must match {_NAME.pattern} (a model-safe identifier)")
+        summary, arg_docs = _doc_parts(fn.__doc__)
+        self.description = description or summary or self.name
+        self.timeout_s = timeout_s
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.args_model = self._args_model(fn, arg_docs)
+        functools.update_wrapper(self, fn)
+
+    def _args_model(self, fn: Callable[..., Any], arg_docs: dict[str, str]) -> type[BaseModel]:
+        hints = get_type_hints(fn, include_extras=True)
+        fields: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ToolRegistrationError(f"tool {self.name!r}: *args/**kwargs cannot be described to a model")
+            annotation = hints.get(param.name, Any)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
+        return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI-format tool schema sent to the model."""
+        params = self.args_model.model_json_schema()
+        params.pop("title", None)
+        for prop in params.get("properties", {}).values():
+            prop.pop("title", None)
+        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": params}}
+
+    def parse_arguments(self, raw: str) -> dict[str, Any]:
+        """Parse and validate the model's JSON arguments; raise ``ToolArgumentsError`` saying what is wrong."""
+        try:
+            data = json.loads(raw) if raw and raw.strip() else {}
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ToolArgumentsError(f"arguments are not valid JSON ({exc}); send a JSON object") from None
+        if not isinstance(data, dict):
+            raise ToolArgumentsError(f"arguments must be a JSON object, got {type(data).__name__}")
+        try:
+            validated = self.args_model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolArgumentsError(f"invalid arguments for {self.name}: {problems}") from None
+        return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+    async def invoke(self, arguments: dict[str, Any]) -> Any:
+        """Run the tool with validated arguments, bounded by its timeout (sync tools run in a thread)."""
+        if self.is_async:
+            call = self.fn(**arguments)
+        else:
+            call = asyncio.to_thread(self.fn, **arguments)
+        try:
+            return await asyncio.wait_for(call, timeout=self.timeout_s)
+        except TimeoutError:
+            raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(*, name: str | None = None, description: str | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None,
+         timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Any:
+    """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…)``.
+
+    The schema comes from the type hints and the docstring (summary and ``Args:``).
+    """
+    if fn is not None:
+        return Tool(fn)
+    return lambda f: Tool(f, name=name, description=description, timeout_s=timeout_s)

@@ -1,0 +1,158 @@
+"""The event log: typed, append-only records of everything a run does.
+
+Every view (``RunResult``, DataFrames, widgets, stores) is a projection of
+these events.  Each event carries the run's identity (run id, agent, owner,
+tags) so any table built from them can be grouped by it.  The log holds
+enough to rebuild the conversation: the initial messages, every assistant
+message and every tool result.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from executus_nb.types.status import RunStatus
+from executus_nb.types.usage import Usage
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong, as shown to users: a type name and a message (secrets redacted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+    provider: str | None = None
+    status_code: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    agent: str
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    seq: int = 0
+    ts: datetime = Field(default_factory=utcnow)
+
+
+class RunStarted(_EventBase):
+    """A run began; holds the initial conversation so a run can be rebuilt."""
+
+    kind: Literal["run_started"] = "run_started"
+    prompt: str
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[str] = []
+    max_steps: int
+    max_runtime_s: float | None = None
+
+
+class ModelCallStarted(_EventBase):
+    """A model call is about to be sent (``turn`` counts model calls from 1)."""
+
+    kind: Literal["model_call_started"] = "model_call_started"
+    step: int
+    turn: int
+    model: str
+
+
+class ModelCallFinished(_EventBase):
+    """A model call returned an assistant message, or failed with ``error``."""
+
+    kind: Literal["model_call_finished"] = "model_call_finished"
+    step: int
+    turn: int
+    model: str
+    message: dict[str, Any] | None = None
+    usage: Usage = Usage()
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    cached: bool = False
+    error: ErrorInfo | None = None
+
+
+class ToolCallStarted(_EventBase):
+    """The model asked for a tool; ``arguments`` is the raw JSON text it sent."""
+
+    kind: Literal["tool_call_started"] = "tool_call_started"
+    step: int
+    turn: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolCallFinished(_EventBase):
+    """A tool call ended; ``result`` is exactly what the model is shown."""
+
+    kind: Literal["tool_call_finished"] = "tool_call_finished"
+    step: int
+    turn: int
+    call_id: str
+    name: str
+    result: str
+    error: ErrorInfo | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+
+
+class ApprovalRequested(_EventBase):
+    """A tool call waits for a human (or ``on_ask``) decision."""
+
+    kind: Literal["approval_requested"] = "approval_requested"
+    step: int
+    call_id: str
+    name: str
+    arguments: str
+    rule: str | None = None
+
+
+class ApprovalResolved(_EventBase):
+    """The decision on a tool call: ``allow`` or ``deny``, by whom."""
+
+    kind: Literal["approval_resolved"] = "approval_resolved"
+    step: int
+    call_id: str
+    name: str
+    decision: Literal["allow", "deny"]
+    rule: str | None = None
+    by: str = "policy"
+
+
+class RunFinished(_EventBase):
+    """The run reached a final status; ``output`` is set only on success."""
+
+    kind: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+    output: Any = None
+    error: ErrorInfo | None = None
+    usage: Usage = Usage()
+    steps: int = 0
+
+
+Event = Annotated[
+    Union[
+        RunStarted,
+        ModelCallStarted,
+        ModelCallFinished,
+        ToolCallStarted,
+        ToolCallFinished,
+        ApprovalRequested,
+        ApprovalResolved,
+        RunFinished,
+    ],
+    Field(discriminator="kind"),
+]
