@@ -63,7 +63,7 @@ class Executor:
     def resolve_model(self, agent: Agent) -> ModelSpec:
         """The model an agent's run will call: its own, its tier's, or the executor's default."""
         if agent.model is not None:
-            return agent.model
+            return ModelSpec.model_validate(agent.model)  # also a name set by model_copy(update=…)
         if agent.tier is not None:
             if agent.tier not in self.tiers:
                 raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")

@@ -42,6 +42,7 @@ class Run:
         self._task: asyncio.Future[Any] | None = None
         self._started = False
         self._cancel_requested = False
+        self._view: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -93,10 +94,23 @@ class Run:
     def done(self) -> bool:
         return self._future.done()
 
-    def wait(self, timeout: float | None = None) -> RunResult:
-        """Block until the run finishes and return its result (works inside Jupyter too)."""
+    def wait(self, timeout: float | None = None, *, quiet: bool = False) -> RunResult:
+        """Block until the run finishes and return its result (works inside Jupyter too).
+
+        In a terminal it prints one line per step unless ``quiet=True``.
+        """
         if self._future.done():
             return self._future.result()
+        from executus_nb.nb.console import StepPrinter, in_notebook
+
+        printer = None if quiet or in_notebook() else StepPrinter(self.log)
+        try:
+            return self._wait(timeout)
+        finally:
+            if printer is not None:
+                printer.close()
+
+    def _wait(self, timeout: float | None) -> RunResult:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -152,6 +166,20 @@ class Run:
         from executus_nb.frames import usage_df
 
         return usage_df(self.log.events)
+
+    # -- notebook display ------------------------------------------------------------
+    def view(self) -> Any:
+        """The run's live ``RunView`` (created once, on first use; imports ipywidgets)."""
+        if self._view is None:
+            from executus_nb.nb.runview import RunView
+
+            self._view = RunView(self)
+        return self._view
+
+    def _ipython_display_(self) -> None:
+        from executus_nb.nb.display import show
+
+        show(self.view())
 
     def __repr__(self) -> str:
         if self.result is not None:

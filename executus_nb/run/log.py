@@ -34,9 +34,15 @@ class RunLog:
                 logger.exception("event subscriber %r failed", notify)
         return event
 
-    def subscribe(self, notify: Subscriber) -> Callable[[], None]:
-        """Call ``notify(event)`` for every later event; returns a function that unsubscribes."""
+    def subscribe(self, notify: Subscriber, *, replay: bool = False) -> Callable[[], None]:
+        """Call ``notify(event)`` for every later event (and, with ``replay``, every earlier one).
+
+        Returns a function that unsubscribes.
+        """
         with self._lock:
+            if replay:
+                for event in self.events:
+                    notify(event)
             self._subscribers.append(notify)
 
         def unsubscribe() -> None:

@@ -109,6 +109,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
+_URL_DELIMITERS = frozenset("/:@?#[]\\% ")
 _DNS_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*\.?$")
 
 
@@ -294,10 +295,12 @@ def _parse_allow_list(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPN
             continue
         except ValueError:
             pass
-        try:
-            name = httpx.URL(f"http://{entry}/").raw_host.decode("ascii").lower().rstrip(".")
-        except (httpx.InvalidURL, UnicodeError):
-            name = ""
+        name = entry.lower().rstrip(".")
+        if not name.isascii() and not _URL_DELIMITERS.intersection(name):
+            try:  # the same IDNA encoding httpx applies to URL hosts
+                name = httpx.URL(f"http://{name}/").raw_host.decode("ascii").rstrip(".")
+            except (httpx.InvalidURL, UnicodeError):
+                name = ""
         if not name or not _DNS_NAME.match(name):
             raise ConfigError(
                 f"allow_private entry {entry!r} is neither a host name nor a CIDR network; "

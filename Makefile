@@ -1,0 +1,51 @@
+# executus_nb — two commands: `make demo` (run the quickstart offline) and `make test` (everything).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export JUPYTER_PLATFORM_DIRS := 1
+
+.PHONY: demo lab test test-unit test-notebooks test-browser notebooks bench chromium clean
+
+$(VENV)/.demo: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[notebook]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo
+
+## demo: execute notebooks/01_quickstart.ipynb headless on the sim/ model; HTML under build/
+demo: $(VENV)/.demo
+	$(PY) scripts/demo.py notebooks/01_quickstart.ipynb build/
+
+## lab: JupyterLab on notebooks/
+lab: $(VENV)/.demo
+	$(VENV)/bin/jupyter lab notebooks/
+
+## chromium: Debian's Chromium for the browser tests (installed when missing)
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+## test: unit tests, every notebook under strict nbval, and the real-browser test
+test: $(VENV)/.dev chromium
+	$(PY) -m pytest -n 2 --dist loadfile tests \
+	    --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
+
+## notebooks: re-execute every notebook in place (the committed outputs)
+notebooks: $(VENV)/.demo
+	for nb in notebooks/*.ipynb; do \
+	    $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
+
+## bench: the benchmarks in bench/ (medians and ratios, not tests)
+bench: $(VENV)/.dev
+	for b in bench/bench_*.py; do $(PY) "$$b" || exit 1; done
+
+clean:
+	rm -rf build .venv

@@ -1,0 +1,104 @@
+"""``RunView``: the live widget of one run — header, timeline, details, Cancel and error panel.
+
+It subscribes to the run's event log and redraws through a ``Throttle`` (at
+most ~10 times a second); a finished run's view draws its final state and
+stops listening.  The Cancel button hands its work to the run's loop, so it
+works whether or not a cell is busy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from executus_nb.nb.html import render_body, render_html, render_text, root_classes
+from executus_nb.nb.summary import summarize
+from executus_nb.nb.throttle import Throttle
+
+if TYPE_CHECKING:
+    from executus_nb.run.handle import Run
+
+
+class RunView:
+    """A live view of ``run``; ``widget`` is the ipywidgets root to display."""
+
+    def __init__(self, run: Run, refresh_hz: float = 10.0):
+        self.run = run
+        self._body = widgets.HTML()
+        self._cancel = widgets.Button(description="Cancel", icon="stop", button_style="warning",
+                                      tooltip="Cancel this run (steps so far are kept)")
+        self._cancel.add_class("executus-cancel")
+        self._cancel.on_click(lambda _button: self.run.cancel())
+        self._extras = widgets.VBox()
+        self.widget = widgets.VBox([self._body, self._extras, self._cancel])
+        self._classes: list[str] = []
+        self._throttle = Throttle(self.redraw, interval_s=1.0 / refresh_hz)
+        self._unsubscribe = None
+        self._final_callbacks: list[Any] = []
+        self.redraw()
+        if not self._final:
+            self._unsubscribe = run.log.subscribe(self._on_event)
+
+    @property
+    def _final(self) -> bool:
+        return self.run.status.is_final
+
+    def _on_event(self, event: Any) -> None:
+        if getattr(event, "kind", None) == "run_finished":
+            self.close()
+            self.redraw()
+            for callback in self._final_callbacks:
+                callback()
+            self._final_callbacks.clear()
+        elif getattr(event, "kind", None) in ("approval_requested", "approval_resolved"):
+            self._throttle.flush()
+        else:
+            self._throttle.poke()
+
+    def on_final(self, callback: Any) -> None:
+        """Call ``callback()`` once the run has finished and the view drew its final state."""
+        if self._final:
+            callback()
+        else:
+            self._final_callbacks.append(callback)
+
+    def close(self) -> None:
+        """Stop listening to the run (done automatically when it finishes)."""
+        self._throttle.close()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def redraw(self) -> None:
+        """Render the current state of the log into the widget."""
+        summary = summarize(self.run.log.events)
+        classes = root_classes(summary)
+        if classes != self._classes:
+            for old in self._classes:
+                if old not in classes:
+                    self.widget.remove_class(old)
+            for new in classes:
+                if new not in self._classes:
+                    self.widget.add_class(new)
+            self._classes = classes
+        self._body.value = render_body(summary)
+        final = summary.status.is_final
+        if final and self._cancel.layout.display != "none":
+            self._cancel.layout.display = "none"
+
+    # -- renderings ------------------------------------------------------------------
+    def html(self) -> str:
+        """The static HTML of the current state."""
+        return render_html(summarize(self.run.log.events))
+
+    def text(self) -> str:
+        """The compact text of the current state."""
+        return render_text(summarize(self.run.log.events), steps=False)
+
+    def mimebundle(self) -> dict[str, Any]:
+        """Widget view plus static ``text/html`` and ``text/plain`` fallbacks."""
+        bundle = self.widget._repr_mimebundle_()
+        bundle["text/plain"] = self.text()
+        bundle["text/html"] = self.html()
+        return bundle
