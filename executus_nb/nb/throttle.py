@@ -2,7 +2,8 @@
 
 Jupyter Server drops widget messages above ~1,000 a second and every redraw
 costs the run time: a view redraws at most once per ``interval_s``, at once
-when ``flush(now=True)`` (a final state), and ticks slowly while idle.
+on ``flush()`` (a state the user must see now), and ticks slowly while idle
+so elapsed time keeps moving during a long model call.
 """
 
 from __future__ import annotations
@@ -20,49 +21,49 @@ class Throttle:
         self.interval_s = interval_s
         self.idle_tick_s = idle_tick_s
         self._last = 0.0
-        self._handle: asyncio.Handle | None = None
+        self._pending: asyncio.TimerHandle | None = None
+        self._tick: asyncio.TimerHandle | None = None
         self._closed = False
         self.draws = 0
 
     def poke(self) -> None:
-        """Something changed: draw now if the last draw is old enough, else soon."""
-        if self._closed:
+        """Something changed: draw now if the last draw is old enough, else once the interval has passed."""
+        if self._closed or self._pending is not None:
             return
         wait = self._last + self.interval_s - time.monotonic()
         if wait <= 0:
             self._fire()
-        elif self._handle is None:
-            self._schedule(wait)
+        else:
+            self._pending = self._later(wait)
 
     def flush(self) -> None:
-        """Draw immediately (a state change the user must see now)."""
-        self._cancel()
-        self._fire()
+        """Draw immediately."""
+        if not self._closed:
+            self._fire()
 
     def close(self) -> None:
         """Stop all future draws."""
         self._closed = True
-        self._cancel()
+        for handle in (self._pending, self._tick):
+            if handle is not None:
+                handle.cancel()
+        self._pending = self._tick = None
 
-    def _schedule(self, delay: float) -> None:
+    def _later(self, delay: float) -> asyncio.TimerHandle | None:
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._fire()
-            return
-        self._handle = loop.call_later(delay, self._fire)
-
-    def _cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+            return asyncio.get_running_loop().call_later(delay, self._fire)
+        except RuntimeError:  # no loop in this thread: nothing to defer to
+            return None
 
     def _fire(self) -> None:
-        self._handle = None
+        for handle in (self._pending, self._tick):
+            if handle is not None:
+                handle.cancel()
+        self._pending = self._tick = None
         if self._closed:
             return
         self._last = time.monotonic()
         self.draws += 1
         self._draw()
-        if self.idle_tick_s and not self._closed:
-            self._schedule(self.idle_tick_s)
+        if self.idle_tick_s:
+            self._tick = self._later(self.idle_tick_s)
