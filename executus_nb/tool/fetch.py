@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from executus_nb.errors import ToolError
+from executus_nb.errors import ToolError, UserError
 from executus_nb.tool.ssrf import CheckedURL, parse_url, resolve_checked
 
 __all__ = ["FetchResult", "fetch_text", "html_to_text"]
@@ -68,7 +68,13 @@ async def fetch_text(
 
     Raises ``SSRFBlocked`` if any hop is refused by the guard and ``ToolError``
     on network failure, a non-text body, too many redirects or ``timeout_s``.
+    ``allow_private`` is passed to the guard for every hop (see ``ssrf``).
     """
+    if max_bytes < 1 or timeout_s <= 0 or max_redirects < 0:
+        raise UserError(
+            f"fetch_text needs max_bytes >= 1, timeout_s > 0 and max_redirects >= 0; "
+            f"got {max_bytes}, {timeout_s}, {max_redirects}"
+        )
     allow = (allow_private,) if isinstance(allow_private, str) else tuple(allow_private)
     try:
         # One deadline for the whole fetch: httpx's timeouts are per read, so
@@ -79,9 +85,7 @@ async def fetch_text(
         raise ToolError(f"fetching {url!r} took longer than {timeout_s:g} s; try again or another URL") from None
 
 
-async def _fetch(
-    url: str, max_bytes: int, timeout_s: float, max_redirects: int, allow: tuple[str, ...]
-) -> FetchResult:
+async def _fetch(url: str, max_bytes: int, timeout_s: float, max_redirects: int, allow: tuple[str, ...]) -> FetchResult:
     """Follow redirects by hand so each hop is re-checked and pinned."""
     current: str | httpx.URL = url
     for hop in range(max_redirects + 1):
@@ -132,7 +136,7 @@ def pinned_request(client: httpx.AsyncClient, checked: CheckedURL, address_index
     """
     ip = checked.addresses[address_index]
     target = checked.url.copy_with(host=str(ip), userinfo=b"", fragment=None)
-    extensions = {"sni_hostname": checked.host} if checked.url.scheme == "https" else {}
+    extensions = {"sni_hostname": checked.host.rstrip(".")} if checked.url.scheme == "https" else {}
     headers = {
         "Host": checked.url.netloc.decode("ascii"),
         "User-Agent": USER_AGENT,
@@ -160,7 +164,9 @@ async def _read(url: str, checked: CheckedURL, response: httpx.Response, max_byt
     """Read at most ``max_bytes`` of a text body and decode it."""
     mime = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if mime and not _is_text(mime):
-        raise ToolError(f"{str(checked.url)!r} returned {mime!r}, which is not text; only text and HTML pages can be read")
+        raise ToolError(
+            f"{str(checked.url)!r} returned {mime!r}, which is not text; only text and HTML pages can be read"
+        )
     body = bytearray()
     truncated = False
     try:
@@ -180,7 +186,8 @@ async def _read(url: str, checked: CheckedURL, response: httpx.Response, max_byt
     data = bytes(body)
     if not mime and b"\x00" in data[:4096]:
         raise ToolError(f"{str(checked.url)!r} returned binary data without a content type; only text can be read")
-    is_html = mime in _HTML_TYPES or (not mime and data[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")))
+    sniffed_html = data[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+    is_html = mime in _HTML_TYPES or (not mime and sniffed_html)
     text = _decode(data, response.charset_encoding or (_meta_charset(data) if is_html else None), final=not truncated)
     return FetchResult(
         url=url,
