@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from types import ModuleType
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -25,6 +26,9 @@ def litellm() -> ModuleType:
     with _lock:
         if _module is None:
             os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+            # pydantic warns about litellm's own TypedDicts when it streams; the
+            # warning is about litellm's code, not the user's, and would land in cells.
+            warnings.filterwarnings("ignore", message=r".*using the `ReadOnly` qualifier", category=UserWarning)
             import litellm as lm
 
             lm.suppress_debug_info = True
