@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from executus_nb.errors import ConfigError
+from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
 
@@ -35,6 +35,14 @@ class Agent(BaseModel):
     max_tool_output_chars: int = Field(default=20_000, ge=100)
     owner: str | None = None
     tags: tuple[str, ...] = ()
+
+    def __init__(self, **data: Any) -> None:
+        # A bad agent is a ConfigError (part of the package's error tree), and its message
+        # never echoes the input, which may hold an API key in a model dict.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, f"agent {data.get('name', 'agent')!r}") from None
 
     @field_validator("model", mode="before")
     @classmethod

@@ -94,3 +94,16 @@ class ToolTimeoutError(ToolError):
 
 class ToolDenied(ToolError):
     """A tool call was refused by the policy or by a person."""
+
+
+def config_error(exc: Exception, what: str) -> ConfigError:
+    """A ``ConfigError`` from a pydantic ``ValidationError``: each field and what is wrong with it.
+
+    The input values are left out on purpose: a model dict may hold an API key.
+    """
+    problems = []
+    for err in exc.errors():  # type: ignore[attr-defined]
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        loc = ".".join(str(part) for part in err.get("loc", ()))
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    return ConfigError(f"invalid {what}: " + "; ".join(problems))

@@ -46,7 +46,9 @@ RUN_COLUMNS: dict[str, str] = {
 
 
 def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(columns))
+    # Built as object first: text columns stay ``object`` with None for missing, whatever
+    # pandas would infer (pandas 3 infers ``str`` only when a column happens to hold text).
+    df = pd.DataFrame(rows, columns=list(columns), dtype=object)
     for name, dtype in columns.items():
         if dtype == _TIME:
             df[name] = pd.to_datetime(df[name], utc=True).astype(_TIME)

@@ -45,6 +45,11 @@ def _message_dict(message: Any) -> dict[str, Any]:
 
 
 def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
+    # A stream that fails before its first chunk is the provider's own error, not a mid-stream one:
+    # report it as such, so a call fails the same way streamed or not.
+    original = getattr(exc, "original_exception", None)
+    if getattr(exc, "is_pre_first_chunk", False) and isinstance(original, Exception):
+        exc = original
     secrets = spec.secrets() + environment_secrets()
     status = getattr(exc, "status_code", None)
     provider = getattr(exc, "llm_provider", None) or spec.provider or None

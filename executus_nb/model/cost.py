@@ -14,8 +14,8 @@ _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 _registered: set[str] = set()
 
 
-def register_prices(prices: Mapping[str, Mapping[str, Any]]) -> None:
-    """Register per-token prices with litellm for models its cost map lacks.
+def price_entries(prices: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check ``prices`` and build litellm cost-map entries (no litellm import).
 
     ``prices`` maps a model name to ``{"input_cost_per_token": …, "output_cost_per_token": …}``.
     """
@@ -32,6 +32,12 @@ def register_prices(prices: Mapping[str, Mapping[str, Any]]) -> None:
             "cache_creation_input_token_cost": 0.0,
             **price,
         }
+    return entries
+
+
+def register_prices(prices: Mapping[str, Mapping[str, Any]]) -> None:
+    """Register per-token prices with litellm for models its cost map lacks (see ``price_entries``)."""
+    entries = price_entries(prices)
     if entries:
         litellm().register_model(entries)
         _registered.update(entries)

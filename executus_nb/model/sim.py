@@ -100,10 +100,24 @@ def scripted(turns: list[SimTurn], latency_s: float = 0.0) -> str:
 
 
 def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float = 0.0, name: str | None = None) -> str:
-    """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call."""
-    base = name or getattr(fn, "__name__", "fn")
-    key = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
-    return _register(key, _SimModel(None, fn, float(latency_s)))
+    """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call.
+
+    The model name is ``sim/fn-<name>`` (``name`` or the function's name).  An
+    explicit ``name`` given again replaces the earlier model; without one, a
+    different function with a name already in use (two lambdas) gets a
+    numbered name, so one model never silently answers for another.
+    """
+    base = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name or getattr(fn, "__name__", "fn"))
+    sim_model = _SimModel(None, fn, float(latency_s))
+    if name is not None:
+        return _register(base, sim_model)
+    with _registry_lock:
+        key, n = base, 1
+        while key in _registry and _registry[key].fn != fn:
+            n += 1
+            key = f"{base}-{n}"
+        _registry[key] = sim_model
+    return PREFIX + key
 
 
 def echo() -> str:

@@ -6,9 +6,9 @@ import os
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from executus_nb.errors import ConfigError
+from executus_nb.errors import ConfigError, config_error
 
 _SECRET_NAME = re.compile(r"(key|secret|token|password|credential)", re.IGNORECASE)
 _MIN_SECRET_LEN = 6
@@ -25,6 +25,14 @@ class ModelSpec(BaseModel):
 
     name: str
     params: dict[str, Any] = {}
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> ModelSpec:
+        """Build a spec; a bad one raises ``ConfigError`` whose message never shows the input (secrets)."""
+        try:
+            return super().model_validate(obj, **kwargs)
+        except ValidationError as exc:
+            raise config_error(exc, "model") from None
 
     @model_validator(mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from executus_nb.nb.html import render_body, render_html, render_text, root_classes
-from executus_nb.nb.summary import summarize
+from executus_nb.nb.summary import RunSummary, summarize
 from executus_nb.nb.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -31,7 +31,9 @@ class RunView:
         self._cancel.add_class("executus-cancel")
         self._cancel.on_click(lambda _button: self.run.cancel())
         self._extras = widgets.VBox()
-        self.widget = widgets.VBox([self._body, self._extras, self._cancel])
+        self.widget = widgets.VBox([self._body, self._extras, self._cancel],
+                                   layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px",
+                                                         max_width="1000px"))
         self._classes: list[str] = []
         self._throttle = Throttle(self.redraw, interval_s=1.0 / refresh_hz)
         self._unsubscribe = None
@@ -70,9 +72,14 @@ class RunView:
             self._unsubscribe()
             self._unsubscribe = None
 
+    def summary(self) -> RunSummary:
+        """The current state of the run, folded from its log."""
+        run = self.run
+        return summarize(run.log.events, run_id=run.run_id, agent=run.agent.name, model=run.model)
+
     def redraw(self) -> None:
         """Render the current state of the log into the widget."""
-        summary = summarize(self.run.log.events)
+        summary = self.summary()
         classes = root_classes(summary)
         if classes != self._classes:
             for old in self._classes:
@@ -90,15 +97,19 @@ class RunView:
     # -- renderings ------------------------------------------------------------------
     def html(self) -> str:
         """The static HTML of the current state."""
-        return render_html(summarize(self.run.log.events))
+        return render_html(self.summary())
 
     def text(self) -> str:
         """The compact text of the current state."""
-        return render_text(summarize(self.run.log.events), steps=False)
+        return render_text(self.summary(), steps=False)
 
     def mimebundle(self) -> dict[str, Any]:
-        """Widget view plus static ``text/html`` and ``text/plain`` fallbacks."""
-        bundle = self.widget._repr_mimebundle_()
+        """What Jupyter displays: widget view plus static ``text/html`` and ``text/plain``.
+
+        A finished run needs no kernel, so its bundle is static only: it renders the
+        same in JupyterLab, nbconvert, nbviewer and GitHub, with no widget state to save.
+        """
+        bundle = {} if self._final else dict(self.widget._repr_mimebundle_())
         bundle["text/plain"] = self.text()
         bundle["text/html"] = self.html()
         return bundle

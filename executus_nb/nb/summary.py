@@ -89,12 +89,15 @@ def _messages_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def summarize(events: list[Any], now: datetime | None = None) -> RunSummary:
-    """Fold a (possibly unfinished) event log into a ``RunSummary``."""
+def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "?", agent: str = "?",
+              model: str = "") -> RunSummary:
+    """Fold a (possibly unfinished) event log into a ``RunSummary``.
+
+    ``run_id``, ``agent`` and ``model`` name a run that has not started yet (no events).
+    """
     start = next((ev for ev in events if isinstance(ev, RunStarted)), None)
     if start is None:
-        first = events[0] if events else None
-        return RunSummary(run_id=getattr(first, "run_id", "?"), agent=getattr(first, "agent", "?"), status=RunStatus.QUEUED)
+        return RunSummary(run_id=run_id, agent=agent, status=RunStatus.QUEUED, models=[model] if model else [])
     summary = RunSummary(run_id=start.run_id, agent=start.agent, status=RunStatus.RUNNING)
     t0 = start.ts
     steps: dict[int, StepView] = {}

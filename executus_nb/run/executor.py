@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, UserError
+from executus_nb.model.cost import price_entries
 from executus_nb.model.spec import ModelSpec
 from executus_nb.run.background import background_loop
 from executus_nb.run.handle import Run
@@ -54,6 +55,7 @@ class Executor:
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers = _tier_specs(tiers or {})
         self.prices = {k: dict(v) for k, v in (prices or {}).items()}
+        price_entries(self.prices)  # a bad price is a ConfigError here, not a failed run later
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.ports = ports or Ports()
         self.runs: list[Run] = []
@@ -87,8 +89,7 @@ class Executor:
         state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports)
 
         async def body(run: Run) -> None:
-            await self._ensure_backend()
-            await run_agent(state, prompt)
+            await run_agent(state, prompt, prepare=self._ensure_backend)
 
         run = Run(run_id, agent, prompt, spec.name, log, body)
         self.runs.append(run)
@@ -119,9 +120,18 @@ class Executor:
 
     async def arun(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
                    tags: Iterable[str] = ()) -> RunResult:
-        """Run to the end on the current loop and return the result."""
+        """Run to the end on the current loop and return the result.
+
+        The run is its own task: ``run.cancel()`` stops the run only, and cancelling
+        the caller cancels the run too and is re-raised (never swallowed).
+        """
         run, _ = self._prepare(agent, prompt, run_id, owner, tags)
-        return await run._main()
+        run._schedule(asyncio.get_running_loop())
+        try:
+            return await run
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
 
     # -- analysis --------------------------------------------------------------------
     def runs_df(self) -> pd.DataFrame:

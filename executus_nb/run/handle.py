@@ -61,6 +61,8 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._started = True
+        if self._cancel_requested:  # cancel() came before this task first ran
+            self._cancel_in_loop()
         try:
             await self._body(self)
         finally:
@@ -86,8 +88,9 @@ class Run:
         return True
 
     def _cancel_in_loop(self) -> None:
-        if self._started and self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        if self._started and task is not None and not task.done() and not task.cancelling():
+            task.cancel()
 
     # -- waiting -------------------------------------------------------------------
     @property
@@ -121,7 +124,8 @@ class Run:
             import nest_asyncio2
 
             nest_asyncio2.apply(running)
-            waiter = asyncio.wait_for(asyncio.wrap_future(self._future), timeout)
+            # shield: a timed-out wait must not cancel the result future of a run that goes on
+            waiter = asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._future)), timeout)
             try:
                 return running.run_until_complete(waiter)
             except TimeoutError:
@@ -135,7 +139,8 @@ class Run:
         return f"run {self.run_id} has not finished after {timeout} s; it goes on — wait again or cancel()"
 
     def __await__(self):
-        return asyncio.wrap_future(self._future).__await__()
+        # shield: a cancelled or timed-out awaiter must not cancel the run's result future
+        return asyncio.shield(asyncio.wrap_future(self._future)).__await__()
 
     # -- projections ---------------------------------------------------------------
     @property

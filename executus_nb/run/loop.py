@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,8 +90,14 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + note, True
 
 
-async def run_agent(state: LoopState, prompt: str) -> None:
-    """Drive one run to a final status, appending every event to ``state.log``."""
+async def run_agent(state: LoopState, prompt: str,
+                    prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Drive one run to a final status, appending every event to ``state.log``.
+
+    ``prepare`` (e.g. the first, slow litellm import) is awaited after ``RunStarted``
+    and outside ``max_runtime_s``, so a run cancelled or failing while it prepares
+    still ends with a ``RunFinished`` that says so.
+    """
     agent, log = state.agent, state.log
     state.messages = initial_messages(agent, prompt)
     log.emit(
@@ -99,6 +106,8 @@ async def run_agent(state: LoopState, prompt: str) -> None:
     )
     output: Any = None
     try:
+        if prepare is not None:
+            await prepare()
         async with asyncio.timeout(agent.max_runtime_s):
             status, output, error = await _turns(state)
     except TimeoutError:

@@ -18,22 +18,46 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DEFAULT_TIMEOUT_S = 60.0
 
 
+_SECTION = re.compile(r"^(\w+(?: \w+)?):\s*$")
+_ARG_SECTIONS = ("Args", "Arguments")
+_SECTIONS = _ARG_SECTIONS + ("Returns", "Return", "Yields", "Raises", "Example", "Examples", "Note", "Notes",
+                             "See Also", "Warning", "Warnings", "Attributes", "Todo")
+_ARG_LINE = re.compile(r"^(\s+)(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+
+
 def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
     """Split a docstring into its summary and per-argument descriptions.
 
-    A small reader for the common ``Args:`` section (Google style); it is a few
-    lines, so a docstring-parsing dependency is not worth adding for it.
+    A small reader for Google-style docstrings: the summary is the text before
+    the first section (``Args:``, ``Returns:``, ``Raises:``…); in ``Args:`` an
+    argument's description may run over more deeply indented lines.  It is a
+    few lines, so a docstring-parsing dependency is not worth adding for it.
     """
-    text = inspect.cleandoc(doc or "")
-    summary, _, rest = text.partition("\nArgs:")
+    summary: list[str] = []
     args: dict[str, str] = {}
-    for line in rest.splitlines():
-        match = re.match(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)$", line)
-        if match:
-            args[match.group(1)] = match.group(2).strip()
-        elif re.match(r"^\S", line):
-            break
-    return summary.strip(), args
+    section: str | None = None
+    current: str | None = None
+    arg_indent = 0
+    for line in inspect.cleandoc(doc or "").splitlines():
+        header = _SECTION.match(line)
+        if header and header.group(1) in _SECTIONS:
+            section, current = header.group(1), None
+            continue
+        if section is None:
+            summary.append(line)
+            continue
+        if section not in _ARG_SECTIONS or not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _ARG_LINE.match(line)
+        if indent == 0:  # unindented text ends the section
+            section, current = "", None
+        elif current is not None and indent > arg_indent:
+            args[current] = f"{args[current]} {line.strip()}".strip()
+        elif match:
+            current, arg_indent = match.group(2), len(match.group(1))
+            args[current] = match.group(3).strip()
+    return "\n".join(summary).strip(), args
 
 
 class Tool:
@@ -60,7 +84,9 @@ class Tool:
                 raise ToolRegistrationError(f"tool {self.name!r}: *args/**kwargs cannot be described to a model")
             annotation = hints.get(param.name, Any)
             default = ... if param.default is inspect.Parameter.empty else param.default
-            fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
+            # An explicit description=None would erase one given by Annotated[..., Field(description=…)].
+            doc = {"description": arg_docs[param.name]} if param.name in arg_docs else {}
+            fields[param.name] = (annotation, Field(default, **doc))
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
     @property
