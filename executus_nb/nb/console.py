@@ -7,17 +7,9 @@ from typing import Any, TextIO
 
 from executus_nb.nb.html import render_text, step_line
 from executus_nb.nb.summary import summarize
+from executus_nb.run.jupyter import in_notebook  # noqa: F401  (re-exported for the Run handle)
 
 _STEP_END = ("model_call_finished", "tool_call_finished")
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (IPython with a kernel attached)."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return False
-    shell = ipython_mod.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class StepPrinter:

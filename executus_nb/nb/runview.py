@@ -8,6 +8,7 @@ works whether or not a cell is busy.
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -35,6 +36,7 @@ class RunView:
                                    layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px",
                                                          max_width="1000px"))
         self._classes: list[str] = []
+        self._asking: tuple[str, ...] = ()
         self._throttle = Throttle(self.redraw, interval_s=1.0 / refresh_hz)
         self._unsubscribe = None
         self._final_callbacks: list[Any] = []
@@ -53,8 +55,8 @@ class RunView:
             for callback in self._final_callbacks:
                 callback()
             self._final_callbacks.clear()
-        elif getattr(event, "kind", None) in ("approval_requested", "approval_resolved"):
-            self._throttle.flush()
+        elif getattr(event, "kind", None) == "approval_requested" or getattr(event, "call_id", None) in self._asking:
+            self._throttle.flush()  # a person must see a question (and its answer) at once
         else:
             self._throttle.poke()
 
@@ -90,9 +92,39 @@ class RunView:
                     self.widget.add_class(new)
             self._classes = classes
         self._body.value = render_body(summary)
+        self._show_approvals(summary)
         final = summary.status.is_final
         if final and self._cancel.layout.display != "none":
             self._cancel.layout.display = "none"
+
+    def _show_approvals(self, summary: RunSummary) -> None:
+        waiting = [p for p in summary.pending if p.call_id in self.run.approvals.pending]
+        keys = tuple(p.call_id for p in waiting)
+        if keys == self._asking:
+            return
+        self._asking = keys
+        self._extras.children = [self._approval_row(p) for p in waiting]
+
+    def _approval_row(self, request: Any) -> widgets.Widget:
+        """Approve / Deny / Always allow for one waiting tool call."""
+        label = widgets.HTML(
+            f'<div class="executus-approval" style="padding:4px 6px;border-left:4px solid #bf8700;background:#fff8c5">'
+            f"Approve tool call <b>{html.escape(request.name)}</b>"
+            f"<code>{html.escape(request.arguments[:500])}</code>"
+            f'{" — rule: " + html.escape(request.rule) if request.rule else ""}</div>'
+        )
+        buttons = []
+        for text, css, style, act in (
+            ("Approve", "executus-approve", "success", lambda: self.run.approve(request.call_id)),
+            ("Deny", "executus-deny", "danger", lambda: self.run.deny(request.call_id)),
+            ("Always allow for this run", "executus-always", "",
+             lambda: self.run.approve(request.call_id, always=True)),
+        ):
+            button = widgets.Button(description=text, button_style=style, layout=widgets.Layout(width="auto"))
+            button.add_class(css)
+            button.on_click(lambda _b, act=act: act())
+            buttons.append(button)
+        return widgets.VBox([label, widgets.HBox(buttons)])
 
     # -- renderings ------------------------------------------------------------------
     def html(self) -> str:

@@ -11,11 +11,13 @@ from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, UserError
 from executus_nb.model.cost import price_entries
 from executus_nb.model.spec import ModelSpec
+from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop
 from executus_nb.run.handle import Run
+from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, run_agent
-from executus_nb.run.ports import Ports
+from executus_nb.run.ports import Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.result import RunResult
@@ -40,7 +42,8 @@ class Executor:
     ``model`` is the default for agents that give neither model nor tier; ``tiers``
     maps a tier name to a model (or a list, first one used); ``prices`` registers
     per-token prices for models litellm does not know; ``tools`` are the
-    executor's registry, searched before the default one for tools named by string.
+    executor's registry, searched before the default one for tools named by string;
+    ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Executor:
         prices: Mapping[str, Mapping[str, float]] | None = None,
         tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
         ports: Ports | None = None,
+        policy: ToolGate | None = None,
     ):
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers = _tier_specs(tiers or {})
@@ -58,6 +62,8 @@ class Executor:
         price_entries(self.prices)  # a bad price is a ConfigError here, not a failed run later
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.ports = ports or Ports()
+        if policy is not None:
+            self.ports.gate = policy
         self.runs: list[Run] = []
         self._prices_registered = False
 
@@ -86,12 +92,13 @@ class Executor:
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
         log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))
-        state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports)
+        approvals = Approvals(interactive=in_notebook)
+        state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports, approvals=approvals)
 
         async def body(run: Run) -> None:
             await run_agent(state, prompt, prepare=self._ensure_backend)
 
-        run = Run(run_id, agent, prompt, spec.name, log, body)
+        run = Run(run_id, agent, prompt, spec.name, log, body, approvals)
         self.runs.append(run)
         return run, state
 

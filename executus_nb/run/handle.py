@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.errors import UserError
+from executus_nb.run.approval import Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.types.events import RunStarted
 from executus_nb.types.result import RunResult
@@ -29,12 +30,13 @@ class Run:
     """A started run.  ``result`` is None until it finishes; ``wait()`` or ``await run`` give it."""
 
     def __init__(self, run_id: str, agent: Agent, prompt: str, model: str, log: RunLog,
-                 body: Callable[[Run], Awaitable[None]]):
+                 body: Callable[[Run], Awaitable[None]], approvals: Approvals | None = None):
         self.run_id = run_id
         self.agent = agent
         self.prompt = prompt
         self.model = model
         self.log = log
+        self.approvals = approvals or Approvals(interactive=lambda: False)
         self.result: RunResult | None = None
         self._body = body
         self._future: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
@@ -87,6 +89,14 @@ class Run:
             self._loop.call_soon_threadsafe(self._cancel_in_loop)
         return True
 
+    def approve(self, call_id: str | None = None, *, always: bool = False) -> bool:
+        """Allow a tool call waiting for approval (the oldest if no ``call_id``); any thread."""
+        return self.approvals.resolve(call_id, "allow", by="user", always=always)
+
+    def deny(self, call_id: str | None = None) -> bool:
+        """Deny a tool call waiting for approval (the oldest if no ``call_id``); any thread."""
+        return self.approvals.resolve(call_id, "deny", by="user")
+
     def _cancel_in_loop(self) -> None:
         task = self._task
         if self._started and task is not None and not task.done() and not task.cancelling():
@@ -104,7 +114,8 @@ class Run:
         """
         if self._future.done():
             return self._future.result()
-        from executus_nb.nb.console import StepPrinter, in_notebook
+        from executus_nb.nb.console import StepPrinter
+        from executus_nb.run.jupyter import in_notebook
 
         printer = None if quiet or in_notebook() else StepPrinter(self.log)
         try:

@@ -21,10 +21,12 @@ from executus_nb.agent import Agent
 from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
 from executus_nb.model.call import complete
 from executus_nb.model.spec import ModelSpec
+from executus_nb.run.approval import Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.run.ports import Ports, ToolCallRequest
 from executus_nb.tool.decorator import Tool
 from executus_nb.types.events import (
+    ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
     ModelCallFinished,
@@ -56,6 +58,7 @@ class LoopState:
     spec: ModelSpec
     tools: dict[str, Tool]
     ports: Ports
+    approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 1
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
@@ -212,13 +215,17 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
         raise UnknownToolError(f"no tool named {name!r}; available tools: {sorted(state.tools)}")
     arguments = tool.parse_arguments(raw)
     identity = state.log.identity
-    verdict = await state.ports.gate.decide(ToolCallRequest(
+    request = ToolCallRequest(
         run_id=identity["run_id"], agent=identity["agent"], step=step, call_id=call_id,
-        name=name, arguments=arguments, raw_arguments=raw,
-    ))
-    if verdict.rule is not None or verdict.decision == "deny" or verdict.ask:
-        state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name,
-                       decision=verdict.decision, rule=verdict.rule, by=verdict.by)
-    if verdict.decision == "deny":
-        raise ToolDenied(f"the call to {name} was denied ({verdict.rule or verdict.by}); do not retry it")
+        name=name, arguments=arguments, raw_arguments=raw, default_permission=tool.permission,
+    )
+    verdict = await state.ports.gate.decide(request)
+    decision, by = verdict.action, verdict.by
+    if verdict.action == "ask":
+        state.log.emit(ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule)
+        decision, by = await state.approvals.ask(request, verdict)
+    state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name,
+                   decision=decision, rule=verdict.rule, by=by)
+    if decision != "allow":
+        raise ToolDenied(f"the call to {name} was denied ({verdict.rule}; {by}); do not retry it")
     return tool_output_text(await tool.invoke(arguments))

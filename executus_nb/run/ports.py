@@ -1,14 +1,17 @@
 """Host ports: optional hooks the loop calls at fixed, named points.
 
-Each port has a no-op default, so the loop never checks for a missing one.
+Each port has a working default, so the loop never checks for a missing one.
+The tool gate is asked before every tool call (the permission ``Policy`` is one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Decision = Literal["allow", "deny"]
+Action = Literal["allow", "ask", "deny"]
 
 
 @dataclass(frozen=True)
@@ -22,33 +25,35 @@ class ToolCallRequest:
     name: str
     arguments: dict[str, Any]
     raw_arguments: str
+    default_permission: Action | None = None
 
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """A gate's answer: the decision, the rule that made it and who decided."""
+    """A gate's answer: allow, deny, or ask (with who answers and how long to wait)."""
 
-    decision: Decision
+    action: Action
     rule: str | None = None
     by: str = "policy"
-    ask: bool = False
+    on_ask: Callable[[ToolCallRequest], Any] | None = None
+    timeout_s: float | None = None
 
 
 class ToolGate(Protocol):
-    """Decides whether a tool call may run (the permission policy plugs in here)."""
+    """Decides whether a tool call may run."""
 
     async def decide(self, request: ToolCallRequest) -> GateVerdict: ...
 
 
-class AllowAll:
-    """The default gate: every tool call runs."""
+def default_gate() -> ToolGate:
+    """An empty ``Policy``: everything allowed except what a tool itself marks ask/deny."""
+    from executus_nb.tool.policy import Policy
 
-    async def decide(self, request: ToolCallRequest) -> GateVerdict:
-        return GateVerdict("allow", rule=None, by="default")
+    return Policy()
 
 
 @dataclass
 class Ports:
     """The host ports of an executor; every one is optional."""
 
-    gate: ToolGate = field(default_factory=AllowAll)
+    gate: ToolGate = field(default_factory=default_gate)

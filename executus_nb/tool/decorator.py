@@ -8,12 +8,13 @@ import inspect
 import json
 import re
 from collections.abc import Callable
-from typing import Any, get_type_hints, overload
+from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from executus_nb.errors import ToolArgumentsError, ToolRegistrationError, ToolTimeoutError
 
+Permission = Literal["allow", "ask", "deny"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -64,8 +65,11 @@ class Tool:
     """A callable the model may invoke: name, description, argument model and timeout."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S):
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, permission: Permission | None = None):
+        if permission not in (None, "allow", "ask", "deny"):
+            raise ToolRegistrationError(f"permission must be 'allow', 'ask' or 'deny', not {permission!r}")
         self.fn = fn
+        self.permission = permission
         self.name = name or fn.__name__
         if not _NAME.match(self.name):
             raise ToolRegistrationError(f"tool name {self.name!r} must match {_NAME.pattern} (a model-safe identifier)")
@@ -134,15 +138,17 @@ class Tool:
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(*, name: str | None = None, description: str | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+         permission: Permission | None = None) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
 def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None,
-         timeout_s: float | None = DEFAULT_TIMEOUT_S) -> Any:
-    """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…)``.
+         timeout_s: float | None = DEFAULT_TIMEOUT_S, permission: Permission | None = None) -> Any:
+    """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…, permission="ask")``.
 
     The schema comes from the type hints and the docstring (summary and ``Args:``).
+    ``permission`` is the tool's default decision when no policy rule matches it.
     """
     if fn is not None:
         return Tool(fn)
-    return lambda f: Tool(f, name=name, description=description, timeout_s=timeout_s)
+    return lambda f: Tool(f, name=name, description=description, timeout_s=timeout_s, permission=permission)

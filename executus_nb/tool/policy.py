@@ -1,0 +1,189 @@
+"""``Policy``: ordered allow / ask / deny rules that every tool call passes before it runs.
+
+Rules are checked in the order they were added; the **first** rule that matches
+decides.  When none matches, the tool's own default (``@tool(permission=…)``,
+e.g. ``write_file`` asks) decides, and then the policy's ``default``.  A rule
+matches on the tool name (glob), the agent name (glob), argument globs,
+the host of a URL argument (glob) and an optional predicate on the arguments.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import tomllib
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from executus_nb.errors import ConfigError
+from executus_nb.run.ports import GateVerdict, ToolCallRequest
+
+Action = Literal["allow", "ask", "deny"]
+OnAsk = Callable[[ToolCallRequest], "bool | str | Awaitable[bool | str]"]
+
+DEFAULT_ASK_TIMEOUT_S = 300.0
+
+
+class Rule(BaseModel):
+    """One rule: ``action`` when the call matches every condition given."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+    action: Action
+    tool: str = "*"
+    agent: str = "*"
+    args: dict[str, str] = Field(default_factory=dict)
+    host: str | None = None
+    host_arg: str = "url"
+    when: Callable[[dict[str, Any]], bool] | None = None
+    name: str | None = None
+
+    def matches(self, request: ToolCallRequest) -> bool:
+        """True when the call meets every condition of this rule."""
+        if not fnmatch.fnmatchcase(request.name, self.tool) or not fnmatch.fnmatchcase(request.agent, self.agent):
+            return False
+        for arg, pattern in self.args.items():
+            if arg not in request.arguments or not fnmatch.fnmatchcase(str(request.arguments[arg]), pattern):
+                return False
+        if self.host is not None:
+            host = _url_host(request.arguments.get(self.host_arg))
+            if host is None or not fnmatch.fnmatchcase(host, self.host.lower()):
+                return False
+        return self.when is None or bool(self.when(request.arguments))
+
+    @property
+    def label(self) -> str:
+        """How the rule is named in events and tables."""
+        if self.name:
+            return self.name
+        parts = [f"{self.action} {self.tool}"]
+        if self.agent != "*":
+            parts.append(f"agent={self.agent}")
+        parts += [f"{k}={v}" for k, v in self.args.items()]
+        if self.host is not None:
+            parts.append(f"host={self.host}")
+        if self.when is not None:
+            parts.append("when=…")
+        return " ".join(parts)
+
+
+def _url_host(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        host = urlsplit(value.strip()).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".").lower() if host else None
+
+
+class Policy:
+    """Ordered permission rules for tool calls; the first matching rule wins.
+
+    ``on_ask`` answers ``ask`` decisions headless (return True/"allow" or
+    False/"deny"); without it a notebook shows Approve / Deny / Always allow in
+    the RunView, and a script denies.  An unanswered ask is denied after ``ask_timeout_s``.
+    """
+
+    def __init__(self, rules: list[Rule] | None = None, *, default: Action = "allow",
+                 on_ask: OnAsk | None = None, ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S):
+        if default not in ("allow", "ask", "deny"):
+            raise ConfigError(f"default must be 'allow', 'ask' or 'deny', not {default!r}")
+        self.rules: list[Rule] = list(rules or [])
+        self.default: Action = default
+        self.on_ask = on_ask
+        self.ask_timeout_s = ask_timeout_s
+
+    # -- building ----------------------------------------------------------------------
+    def add(self, action: Action, tool: str = "*", **conditions: Any) -> Policy:
+        """Append a rule (checked after the ones before it); returns the policy for chaining."""
+        try:
+            self.rules.append(Rule(action=action, tool=tool, **conditions))
+        except ValidationError as exc:
+            raise ConfigError(f"invalid policy rule: {exc}") from None
+        return self
+
+    def allow(self, tool: str = "*", **conditions: Any) -> Policy:
+        """Append an allow rule: ``policy.allow("web_fetch", host="*.wikipedia.org")``."""
+        return self.add("allow", tool, **conditions)
+
+    def ask(self, tool: str = "*", **conditions: Any) -> Policy:
+        """Append an ask rule: the call waits for a person (or ``on_ask``)."""
+        return self.add("ask", tool, **conditions)
+
+    def deny(self, tool: str = "*", **conditions: Any) -> Policy:
+        """Append a deny rule: the tool never runs and the model gets a refusal."""
+        return self.add("deny", tool, **conditions)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, on_ask: OnAsk | None = None) -> Policy:
+        """A policy from ``{"default": …, "ask_timeout_s": …, "rules": [{"action": …, "tool": …}, …]}``."""
+        unknown = set(data) - {"default", "ask_timeout_s", "rules"}
+        if unknown:
+            raise ConfigError(f"unknown policy keys {sorted(unknown)}; expected default, ask_timeout_s, rules")
+        policy = cls(default=data.get("default", "allow"), on_ask=on_ask,
+                     ask_timeout_s=float(data.get("ask_timeout_s", DEFAULT_ASK_TIMEOUT_S)))
+        for i, rule in enumerate(data.get("rules", [])):
+            if not isinstance(rule, Mapping) or "action" not in rule:
+                raise ConfigError(f"policy rule {i + 1} needs an 'action' (allow, ask or deny): {rule!r}")
+            policy.add(**rule)
+        return policy
+
+    @classmethod
+    def from_toml(cls, source: str | Path, *, on_ask: OnAsk | None = None) -> Policy:
+        """A policy from a TOML file path or TOML text (``[[rules]]`` tables)."""
+        text = Path(source).read_text(encoding="utf-8") if _is_path(source) else str(source)
+        try:
+            return cls.from_dict(tomllib.loads(text), on_ask=on_ask)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"policy TOML is invalid: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, source: str | Path, *, on_ask: OnAsk | None = None) -> Policy:
+        """A policy from a YAML file path or YAML text (a ``rules:`` list)."""
+        import yaml
+
+        text = Path(source).read_text(encoding="utf-8") if _is_path(source) else str(source)
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"policy YAML is invalid: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError("policy YAML must be a mapping with 'rules'")
+        return cls.from_dict(data, on_ask=on_ask)
+
+    # -- deciding ----------------------------------------------------------------------
+    def evaluate(self, request: ToolCallRequest) -> tuple[Action, str]:
+        """The action for a call and what decided it (a rule's label, the tool's default, or the default)."""
+        for rule in self.rules:
+            if rule.matches(request):
+                return rule.action, rule.label
+        if request.default_permission is not None:
+            return request.default_permission, f"tool default ({request.default_permission})"
+        return self.default, f"policy default ({self.default})"
+
+    async def decide(self, request: ToolCallRequest) -> GateVerdict:
+        """The gate: allow or deny now, or ask (the loop then waits for an answer)."""
+        action, rule = self.evaluate(request)
+        return GateVerdict(action, rule=rule, by="policy", on_ask=self.on_ask, timeout_s=self.ask_timeout_s)
+
+    def __repr__(self) -> str:
+        return f"Policy(rules={[r.label for r in self.rules]}, default={self.default!r})"
+
+
+def _is_path(source: str | Path) -> bool:
+    return isinstance(source, Path) or ("\n" not in source and source.endswith((".toml", ".yaml", ".yml")))
+
+
+async def answer(on_ask: OnAsk, request: ToolCallRequest) -> Literal["allow", "deny"]:
+    """Call an ``on_ask`` callback (sync or async) and read its answer as allow/deny."""
+    result = on_ask(request)
+    if inspect.isawaitable(result):
+        result = await result
+    if result is True or (isinstance(result, str) and result.lower() in ("allow", "approve", "yes")):
+        return "allow"
+    return "deny"
