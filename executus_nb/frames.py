@@ -106,7 +106,7 @@ def usage_df(events: Iterable[Any]) -> pd.DataFrame:
     grouped = df.groupby("model", sort=True)
     out = grouped[["requests", "prompt_tokens", "completion_tokens", "total_tokens"]].sum()
     out["cost_usd"] = grouped["cost_usd"].apply(lambda s: s.sum(skipna=False))  # NaN stays NaN
-    return out.reset_index().astype({k: v for k, v in USAGE_COLUMNS.items() if v != "object"})
+    return out.reset_index().astype(USAGE_COLUMNS)
 
 
 def runs_df(runs: Iterable[Run]) -> pd.DataFrame:

@@ -98,7 +98,8 @@ class RunView:
             self._cancel.layout.display = "none"
 
     def _show_approvals(self, summary: RunSummary) -> None:
-        waiting = [p for p in summary.pending if p.call_id in self.run.approvals.pending]
+        open_calls = {p.request.call_id for p in self.run.approvals.waiting()}
+        waiting = [p for p in summary.pending if p.call_id in open_calls]
         keys = tuple(p.call_id for p in waiting)
         if keys == self._asking:
             return

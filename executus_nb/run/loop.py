@@ -222,8 +222,8 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     verdict = await state.ports.gate.decide(request)
     decision, by = verdict.action, verdict.by
     if verdict.action == "ask":
-        state.log.emit(ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule)
-        decision, by = await state.approvals.ask(request, verdict)
+        decision, by = await state.approvals.ask(request, verdict, announce=lambda: state.log.emit(
+            ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule))
     state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name,
                    decision=decision, rule=verdict.rule, by=by)
     if decision != "allow":

@@ -50,34 +50,41 @@ class Step(BaseModel):
 
 
 def build_steps(events: Sequence[Any]) -> list[Step]:
-    """Pair the started/finished events of a log into steps, in step order."""
-    steps: dict[int, Step] = {}
+    """Pair the started/finished events of one or more runs' logs into steps.
+
+    Steps are keyed by (run, step): the events of several runs may be passed together.
+    Runs keep the order they first appear in; within a run, steps are in step order.
+    """
+    steps: dict[tuple[str, int], Step] = {}
+    run_order: dict[str, int] = {}
     for ev in events:
+        key = (ev.run_id, getattr(ev, "step", 0))
+        run_order.setdefault(ev.run_id, len(run_order))
         if isinstance(ev, ModelCallStarted):
-            steps[ev.step] = Step(
+            steps[key] = Step(
                 run_id=ev.run_id, agent=ev.agent, step=ev.step, turn=ev.turn,
                 kind="model", name=ev.model, started_at=ev.ts,
             )
         elif isinstance(ev, ToolCallStarted):
-            steps[ev.step] = Step(
+            steps[key] = Step(
                 run_id=ev.run_id, agent=ev.agent, step=ev.step, turn=ev.turn, kind="tool",
                 name=ev.name, call_id=ev.call_id, started_at=ev.ts, arguments=ev.arguments,
             )
-        elif isinstance(ev, ModelCallFinished) and ev.step in steps:
-            steps[ev.step] = steps[ev.step].model_copy(update=dict(
+        elif isinstance(ev, ModelCallFinished) and key in steps:
+            steps[key] = steps[key].model_copy(update=dict(
                 name=ev.model, finished_at=ev.ts, duration_s=ev.latency_s, ok=ev.error is None,
                 prompt_tokens=ev.usage.prompt_tokens, completion_tokens=ev.usage.completion_tokens,
                 total_tokens=ev.usage.total_tokens, cost_usd=ev.usage.cost_usd, cached=ev.cached,
                 error_type=ev.error.type if ev.error else None,
                 error_message=ev.error.message if ev.error else None,
             ))
-        elif isinstance(ev, ToolCallFinished) and ev.step in steps:
-            steps[ev.step] = steps[ev.step].model_copy(update=dict(
+        elif isinstance(ev, ToolCallFinished) and key in steps:
+            steps[key] = steps[key].model_copy(update=dict(
                 finished_at=ev.ts, duration_s=ev.duration_s, ok=ev.error is None, result=ev.result,
                 error_type=ev.error.type if ev.error else None,
                 error_message=ev.error.message if ev.error else None,
             ))
-    return [steps[k] for k in sorted(steps)]
+    return [steps[k] for k in sorted(steps, key=lambda k: (run_order[k[0]], k[1]))]
 
 
 def sum_usage(events: Sequence[Any]) -> Usage:
