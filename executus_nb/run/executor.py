@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.agent import Agent
@@ -16,7 +16,8 @@ from executus_nb.run.background import background_loop
 from executus_nb.run.handle import Run
 from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
-from executus_nb.run.loop import LoopState, run_agent
+from executus_nb.lane import Lanes
+from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.ports import Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
@@ -24,6 +25,8 @@ from executus_nb.types.result import RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from executus_nb.fanout import Fanout
 
 
 def _tier_specs(tiers: Mapping[str, Any]) -> dict[str, list[ModelSpec]]:
@@ -36,6 +39,11 @@ def _tier_specs(tiers: Mapping[str, Any]) -> dict[str, list[ModelSpec]]:
     return specs
 
 
+def _release(held: list[tuple[Lanes, str, str]]) -> None:
+    for lanes, key, provider in reversed(held):
+        lanes.release(key, provider)
+
+
 class Executor:
     """Runs agents.  ``Executor()`` with no configuration uses an offline ``sim/`` model.
 
@@ -43,7 +51,8 @@ class Executor:
     maps a tier name to a model (or a list, first one used); ``prices`` registers
     per-token prices for models litellm does not know; ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
-    ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call.
+    ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
+    ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``).
     """
 
     def __init__(
@@ -55,6 +64,8 @@ class Executor:
         tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
         ports: Ports | None = None,
         policy: ToolGate | None = None,
+        max_running: int | None = None,
+        provider_limits: Mapping[str, int] | None = None,
     ):
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers = _tier_specs(tiers or {})
@@ -64,6 +75,7 @@ class Executor:
         self.ports = ports or Ports()
         if policy is not None:
             self.ports.gate = policy
+        self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
         self._prices_registered = False
 
@@ -83,7 +95,8 @@ class Executor:
         return ModelSpec.model_validate(sim.echo())
 
     def _prepare(self, agent: Agent, prompt: str, run_id: str | None, owner: str | None,
-                 tags: Iterable[str]) -> tuple[Run, LoopState]:
+                 tags: Iterable[str], lane: str | None = None,
+                 slots: Sequence[tuple[Lanes, str, str]] = ()) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
         if not isinstance(prompt, str):
@@ -95,8 +108,24 @@ class Executor:
         approvals = Approvals(interactive=in_notebook)
         state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports, approvals=approvals)
 
+        key = lane or owner or agent.owner or "default"
+        # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
+        needed = [*slots, (self.lanes, key, spec.provider)]
+
         async def body(run: Run) -> None:
-            await run_agent(state, prompt, prepare=self._ensure_backend)
+            held: list[tuple[Lanes, str, str]] = []
+            try:
+                for lanes, lane_key, provider in needed:
+                    await lanes.acquire(lane_key, provider)
+                    held.append((lanes, lane_key, provider))
+            except asyncio.CancelledError:
+                _release(held)
+                record_cancelled_while_queued(state, prompt)
+                return
+            try:
+                await run_agent(state, prompt, prepare=self._ensure_backend)
+            finally:
+                _release(held)
 
         run = Run(run_id, agent, prompt, spec.name, log, body, approvals)
         self.runs.append(run)
@@ -115,15 +144,35 @@ class Executor:
 
     # -- running ---------------------------------------------------------------------
     def run(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-            tags: Iterable[str] = ()) -> Run:
-        """Start a run and return its handle at once (on the running loop, else a background one)."""
-        run, _ = self._prepare(agent, prompt, run_id, owner, tags)
+            tags: Iterable[str] = (), lane: str | None = None) -> Run:
+        """Start a run and return its handle at once (on the running loop, else a background one).
+
+        ``lane`` is the fair-share key it queues under (default: the owner, else ``"default"``).
+        """
+        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane)
+
+    def _start(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
+               tags: Iterable[str] = (), lane: str | None = None, slots: Sequence[tuple[Lanes, str, str]] = ()) -> Run:
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, slots)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = background_loop()
         run._schedule(loop)
         return run
+
+    def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
+               models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,
+               concurrency: int | None = None, per_key: int | None = None) -> Fanout:
+        """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
+
+        ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
+        (or agent) column.  Its runs queue in their own lane, so other runs are not starved.
+        """
+        from executus_nb.fanout import Fanout
+
+        return Fanout.start(self, agent, prompts, models=models, agents=agents,
+                            concurrency=concurrency, per_key=per_key)
 
     async def arun(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
                    tags: Iterable[str] = ()) -> RunResult:
@@ -146,6 +195,10 @@ class Executor:
         from executus_nb.frames import runs_df
 
         return runs_df(self.runs)
+
+    def lanes_df(self) -> pd.DataFrame:
+        """Queue depth and waiting time per lane (see ``Lanes.lanes_df``)."""
+        return self.lanes.lanes_df()
 
     def usage_df(self) -> pd.DataFrame:
         """Usage per model across every run of this executor."""

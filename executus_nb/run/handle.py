@@ -163,7 +163,8 @@ class Run:
     def status(self) -> RunStatus:
         if self.result is not None:
             return self.result.status
-        return RunStatus.RUNNING if self._started else RunStatus.QUEUED
+        started = any(isinstance(ev, RunStarted) for ev in self.log.events[:1])
+        return RunStatus.RUNNING if started else RunStatus.QUEUED
 
     def steps_df(self) -> pd.DataFrame:
         """One row per model call and per tool call (see ``executus_nb.frames.steps_df``)."""

@@ -127,6 +127,15 @@ async def run_agent(state: LoopState, prompt: str,
     )
 
 
+def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
+    """Record a run cancelled before it got a slot: started and finished at once, no steps."""
+    state.messages = initial_messages(state.agent, prompt)
+    state.log.emit(RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
+                   tools=list(state.tools), max_steps=state.agent.max_steps, max_runtime_s=state.agent.max_runtime_s)
+    state.log.emit(RunFinished, status=RunStatus.CANCELLED,
+                   error=ErrorInfo(type="RunCancelled", message="the run was cancelled while queued"))
+
+
 def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
     reason = error or ErrorInfo(type="RunStopped", message="the run stopped before this step finished")
     for step, open_step in sorted(state.open_steps.items()):
