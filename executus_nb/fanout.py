@@ -66,7 +66,7 @@ class Fanout:
         self.agents = agents
         self.lanes = Lanes(concurrency, {label: per_key for label in labels} if per_key else None)
         self.cells: list[Cell] = []
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[int, Any], None]] = []
         self._view: Any = None
 
     @classmethod
@@ -105,15 +105,16 @@ class Fanout:
             self.agents[col], self.prompts[row], lane=self.id, tags=(self.id,),
             slots=[(self.lanes, "cells", self.labels[col])],
         )
-        run.log.subscribe(lambda _event, index=index: self._changed(index))
+        run.log.subscribe(lambda event, index=index: self._changed(index, event))
         return run
 
-    def _changed(self, index: int) -> None:
+    def _changed(self, index: int, event: Any = None) -> None:
         for notify in list(self._listeners):
-            notify(index)
+            notify(index, event)
 
-    def subscribe(self, notify: Callable[[int], None]) -> Callable[[], None]:
-        """Call ``notify(cell_index)`` whenever a cell's run records an event."""
+    def subscribe(self, notify: Callable[[int, Any], None]) -> Callable[[], None]:
+        """Call ``notify(cell_index, event)`` whenever a cell's run records an event
+        (``event`` is None when a cell gets a new run, as ``retry_failed`` does)."""
         self._listeners.append(notify)
         return lambda: self._listeners.remove(notify) if notify in self._listeners else None
 

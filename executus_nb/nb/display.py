@@ -6,7 +6,7 @@ from typing import Any
 
 
 def show(view: Any) -> None:
-    """Display ``view`` (widget + static fallbacks); refresh the fallbacks when its run ends.
+    """Display a view (``RunView`` or ``FanoutGrid``); replace it with its final static form at the end.
 
     The display is updated in place at the end, so a notebook saved after the run
     shows the finished timeline even where no kernel renders the widget.
@@ -14,5 +14,5 @@ def show(view: Any) -> None:
     from IPython.display import display
 
     handle = display(view.mimebundle(), raw=True, display_id=True)
-    if handle is not None and not view.run.status.is_final:
+    if handle is not None and not view.is_final:
         view.on_final(lambda: handle.update(view.mimebundle(), raw=True))

@@ -41,11 +41,12 @@ class RunView:
         self._unsubscribe = None
         self._final_callbacks: list[Any] = []
         self.redraw()
-        if not self._final:
+        if not self.is_final:
             self._unsubscribe = run.log.subscribe(self._on_event)
 
     @property
-    def _final(self) -> bool:
+    def is_final(self) -> bool:
+        """True once the run has finished."""
         return self.run.status.is_final
 
     def _on_event(self, event: Any) -> None:
@@ -62,7 +63,7 @@ class RunView:
 
     def on_final(self, callback: Any) -> None:
         """Call ``callback()`` once the run has finished and the view drew its final state."""
-        if self._final:
+        if self.is_final:
             callback()
         else:
             self._final_callbacks.append(callback)
@@ -142,7 +143,7 @@ class RunView:
         A finished run needs no kernel, so its bundle is static only: it renders the
         same in JupyterLab, nbconvert, nbviewer and GitHub, with no widget state to save.
         """
-        bundle = {} if self._final else dict(self.widget._repr_mimebundle_())
+        bundle = {} if self.is_final else dict(self.widget._repr_mimebundle_())
         bundle["text/plain"] = self.text()
         bundle["text/html"] = self.html()
         return bundle

@@ -1,0 +1,102 @@
+"""Cell and header states of a fan-out, and the grid's static HTML (same DOM hooks as the widget)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import TYPE_CHECKING, Any
+
+from executus_nb.nb.html import BADGE, GREY
+from executus_nb.types.events import ModelCallFinished, RunStarted, utcnow
+
+if TYPE_CHECKING:
+    from executus_nb.fanout import Fanout
+    from executus_nb.run.handle import Run
+
+PREVIEW_CHARS = 80
+METRICS = {"latency": "latency", "cost": "cost", "tokens": "tokens"}
+
+
+def _preview(run: Run) -> str:
+    result = run.result
+    if result is None:
+        return ""
+    text = str(result.output) if result.error is None else f"{result.error.type}: {result.error.message}"
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def cell_state(run: Run) -> dict[str, Any]:
+    """What a grid cell shows: status, tokens, latency (s), cost ($) and an output preview."""
+    result = run.result
+    if result is not None:
+        return {"status": result.status.value, "tokens": result.usage.total_tokens, "latency": result.duration_s,
+                "cost": result.usage.cost_usd, "preview": _preview(run)}
+    events = run.log.events
+    finished = [ev for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None]
+    started = events[0].ts if events and isinstance(events[0], RunStarted) else None
+    return {
+        "status": run.status.value,
+        "tokens": sum(ev.usage.total_tokens for ev in finished),
+        "latency": (utcnow() - started).total_seconds() if started else None,
+        "cost": sum(ev.usage.cost_usd for ev in finished),
+        "preview": "",
+    }
+
+
+def header_state(fanout: Fanout) -> dict[str, Any]:
+    """Progress and totals of the whole fan-out, as header text."""
+    c = fanout.counts()
+    states = [cell_state(cell.run) for cell in fanout.cells if cell.run.done]
+    cost = sum(s["cost"] for s in states)
+    tokens = sum(s["tokens"] for s in states)
+    starts = [cell.run.log.events[0].ts for cell in fanout.cells if cell.run.log.events]
+    ends = [cell.run.result.finished_at for cell in fanout.cells if cell.run.result is not None]
+    elapsed = ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() \
+        if starts else 0.0
+    cost_text = "unknown" if math.isnan(cost) else f"${cost:.6f}"
+    return {
+        "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued · "
+                     f"{c['failed']} failed"),
+        "totals": f"{tokens} tokens · {cost_text} · {elapsed:.2f} s",
+        "done": c["done"] == c["total"],
+    }
+
+
+def _fmt(metric: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return {"latency": f"{value:.2f} s", "cost": f"${value:.6f}", "tokens": str(value)}[metric]
+
+
+def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
+    """The grid as standalone HTML: root ``executus-fanout``, cells ``executus-cell executus-status-…``."""
+    states = [cell_state(cell.run) for cell in fanout.cells]
+    values = [s[metric] for s in states if isinstance(s[metric], (int, float)) and math.isfinite(s[metric])]
+    top = max(values, default=0) or 0
+    head = header_state(fanout)
+    cols = "".join(f'<th style="padding:2px 4px">{html.escape(label)}</th>' for label in fanout.labels)
+    body = []
+    n_cols = len(fanout.labels)
+    for row, prompt in enumerate(fanout.prompts):
+        tds = []
+        for col in range(n_cols):
+            s = states[row * n_cols + col]
+            v = s[metric]
+            alpha = 0.08 + 0.5 * v / top if top and isinstance(v, (int, float)) and math.isfinite(v) else 0
+            bg = f"background:rgba(9,105,218,{alpha:.3f});" if alpha else ""
+            tds.append(
+                f'<td class="executus-cell executus-status-{s["status"]}" style="border:1px solid #d0d7de;'
+                f'border-left:4px solid {BADGE.get(s["status"], GREY)};padding:2px 4px;vertical-align:top;{bg}">'
+                f'<div>{s["status"]}</div><div>{_fmt(metric, v)}</div>'
+                f'<div style="color:#57606a">{html.escape(s["preview"])}</div></td>'
+            )
+        body.append(f'<tr><th style="text-align:left;padding:2px 4px">{html.escape(prompt)}</th>{"".join(tds)}</tr>')
+    return (
+        '<div class="executus-fanout" style="font-family:system-ui,sans-serif;font-size:12px;'
+        'border:1px solid #d0d7de;border-radius:6px;padding:6px 8px">'
+        f'<div class="executus-fanout-header" style="margin-bottom:6px">{head["progress"]} · {head["totals"]} · '
+        f"coloured by {html.escape(metric)}</div>"
+        f'<table style="border-collapse:collapse"><thead><tr><th>prompt \\ model</th>{cols}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>'
+    )
