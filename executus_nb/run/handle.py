@@ -45,6 +45,7 @@ class Run:
         self._started = False
         self._cancel_requested = False
         self._view: Any = None
+        self._unsubscribe = log.subscribe(self._on_event)  # first subscriber: result is set before views hear
 
     # -- lifecycle -----------------------------------------------------------------
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -59,6 +60,11 @@ class Run:
         else:
             asyncio.run_coroutine_threadsafe(self._main(), loop)
 
+    def _on_event(self, event: Any) -> None:
+        if getattr(event, "kind", None) == "run_finished":
+            self.result = RunResult.from_events(self.log.events)
+            self._unsubscribe()
+
     async def _main(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -68,8 +74,7 @@ class Run:
         try:
             await self._body(self)
         finally:
-            if any(isinstance(ev, RunStarted) for ev in self.log.events):
-                self.result = RunResult.from_events(self.log.events)
+            if self.result is not None:
                 if not self._future.done():
                     self._future.set_result(self.result)
             elif not self._future.done():
@@ -105,7 +110,8 @@ class Run:
     # -- waiting -------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self._future.done()
+        """True once the run has finished (its result is set)."""
+        return self.result is not None
 
     def wait(self, timeout: float | None = None, *, quiet: bool = False) -> RunResult:
         """Block until the run finishes and return its result (works inside Jupyter too).
