@@ -18,7 +18,7 @@ from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.lane import Lanes
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
-from executus_nb.run.ports import Ports, ToolGate
+from executus_nb.run.ports import EventSink, Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.result import RunResult
@@ -52,7 +52,8 @@ class Executor:
     per-token prices for models litellm does not know; ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
     ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
-    ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``).
+    ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
+    ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Executor:
         policy: ToolGate | None = None,
         max_running: int | None = None,
         provider_limits: Mapping[str, int] | None = None,
+        sinks: Iterable[EventSink] = (),
     ):
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers = _tier_specs(tiers or {})
@@ -75,6 +77,7 @@ class Executor:
         self.ports = ports or Ports()
         if policy is not None:
             self.ports.gate = policy
+        self.ports.sinks.extend(sinks)
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
         self._prices_registered = False
@@ -105,6 +108,8 @@ class Executor:
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
         log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))
+        for sink in self.ports.sinks:
+            log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
         state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports, approvals=approvals)
 

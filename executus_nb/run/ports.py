@@ -52,8 +52,15 @@ def default_gate() -> ToolGate:
     return Policy()
 
 
+class EventSink(Protocol):
+    """Receives every event of every run, in order (usage and trace sinks are event sinks)."""
+
+    def on_event(self, event: Any) -> None: ...
+
+
 @dataclass
 class Ports:
     """The host ports of an executor; every one is optional."""
 
     gate: ToolGate = field(default_factory=default_gate)
+    sinks: list[EventSink] = field(default_factory=list)
