@@ -83,6 +83,9 @@ def render_body(summary: RunSummary) -> str:
     span = max(summary.elapsed_s, max((s.start_s + (s.duration_s or 0.0) for s in summary.steps), default=0.0), 1e-6)
     timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
                 + "".join(_step_html(s, span) for s in summary.steps) + "</div>")
+    failovers = "".join(
+        f'<div class="executus-failover" style="color:#9a6700">↪ failover {html.escape(f)}</div>'
+        for f in summary.failovers)
     tail = ""
     if summary.error is not None:
         tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=RED, bg="#ffebe9")}">'
@@ -90,7 +93,7 @@ def render_body(summary: RunSummary) -> str:
     elif status == "succeeded":
         tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
                 f"{html.escape(_clip(str(summary.output)))}</div>")
-    return f"{header}{timeline}{tail}"
+    return f"{header}{timeline}{failovers}{tail}"
 
 
 def root_classes(summary: RunSummary) -> list[str]:
@@ -118,6 +121,7 @@ def render_text(summary: RunSummary, *, steps: bool = True) -> str:
         f"{len(summary.steps)} steps · {summary.prompt_tokens}→{summary.completion_tokens} tok · {summary.cost_text}"
     )
     lines = [head] + ([step_line(s) for s in summary.steps] if steps else [])
+    lines += [f"  failover {f}" for f in summary.failovers] if steps else []
     if summary.error is not None:
         lines.append(f"  error: {summary.error}")
     return "\n".join(lines)

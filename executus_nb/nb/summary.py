@@ -12,6 +12,7 @@ from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
+    Failover,
     ModelCallFinished,
     ModelCallStarted,
     RunFinished,
@@ -62,6 +63,7 @@ class RunSummary:
     error: ErrorInfo | None = None
     output: Any = None
     pending: list[ApprovalRequested] = field(default_factory=list)
+    failovers: list[str] = field(default_factory=list)
 
     @property
     def cost_text(self) -> str:
@@ -134,6 +136,9 @@ def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "
             pending.pop(ev.call_id, None)
             if ev.step in steps:
                 steps[ev.step].decision = f"{ev.decision} ({ev.by}{', ' + ev.rule if ev.rule else ''})"
+        elif isinstance(ev, Failover):
+            code = f"{ev.error.status_code} " if ev.error.status_code else ""
+            summary.failovers.append(f"#{ev.step} {ev.from_model} → {code}{ev.error.type} → {ev.to_model}")
         elif isinstance(ev, RunFinished):
             summary.status, summary.error, summary.output = ev.status, ev.error, ev.output
     end = events[-1].ts if summary.status.is_final else (now or utcnow())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, UserError
 from executus_nb.model.cost import price_entries
 from executus_nb.model.spec import ModelSpec
+from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop
 from executus_nb.run.handle import Run
@@ -29,16 +31,6 @@ if TYPE_CHECKING:
     from executus_nb.fanout import Fanout
 
 
-def _tier_specs(tiers: Mapping[str, Any]) -> dict[str, list[ModelSpec]]:
-    specs: dict[str, list[ModelSpec]] = {}
-    for name, entries in tiers.items():
-        entries = entries if isinstance(entries, list) else [entries]
-        if not entries:
-            raise ConfigError(f"tier {name!r} lists no models")
-        specs[name] = [ModelSpec.model_validate(e) for e in entries]
-    return specs
-
-
 def _release(held: list[tuple[Lanes, str, str]]) -> None:
     for lanes, key, provider in reversed(held):
         lanes.release(key, provider)
@@ -48,7 +40,8 @@ class Executor:
     """Runs agents.  ``Executor()`` with no configuration uses an offline ``sim/`` model.
 
     ``model`` is the default for agents that give neither model nor tier; ``tiers``
-    maps a tier name to a model (or a list, first one used); ``prices`` registers
+    maps a tier name to its models, tried in order on retryable errors (a mapping,
+    a TOML/YAML path, or by default ``EXECUTUS_TIER_<NAME>`` variables); ``prices`` registers
     per-token prices for models litellm does not know; ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
     ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
@@ -60,7 +53,7 @@ class Executor:
         self,
         *,
         model: str | dict[str, Any] | None = None,
-        tiers: Mapping[str, Any] | None = None,
+        tiers: Mapping[str, Any] | str | Path | None = None,
         prices: Mapping[str, Mapping[str, float]] | None = None,
         tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
         ports: Ports | None = None,
@@ -70,7 +63,8 @@ class Executor:
         sinks: Iterable[EventSink] = (),
     ):
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
-        self.tiers = _tier_specs(tiers or {})
+        self.tiers: dict[str, Tier] = tiers_from_env() if tiers is None else load_tiers(tiers)
+        self.cooldowns = Cooldowns()
         self.prices = {k: dict(v) for k, v in (prices or {}).items()}
         price_entries(self.prices)  # a bad price is a ConfigError here, not a failed run later
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
@@ -83,14 +77,22 @@ class Executor:
         self._prices_registered = False
 
     # -- resolution ------------------------------------------------------------------
+    def resolve_tier(self, agent: Agent) -> Tier:
+        """The models an agent's run will call, in failover order (an unknown tier is a ConfigError)."""
+        if agent.tier is not None:
+            if agent.tier not in self.tiers:
+                raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")
+            return self.tiers[agent.tier]
+        return single(self.resolve_model(agent))
+
     def resolve_model(self, agent: Agent) -> ModelSpec:
-        """The model an agent's run will call: its own, its tier's, or the executor's default."""
+        """The (first) model an agent's run will call: its own, its tier's, or the executor's default."""
         if agent.model is not None:
             return ModelSpec.model_validate(agent.model)  # also a name set by model_copy(update=…)
         if agent.tier is not None:
             if agent.tier not in self.tiers:
                 raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")
-            return self.tiers[agent.tier][0]
+            return self.tiers[agent.tier].models[0]
         if self.default_model is not None:
             return self.default_model
         from executus_nb.model import sim
@@ -104,14 +106,16 @@ class Executor:
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
         if not isinstance(prompt, str):
             raise UserError(f"the prompt must be a str, got {type(prompt).__name__}")
-        spec = self.resolve_model(agent)
+        tier = self.resolve_tier(agent)
+        spec = tier.models[0]
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
         log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
-        state = LoopState(log=log, agent=agent, spec=spec, tools=tools, ports=self.ports, approvals=approvals)
+        state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
+                          cooldowns=self.cooldowns)
 
         key = lane or owner or agent.owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).

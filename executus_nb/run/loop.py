@@ -21,6 +21,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
 from executus_nb.model.call import complete
 from executus_nb.model.spec import ModelSpec
+from executus_nb.model.tier import Cooldowns, Tier, is_retryable
 from executus_nb.run.approval import Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.run.ports import Ports, ToolCallRequest
@@ -29,6 +30,7 @@ from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
+    Failover,
     ModelCallFinished,
     ModelCallStarted,
     RunFinished,
@@ -55,13 +57,24 @@ class LoopState:
 
     log: RunLog
     agent: Agent
-    spec: ModelSpec
+    tier: Tier
     tools: dict[str, Tool]
     ports: Ports
     approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 1
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
+
+    cooldowns: Cooldowns = field(default_factory=Cooldowns)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The tier's first model: the one a run is named by."""
+        return self.tier.models[0]
+
+    def model_params(self) -> dict[str, Any]:
+        """The tier's parameters, overridden by the agent's own."""
+        return {**self.tier.params(), **self.agent.model_params()}
 
     def allocate(self) -> int:
         step, self.next_step = self.next_step, self.next_step + 1
@@ -154,9 +167,8 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
     schemas = [t.schema for t in state.tools.values()]
     for turn in range(1, agent.max_steps + 1):
         message = await _model_step(state, turn, schemas)
-        if message is None:
-            failure = state.log.events[-1].error
-            return RunStatus.FAILED, None, failure
+        if isinstance(message, ErrorInfo):
+            return RunStatus.FAILED, None, message
         state.messages.append(message)
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
@@ -176,24 +188,45 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
     )
 
 
-async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any] | None:
-    step = state.allocate()
-    spec = state.spec
-    state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
-    state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
-    try:
-        done = await complete(spec, state.messages, schemas, params=state.agent.model_params(), stream=state.agent.stream)
-    except ModelCallError as exc:
-        latency = time.perf_counter() - state.open_steps.pop(step).started
-        error = ErrorInfo(type=exc.error_type, message=str(exc), provider=exc.provider, status_code=exc.status_code)
-        state.log.emit(ModelCallFinished, step=step, turn=turn, model=spec.name, latency_s=latency, error=error)
-        return None
-    state.open_steps.pop(step, None)
-    state.log.emit(
-        ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
-        usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason,
-    )
-    return done.message
+async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any] | ErrorInfo:
+    """One model call, moved along the tier on retryable errors; the message, or why all failed.
+
+    Failover is written here rather than left to litellm's Router so that every
+    attempt is its own step and event (timeline, DataFrames, usage by the model
+    that served); error classes and cooldowns follow the Router's rules.
+    """
+    tier, failures = state.tier, []
+    models = state.cooldowns.order(tier)
+    for attempt, spec in enumerate(models):
+        step = state.allocate()
+        state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
+        state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
+        try:
+            done = await complete(spec, state.messages, schemas, params=state.model_params(), stream=state.agent.stream)
+        except ModelCallError as exc:
+            latency = time.perf_counter() - state.open_steps.pop(step).started
+            error = ErrorInfo(type=exc.error_type, message=str(exc), provider=exc.provider, status_code=exc.status_code)
+            state.log.emit(ModelCallFinished, step=step, turn=turn, model=spec.name, latency_s=latency, error=error)
+            failures.append((spec.name, error))
+            if not is_retryable(exc) or attempt == len(models) - 1:
+                break
+            state.cooldowns.cool(spec.name, tier.cooldown_s)
+            state.log.emit(Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name,
+                           error=error)
+            await asyncio.sleep(tier.backoff_s * 2**attempt)
+            continue
+        state.open_steps.pop(step, None)
+        state.log.emit(
+            ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
+            usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason,
+        )
+        return done.message
+    if len(failures) == 1:
+        return failures[0][1]
+    chain = "; ".join(f"{model} → {err.type}" for model, err in failures)
+    last = failures[-1][1]
+    return ErrorInfo(type=last.type, message=f"every model of tier {tier.name!r} failed: {chain}. Last: {last.message}",
+                     provider=last.provider, status_code=last.status_code)
 
 
 async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str, Any]) -> str:

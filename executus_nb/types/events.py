@@ -84,6 +84,17 @@ class ModelCallFinished(_EventBase):
     error: ErrorInfo | None = None
 
 
+class Failover(_EventBase):
+    """A model call failed with a retryable error; the call moves to the next model of the tier."""
+
+    kind: Literal["failover"] = "failover"
+    step: int
+    turn: int
+    from_model: str
+    to_model: str
+    error: ErrorInfo
+
+
 class ToolCallStarted(_EventBase):
     """The model asked for a tool; ``arguments`` is the raw JSON text it sent."""
 
@@ -148,6 +159,7 @@ Event = Annotated[
         RunStarted,
         ModelCallStarted,
         ModelCallFinished,
+        Failover,
         ToolCallStarted,
         ToolCallFinished,
         ApprovalRequested,

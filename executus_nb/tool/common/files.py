@@ -3,7 +3,7 @@
 Every path is resolved (symlinks followed) and must land inside the root, so
 ``..``, absolute paths elsewhere and symlinks that lead out are refused.
 Files are opened with ``O_NOFOLLOW`` at their resolved path, so a symlink
-swapped in after the check is not followed either.
+swapped in for the file itself after the check is not followed either.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""Tiers: named, ordered lists of models with shared parameters, and the failover rules.
+
+``{"fast": ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]}`` or, with
+parameters, ``{"fast": {"models": [...], "temperature": 0.2, "max_tokens": 512}}``;
+the same from a TOML/YAML file or ``EXECUTUS_TIER_<NAME>`` environment variables.
+A retryable error (429, 5xx, timeout, connection) moves a call to the next
+model; others (400, 401/403, context window) fail fast.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from executus_nb.errors import ConfigError, ModelCallError
+from executus_nb.model.spec import ModelSpec
+
+ENV_PREFIX = "EXECUTUS_TIER_"
+# Status codes worth another model: timeouts, rate limits, server and connection errors.
+RETRYABLE_STATUS = {408, 409, 429}
+NON_RETRYABLE_TYPES = {"ContextWindowExceededError", "BadRequestError", "AuthenticationError",
+                       "PermissionDeniedError", "NotFoundError", "ContentPolicyViolationError",
+                       "UnprocessableEntityError"}
+
+
+class Tier(BaseModel):
+    """An ordered list of models tried in turn, with parameters for every call of the tier."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    models: list[ModelSpec] = Field(min_length=1)
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+    backoff_s: float = Field(default=0.1, ge=0)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        if isinstance(value, (str, dict, ModelSpec)):
+            value = [value]
+        return [ModelSpec.model_validate(v) for v in value]
+
+    def params(self) -> dict[str, Any]:
+        """Sampling parameters the tier sets (only those given)."""
+        return {k: v for k, v in {"temperature": self.temperature, "max_tokens": self.max_tokens}.items()
+                if v is not None}
+
+
+def single(spec: ModelSpec) -> Tier:
+    """A one-model tier, for an agent that names its model directly."""
+    return Tier(name=spec.name, models=[spec])
+
+
+def is_retryable(error: ModelCallError) -> bool:
+    """True when another model (or a later try) may succeed where this call failed."""
+    if error.error_type in NON_RETRYABLE_TYPES:
+        return False
+    status = error.status_code
+    return status is None or status in RETRYABLE_STATUS or status >= 500
+
+
+def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
+    """Tiers from a mapping of name → model, list of models, or ``{"models": [...], params…}``."""
+    tiers: dict[str, Tier] = {}
+    for name, entry in data.items():
+        body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
+        try:
+            tiers[name] = Tier(name=name, **body)
+        except ValidationError as exc:
+            raise ConfigError(f"tier {name!r} is invalid: {exc}") from None
+    return tiers
+
+
+def load_tiers(source: str | Path | Mapping[str, Any]) -> dict[str, Tier]:
+    """Tiers from a mapping, a TOML/YAML file, or TOML text (a ``[tiers]`` table or top-level tiers)."""
+    if isinstance(source, Mapping):
+        data: Any = source
+    else:
+        path = Path(source) if isinstance(source, Path) or "\n" not in str(source) else None
+        if path is not None and path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        else:
+            text = path.read_text(encoding="utf-8") if path is not None else str(source)
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"tier TOML is invalid: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("tiers must be a mapping of tier name to models")
+    return parse_tiers(data.get("tiers", data))
+
+
+def tiers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Tier]:
+    """Tiers from ``EXECUTUS_TIER_FAST="openai/gpt-4o-mini,anthropic/claude-3-5-haiku-latest"``."""
+    environ = os.environ if environ is None else environ
+    found = {k[len(ENV_PREFIX):].lower(): [m.strip() for m in v.split(",") if m.strip()]
+             for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    return parse_tiers(found)
+
+
+class Cooldowns:
+    """Models that failed with a retryable error recently; they are tried last until cool."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def cool(self, model: str, seconds: float) -> None:
+        with self._lock:
+            self._until[model] = time.monotonic() + seconds
+
+    def is_cooling(self, model: str) -> bool:
+        with self._lock:
+            return self._until.get(model, 0.0) > time.monotonic()
+
+    def order(self, tier: Tier) -> list[ModelSpec]:
+        """The tier's models, ready ones first (in tier order), cooling ones after."""
+        ready = [m for m in tier.models if not self.is_cooling(m.name)]
+        return ready + [m for m in tier.models if m not in ready]
