@@ -18,6 +18,8 @@ class Agent(BaseModel):
     ``model`` is a litellm model name or a dict of litellm call parameters
     (``{"model": "openai/x", "api_base": …, "api_key": …}``).  With neither
     ``model`` nor ``tier`` the executor's default (an offline ``sim/`` model) is used.
+    With ``output_type`` (a pydantic model) the final answer is validated into an
+    instance; a failure is sent back to the model up to ``output_retries`` times.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
@@ -33,6 +35,8 @@ class Agent(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
     max_tool_output_chars: int = Field(default=20_000, ge=100)
+    output_type: Any = None
+    output_retries: int = Field(default=2, ge=0)
     owner: str | None = None
     tags: tuple[str, ...] = ()
 
@@ -56,6 +60,13 @@ class Agent(BaseModel):
             if not (isinstance(item, (Tool, str)) or callable(item)):
                 raise ConfigError(f"a tool is a @tool function, a plain function or a registered name, not {item!r}")
         return list(value)
+
+    @field_validator("output_type")
+    @classmethod
+    def _output_type(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ConfigError(f"output_type must be a pydantic model class, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _model_or_tier(self) -> Agent:

@@ -55,6 +55,15 @@ class ModelCallError(RunError):
         self.status_code = status_code
 
 
+class OutputValidationError(RunError):
+    """The model's final answer never validated into the output type; carries the raw text and errors."""
+
+    def __init__(self, message: str, *, raw_text: str, errors: str, run_id: str | None = None):
+        super().__init__(message, error_type="OutputValidationError", run_id=run_id)
+        self.raw_text = raw_text
+        self.errors = errors
+
+
 class RunCancelled(RunError):
     """The run was cancelled before it finished."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from executus_nb.errors import ModelCallError
 from executus_nb.model.backend import litellm
+from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import cost_usd
 from executus_nb.model.spec import ModelSpec, environment_secrets, redact
 from executus_nb.types.usage import Usage
@@ -27,6 +28,7 @@ class Completion:
     usage: Usage
     finish_reason: str | None
     latency_s: float
+    cached: bool = False
 
 
 def _message_dict(message: Any) -> dict[str, Any]:
@@ -70,13 +72,25 @@ async def complete(
     params: dict[str, Any] | None = None,
     stream: bool = False,
     on_text: Callable[[str], None] | None = None,
+    cache: ResponseCache | None = None,
 ) -> Completion:
-    """Call the model once and return its message, or raise ``ModelCallError`` (secrets redacted)."""
+    """Call the model once and return its message, or raise ``ModelCallError`` (secrets redacted).
+
+    With a ``cache``, an identical earlier call is answered from it (``cached=True``, cost 0).
+    """
     lm = litellm()
     kwargs: dict[str, Any] = {**_DEFAULTS, **(params or {}), **spec.params}
     if tools:
         kwargs["tools"] = tools
     started = time.perf_counter()
+    key = cache.key(spec.name, messages, tools, kwargs) if cache is not None else None
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if hit is not None:
+        return Completion(model=spec.name, message=hit["message"], finish_reason=hit["finish_reason"],
+                          usage=Usage(requests=1, prompt_tokens=hit["prompt_tokens"],
+                                      completion_tokens=hit["completion_tokens"],
+                                      total_tokens=hit["prompt_tokens"] + hit["completion_tokens"], cost_usd=0.0),
+                          latency_s=time.perf_counter() - started, cached=True)
     try:
         if stream:
             response = await _streamed(lm, spec, messages, kwargs, on_text)
@@ -91,6 +105,10 @@ async def complete(
     except Exception as exc:
         raise _error(exc, spec) from None
     latency = time.perf_counter() - started
+    finish_reason = getattr(choice, "finish_reason", None)
+    if cache is not None and key is not None:
+        cache.put(key, {"message": message, "finish_reason": finish_reason,
+                        "prompt_tokens": prompt, "completion_tokens": completion})
     return Completion(
         model=spec.name,
         message=message,
@@ -101,7 +119,7 @@ async def complete(
             total_tokens=prompt + completion,
             cost_usd=cost_usd(spec.name, prompt, completion),
         ),
-        finish_reason=getattr(choice, "finish_reason", None),
+        finish_reason=finish_reason,
         latency_s=latency,
     )
 

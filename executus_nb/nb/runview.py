@@ -39,10 +39,12 @@ class RunView:
         self._asking: tuple[str, ...] = ()
         self._throttle = Throttle(self.redraw, interval_s=1.0 / refresh_hz)
         self._unsubscribe = None
+        self._unwatch: Any = None
         self._final_callbacks: list[Any] = []
         self.redraw()
         if not self.is_final:
             self._unsubscribe = run.log.subscribe(self._on_event)
+            self._unwatch = run.log.watch_text(lambda _step: self._throttle.poke())
 
     @property
     def is_final(self) -> bool:
@@ -74,11 +76,15 @@ class RunView:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
 
     def summary(self) -> RunSummary:
         """The current state of the run, folded from its log."""
         run = self.run
-        return summarize(run.log.events, run_id=run.run_id, agent=run.agent.name, model=run.model)
+        return summarize(run.log.events, run_id=run.run_id, agent=run.agent.name, model=run.model,
+                         partial=dict(run.log.partial))
 
     def redraw(self) -> None:
         """Render the current state of the log into the widget."""

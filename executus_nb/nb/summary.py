@@ -92,10 +92,11 @@ def _messages_text(messages: list[dict[str, Any]]) -> str:
 
 
 def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "?", agent: str = "?",
-              model: str = "") -> RunSummary:
+              model: str = "", partial: dict[int, str] | None = None) -> RunSummary:
     """Fold a (possibly unfinished) event log into a ``RunSummary``.
 
-    ``run_id``, ``agent`` and ``model`` name a run that has not started yet (no events).
+    ``run_id``, ``agent`` and ``model`` name a run that has not started yet (no events);
+    ``partial`` is text streamed so far into model steps still in flight.
     """
     start = next((ev for ev in events if isinstance(ev, RunStarted)), None)
     if start is None:
@@ -143,6 +144,9 @@ def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "
             summary.status, summary.error, summary.output = ev.status, ev.error, ev.output
     end = events[-1].ts if summary.status.is_final else (now or utcnow())
     summary.elapsed_s = max(0.0, (end - t0).total_seconds())
+    for step, text in (partial or {}).items():
+        if step in steps and steps[step].ok is None:
+            steps[step].details.append(("receiving", text))
     summary.steps = [steps[k] for k in sorted(steps)]
     summary.pending = list(pending.values())
     if not summary.models:

@@ -8,9 +8,12 @@ from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from executus_nb.agent import Agent
-from executus_nb.errors import ConfigError, UserError
+from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError
 from executus_nb.model.cost import price_entries
+from executus_nb.model.cache import ResponseCache
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.run.approval import Approvals
@@ -31,6 +34,26 @@ if TYPE_CHECKING:
     from executus_nb.fanout import Fanout
 
 
+def _response_cache(cache: bool | str | Path | ResponseCache | None) -> ResponseCache | None:
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, ResponseCache):
+        return cache
+    return ResponseCache() if cache is True else ResponseCache(cache)
+
+
+def _generated(run: Run, result: RunResult) -> Any:
+    if result.ok:
+        return result.output
+    error = result.error
+    if error is not None and error.type == "OutputValidationError":
+        last = [ev for ev in run.log.events if ev.kind == "output_rejected"][-1]
+        raise OutputValidationError(error.message, raw_text=last.raw, errors=last.errors, run_id=run.run_id)
+    message = str(error) if error else f"the run ended {result.status.value}"
+    raise ModelCallError(message, error_type=error.type if error else "RunError", provider=error and error.provider,
+                         status_code=error and error.status_code, run_id=run.run_id)
+
+
 def _release(held: list[tuple[Lanes, str, str]]) -> None:
     for lanes, key, provider in reversed(held):
         lanes.release(key, provider)
@@ -46,7 +69,9 @@ class Executor:
     executor's registry, searched before the default one for tools named by string;
     ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
     ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
-    ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``).
+    ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``);
+    ``cache=True`` answers repeated identical model calls from a response cache on disk
+    (``.executus_cache/``; or a path, or a ``ResponseCache``) at no cost.
     """
 
     def __init__(
@@ -61,6 +86,7 @@ class Executor:
         max_running: int | None = None,
         provider_limits: Mapping[str, int] | None = None,
         sinks: Iterable[EventSink] = (),
+        cache: bool | str | Path | ResponseCache | None = None,
     ):
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers: dict[str, Tier] = tiers_from_env() if tiers is None else load_tiers(tiers)
@@ -72,6 +98,7 @@ class Executor:
         if policy is not None:
             self.ports.gate = policy
         self.ports.sinks.extend(sinks)
+        self.cache = _response_cache(cache)
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
         self._prices_registered = False
@@ -115,7 +142,7 @@ class Executor:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
         state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
-                          cooldowns=self.cooldowns)
+                          cooldowns=self.cooldowns, cache=self.cache)
 
         key = lane or owner or agent.owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
@@ -169,6 +196,27 @@ class Executor:
             loop = background_loop()
         run._schedule(loop)
         return run
+
+    def generate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
+                 model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3,
+                 timeout: float | None = None) -> Any:
+        """Ask a model for one validated ``output_type`` instance (JSON-schema mode where supported).
+
+        A validation failure goes back to the model, up to ``attempts`` answers in all;
+        the last failure raises ``OutputValidationError`` with the raw text and the errors.
+        """
+        agent = Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
+                      output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
+        run = self.run(agent, prompt)
+        return _generated(run, run.wait(timeout, quiet=True))
+
+    async def agenerate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
+                        model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3) -> Any:
+        """``generate`` for async code: await the validated instance."""
+        agent = Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
+                      output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
+        run, _ = self._prepare(agent, prompt, None, None, ())
+        return _generated(run, await run._main())
 
     def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
                models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,

@@ -20,6 +20,8 @@ class RunLog:
         self.events: list[Any] = []
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
+        self.partial: dict[int, str] = {}  # step → text streamed so far (transient: the finished event holds it)
+        self._text_watchers: list[Callable[[int], None]] = []
 
     def emit(self, event_type: type, **fields: Any) -> Any:
         """Create an event of ``event_type``, append it and tell every subscriber."""
@@ -51,6 +53,24 @@ class RunLog:
                     self._subscribers.remove(notify)
 
         return unsubscribe
+
+    def stream_text(self, step: int, text: str) -> None:
+        """Add streamed text to a model step in flight and tell text watchers (not an event)."""
+        self.partial[step] = self.partial.get(step, "") + text
+        for notify in list(self._text_watchers):
+            try:
+                notify(step)
+            except Exception:  # a broken view must never break the run it shows
+                logger.exception("text watcher %r failed", notify)
+
+    def end_text(self, step: int) -> None:
+        """The step finished: its text now lives in its event."""
+        self.partial.pop(step, None)
+
+    def watch_text(self, notify: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``notify(step)`` whenever streamed text arrives; returns a function that stops it."""
+        self._text_watchers.append(notify)
+        return lambda: self._text_watchers.remove(notify) if notify in self._text_watchers else None
 
     @property
     def subscriber_count(self) -> int:

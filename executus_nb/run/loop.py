@@ -19,8 +19,16 @@ from pydantic import BaseModel
 
 from executus_nb.agent import Agent
 from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
+from executus_nb.model.cache import ResponseCache
 from executus_nb.model.call import complete
 from executus_nb.model.spec import ModelSpec
+from executus_nb.model.structured import (
+    output_instructions,
+    parse_output,
+    response_format,
+    retry_message,
+    supports_schema,
+)
 from executus_nb.model.tier import Cooldowns, Tier, is_retryable
 from executus_nb.run.approval import Approvals
 from executus_nb.run.log import RunLog
@@ -33,6 +41,7 @@ from executus_nb.types.events import (
     Failover,
     ModelCallFinished,
     ModelCallStarted,
+    OutputRejected,
     RunFinished,
     RunStarted,
     ToolCallFinished,
@@ -66,6 +75,7 @@ class LoopState:
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
 
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
+    cache: ResponseCache | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -82,8 +92,11 @@ class LoopState:
 
 
 def initial_messages(agent: Agent, prompt: str) -> list[dict[str, Any]]:
-    """The conversation a run starts from: the instructions (if any) and the prompt."""
-    messages = [{"role": "system", "content": agent.instructions}] if agent.instructions else []
+    """The conversation a run starts from: the instructions (if any, with the output schema) and the prompt."""
+    system = agent.instructions
+    if agent.output_type is not None:
+        system = "\n\n".join(filter(None, [system, output_instructions(agent.output_type)]))
+    messages = [{"role": "system", "content": system}] if system else []
     return messages + [{"role": "user", "content": prompt}]
 
 
@@ -172,7 +185,23 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         state.messages.append(message)
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
-            return RunStatus.SUCCEEDED, message.get("content") or "", None
+            if agent.output_type is None:
+                return RunStatus.SUCCEEDED, message.get("content") or "", None
+            value, problems = parse_output(agent.output_type, message.get("content"))
+            if value is not None:
+                return RunStatus.SUCCEEDED, value, None
+            rejected = sum(1 for ev in state.log.events if ev.kind == "output_rejected")
+            last_try = rejected >= agent.output_retries
+            feedback = "" if last_try else retry_message(problems or "")
+            state.log.emit(OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "",
+                           feedback=feedback)
+            if last_try:
+                return RunStatus.FAILED, None, ErrorInfo(
+                    type="OutputValidationError",
+                    message=f"the answer did not validate as {agent.output_type.__name__} after "
+                            f"{rejected + 1} attempts: {problems}. Raw text: {message.get('content')!r}")
+            state.messages.append({"role": "user", "content": feedback})
+            continue
         steps = [(state.allocate(), tc) for tc in tool_calls]
         for step, tc in steps:
             fn = tc.get("function") or {}
@@ -186,6 +215,14 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         type="MaxStepsExceeded",
         message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
     )
+
+
+def _call_params(state: LoopState, spec: ModelSpec) -> dict[str, Any]:
+    params = state.model_params()
+    output_type = state.agent.output_type
+    if output_type is not None and supports_schema(spec.name):
+        params["response_format"] = response_format(output_type)
+    return params
 
 
 async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any] | ErrorInfo:
@@ -202,8 +239,11 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
         state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
         try:
-            done = await complete(spec, state.messages, schemas, params=state.model_params(), stream=state.agent.stream)
+            done = await complete(spec, state.messages, schemas, params=_call_params(state, spec),
+                                  stream=state.agent.stream, cache=state.cache,
+                                  on_text=lambda text, step=step: state.log.stream_text(step, text))
         except ModelCallError as exc:
+            state.log.end_text(step)
             latency = time.perf_counter() - state.open_steps.pop(step).started
             error = ErrorInfo(type=exc.error_type, message=str(exc), provider=exc.provider, status_code=exc.status_code)
             state.log.emit(ModelCallFinished, step=step, turn=turn, model=spec.name, latency_s=latency, error=error)
@@ -216,9 +256,10 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             await asyncio.sleep(tier.backoff_s * 2**attempt)
             continue
         state.open_steps.pop(step, None)
+        state.log.end_text(step)
         state.log.emit(
             ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
-            usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason,
+            usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason, cached=done.cached,
         )
         return done.message
     if len(failures) == 1:

@@ -95,6 +95,16 @@ class Failover(_EventBase):
     error: ErrorInfo
 
 
+class OutputRejected(_EventBase):
+    """A final answer failed validation against the output type; ``feedback`` went back to the model."""
+
+    kind: Literal["output_rejected"] = "output_rejected"
+    turn: int
+    raw: str
+    errors: str
+    feedback: str
+
+
 class ToolCallStarted(_EventBase):
     """The model asked for a tool; ``arguments`` is the raw JSON text it sent."""
 
@@ -160,6 +170,7 @@ Event = Annotated[
         ModelCallStarted,
         ModelCallFinished,
         Failover,
+        OutputRejected,
         ToolCallStarted,
         ToolCallFinished,
         ApprovalRequested,
