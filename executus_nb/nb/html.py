@@ -20,7 +20,8 @@ BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "t
          "cancelled": "#9a6700", "max_steps": "#9a6700"}
 BAR = {("model", "ok"): BLUE, ("tool", "ok"): "#2da44e"}
 
-ROOT_STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;border:1px solid #d0d7de;"
+ROOT_STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;line-height:1.4;"
+              "border:1px solid #d0d7de;"
               "border-radius:6px;padding:6px 8px;max-width:980px")
 HEADER_STYLE = "display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin-bottom:4px"
 TIMELINE_STYLE = "max-height:320px;overflow-y:auto;border-top:1px solid #eaeef2;padding-top:2px"
@@ -39,15 +40,17 @@ def _clip(text: str, limit: int = DETAIL_CHARS) -> str:
 def _bar_color(s: StepView) -> str:
     if s.state == "running":
         return AMBER
+    if s.state == "cancelled":
+        return GREY
     return BAR.get((s.kind, s.state), RED)
 
 
-def _step_html(s: StepView, span: float) -> str:
-    left = 100.0 * s.start_s / span
-    width = 100.0 * (s.duration_s if s.duration_s is not None else max(span - s.start_s, 0.0)) / span
+def _step_html(s: StepView, origin: float, span: float) -> str:
+    left = 100.0 * (s.start_s - origin) / span
+    width = 100.0 * (s.duration_s if s.duration_s is not None else max(span + origin - s.start_s, 0.0)) / span
     dur = "…" if s.duration_s is None else f"{s.duration_s:.2f} s"
     tokens = f" · {s.tokens_in}→{s.tokens_out} tok" if s.kind == "model" and s.ok else ""
-    mark = "✗ " if s.state == "failed" else ""
+    mark = {"failed": "✗ ", "cancelled": "■ "}.get(s.state, "")
     label = f"{mark}#{s.step} {s.kind} {s.name}" + (" (cached)" if s.cached else "")
     details = "".join(f"<b>{html.escape(t)}</b><pre style=\"{PRE_STYLE}\">{html.escape(_clip(v))}</pre>"
                       for t, v in s.details)
@@ -76,19 +79,23 @@ def render_body(summary: RunSummary) -> str:
         f'<div class="executus-header" style="{HEADER_STYLE}"><b>{html.escape(summary.agent)}</b>'
         f'<span>{html.escape(", ".join(summary.models))}</span>{badge}'
         f'<span class="executus-elapsed">{summary.elapsed_s:.2f} s</span>'
-        f'<span>{len(summary.steps)} steps</span>'
+        f'<span>{len(summary.steps)} step{"" if len(summary.steps) == 1 else "s"}</span>'
         f'<span>{summary.prompt_tokens} in / {summary.completion_tokens} out tokens</span>'
         f'<span>{summary.cost_text}</span></div>'
     )
-    span = max(summary.elapsed_s, max((s.start_s + (s.duration_s or 0.0) for s in summary.steps), default=0.0), 1e-6)
+    # The axis starts at the first step: time before it (a first import) is in the header's elapsed.
+    origin = min((s.start_s for s in summary.steps), default=0.0)
+    end = max(summary.elapsed_s, max((s.start_s + (s.duration_s or 0.0) for s in summary.steps), default=0.0))
+    span = max(end - origin, 1e-6)
     timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
-                + "".join(_step_html(s, span) for s in summary.steps) + "</div>")
+                + "".join(_step_html(s, origin, span) for s in summary.steps) + "</div>")
     failovers = "".join(
         f'<div class="executus-failover" style="color:#9a6700">↪ failover {html.escape(f)}</div>'
         for f in summary.failovers)
     tail = ""
     if summary.error is not None:
-        tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=RED, bg="#ffebe9")}">'
+        color, bg = (AMBER, "#fff8c5") if status == "cancelled" else (RED, "#ffebe9")
+        tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
                 f"<b>{html.escape(summary.error.type)}</b>: {html.escape(summary.error.message)}</div>")
     elif status == "succeeded":
         tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'

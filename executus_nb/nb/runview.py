@@ -90,15 +90,10 @@ class RunView:
         """Render the current state of the log into the widget."""
         summary = self.summary()
         classes = root_classes(summary)
-        if classes != self._classes:
-            for old in self._classes:
-                if old not in classes:
-                    self.widget.remove_class(old)
-            for new in classes:
-                if new not in self._classes:
-                    self.widget.add_class(new)
+        if classes != self._classes:  # one assignment: the root never lacks a status class
+            self.widget._dom_classes = tuple(classes)
             self._classes = classes
-        self._body.value = render_body(summary)
+        self._body.value = f'<div style="line-height:1.4">{render_body(summary)}</div>'
         self._show_approvals(summary)
         final = summary.status.is_final
         if final and self._cancel.layout.display != "none":

@@ -44,7 +44,11 @@ class StepView:
 
     @property
     def state(self) -> str:
-        return "running" if self.ok is None else ("ok" if self.ok else "failed")
+        if self.ok is None:
+            return "running"
+        if self.ok:
+            return "ok"
+        return "cancelled" if self.error is not None and self.error.type == "RunCancelled" else "failed"
 
 
 @dataclass

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
@@ -63,7 +63,7 @@ class JSONLSink:
                 self._file.close()
                 self._file = None
 
-    def __enter__(self) -> JSONLSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

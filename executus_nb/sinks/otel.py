@@ -8,12 +8,13 @@ Langfuse, Jaeger).  Needs the ``otel`` extra: ``pip install 'executus_nb[otel]'`
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 try:
     from opentelemetry import trace
@@ -36,7 +37,7 @@ from executus_nb.types.status import RunStatus
 
 logger = logging.getLogger("executus_nb")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # litellm provider prefixes whose GenAI semconv name differs; any other prefix is used as it is.
@@ -59,18 +60,23 @@ def provider_name(model: str) -> str | None:
     if "/" in model:
         prefix = model.split("/", 1)[0]
     else:
-        litellm = sys.modules.get("litellm")  # the run has loaded it; never import it here
-        try:
-            prefix = litellm.get_llm_provider(model)[1] if litellm is not None else ""
-        except Exception:
-            prefix = ""
+        prefix = _inferred_provider(model) if "litellm" in sys.modules else ""  # never import litellm here
     return PROVIDER_NAMES.get(prefix, prefix) or None
+
+
+@functools.lru_cache(maxsize=256)
+def _inferred_provider(model: str) -> str:
+    """The provider litellm infers for a bare model name (``gpt-4o-mini`` → ``openai``), or ``""``."""
+    try:
+        return sys.modules["litellm"].get_llm_provider(model)[1]
+    except Exception:  # noqa: BLE001 - an unknown model simply has no provider name
+        return ""
 
 
 def _ns(ts: datetime) -> int:
     """A timestamp as integer nanoseconds since the epoch (exact to the microsecond)."""
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
+        ts = ts.replace(tzinfo=UTC)
     return (ts - _EPOCH) // _MICROSECOND * 1000
 
 
@@ -230,7 +236,7 @@ class OTelSink:
             attrs.update({"executus.decision": ev.decision, "executus.decided_by": ev.by})
         span.add_event(ev.kind, attrs, timestamp=_ns(ev.ts))
 
-    _handlers: dict[type, Any] = {
+    _handlers: ClassVar[dict[type, Any]] = {
         RunStarted: _run_started,
         RunFinished: _run_finished,
         ModelCallStarted: _model_started,
