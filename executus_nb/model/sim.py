@@ -85,17 +85,18 @@ def _register(key: str, model: _SimModel) -> str:
     return PREFIX + key
 
 
-def scripted(turns: list[SimTurn], latency_s: float = 0.0) -> str:
+def scripted(turns: list[SimTurn], latency_s: float = 0.0, name: str | None = None) -> str:
     """A model that plays ``turns`` in order and returns its ``sim/`` model name.
 
     Stateless: the reply is chosen by how many assistant turns the conversation
-    already holds, so one script serves many concurrent (or resumed) runs.
+    already holds, so one script serves many concurrent (or resumed) runs.  ``name``
+    gives a readable model name (``sim/<name>``) instead of one derived from the script.
     """
     turns = [t if isinstance(t, SimTurn) else reply(str(t)) for t in turns]
     if not turns:
         raise UserError("sim.scripted() needs at least one turn, e.g. [sim.reply('hi')]")
     blob = json.dumps([t.model_dump() for t in turns], sort_keys=True) + f"|{latency_s}"
-    key = "scripted-" + hashlib.sha1(blob.encode()).hexdigest()[:10]
+    key = _safe(name) if name else "scripted-" + hashlib.sha1(blob.encode()).hexdigest()[:10]
     return _register(key, _SimModel(tuple(turns), None, float(latency_s)))
 
 
@@ -120,6 +121,10 @@ def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float =
     return PREFIX + key
 
 
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def echo() -> str:
     """The default model: replies by repeating the last user message (no tools)."""
     return function(_echo, name="echo")
@@ -131,9 +136,24 @@ def _echo(messages: list[dict], tools: list[dict]) -> SimTurn:
 
 
 class SimError(Exception):
-    """A failure raised inside a sim model (missing script turn, ``fn`` error)."""
+    """A failure raised inside a sim model; litellm maps it by ``status_code`` (429 → RateLimitError…)."""
 
-    status_code = 500
+    def __init__(self, message: str, status_code: int = 500):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ProviderError(SimError):
+    """Raise it from a ``sim.function`` to fail like a provider with this HTTP status."""
+
+
+def failing(status: int = 500, message: str = "simulated provider error", latency_s: float = 0.0) -> str:
+    """A model that always fails with HTTP ``status`` (429 rate limit, 503 overload…), for failover demos."""
+
+    def fail(messages: list[dict], tools: list[dict]) -> SimTurn:
+        raise ProviderError(message, status)
+
+    return _register(f"failing-{status}", _SimModel(None, fail, float(latency_s)))
 
 
 def _lookup(model: str) -> _SimModel:
@@ -149,6 +169,8 @@ def _next_turn(sim_model: _SimModel, messages: list[dict], tools: list[dict]) ->
     if sim_model.fn is not None:
         try:
             turn = sim_model.fn(messages, tools)
+        except SimError:
+            raise
         except Exception as exc:  # the function's failure is the provider's failure
             raise SimError(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(turn, str):

@@ -70,9 +70,12 @@ def is_retryable(error: ModelCallError) -> bool:
 
 
 def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
-    """Tiers from a mapping of name → model, list of models, or ``{"models": [...], params…}``."""
+    """Tiers from a mapping of name → model, list of models, ``{"models": [...], params…}`` or a ``Tier``."""
     tiers: dict[str, Tier] = {}
     for name, entry in data.items():
+        if isinstance(entry, Tier):
+            tiers[name] = entry
+            continue
         body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
         try:
             tiers[name] = Tier(name=name, **body)
