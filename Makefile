@@ -41,7 +41,8 @@ test: $(VENV)/.dev chromium
 ## notebooks: re-execute every notebook in place (the committed outputs)
 notebooks: $(VENV)/.demo
 	for nb in notebooks/*.ipynb; do \
-	    $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done
+	    $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	        --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; done
 
 ## bench: the benchmarks in bench/ (medians and ratios, not tests)
 bench: $(VENV)/.dev
