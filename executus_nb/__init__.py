@@ -23,10 +23,12 @@ from executus_nb.errors import (  # noqa: E402
     UserError,
 )
 from executus_nb.model import sim  # noqa: E402
+from executus_nb.fanout import Fanout  # noqa: E402
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.tool.decorator import Tool  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
+from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
@@ -39,8 +41,10 @@ __all__ = [
     "ConfigError",
     "ExecutusError",
     "Executor",
+    "Fanout",
     "ModelCallError",
     "OutputValidationError",
+    "Policy",
     "Run",
     "RunError",
     "RunResult",

@@ -131,6 +131,13 @@ class Lanes:
                 return len(self._queues.get(key, ()))
             return sum(len(q) for q in self._queues.values())
 
+    def oldest_wait_s(self, key: str | None = None) -> float:
+        """How long the longest-waiting run (in lane ``key``, or in any) has waited, in seconds."""
+        now = time.monotonic()
+        with self._lock:
+            queues = [self._queues.get(key, deque())] if key is not None else list(self._queues.values())
+            return max((now - w.enqueued for q in queues for w in q), default=0.0)
+
     def lanes_df(self) -> pd.DataFrame:
         """One row per lane: key, running, queued, started, oldest_wait_s, mean_wait_s, max_wait_s."""
         import pandas as pd

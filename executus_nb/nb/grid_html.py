@@ -55,8 +55,10 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
     elapsed = ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() \
         if starts else 0.0
     cost_text = "unknown" if math.isnan(cost) else f"${cost:.6f}"
+    waited = max(fanout.lanes.oldest_wait_s(), fanout.executor.lanes.oldest_wait_s(fanout.id))
+    queue = f" (oldest waiting {waited:.1f} s)" if c["queued"] else ""
     return {
-        "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued · "
+        "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued{queue} · "
                      f"{c['failed']} failed"),
         "totals": f"{tokens} tokens · {cost_text} · {elapsed:.2f} s",
         "done": c["done"] == c["total"],
