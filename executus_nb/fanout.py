@@ -133,13 +133,14 @@ class Fanout:
         return all(run.done for run in self.runs)
 
     def counts(self) -> dict[str, int]:
-        """How many cells are queued, running, succeeded, failed (any non-success final status) and done."""
+        """How many cells are queued, running, succeeded, cancelled, failed (any other final status) and done."""
         statuses = [run.status for run in self.runs]
         return {
             "queued": sum(s is RunStatus.QUEUED for s in statuses),
             "running": sum(s is RunStatus.RUNNING for s in statuses),
             "succeeded": sum(s is RunStatus.SUCCEEDED for s in statuses),
-            "failed": sum(s.is_final and s is not RunStatus.SUCCEEDED for s in statuses),
+            "cancelled": sum(s is RunStatus.CANCELLED for s in statuses),
+            "failed": sum(s.is_final and s not in (RunStatus.SUCCEEDED, RunStatus.CANCELLED) for s in statuses),
             "done": sum(s.is_final for s in statuses),
             "total": len(statuses),
         }
@@ -232,5 +233,6 @@ class Fanout:
     def __repr__(self) -> str:
         c = self.counts()
         n, m = self.shape
+        cancelled = f", {c['cancelled']} cancelled" if c["cancelled"] else ""
         return (f"Fanout({n}×{m}: {c['done']}/{c['total']} done, {c['running']} running, "
-                f"{c['queued']} queued, {c['failed']} failed)")
+                f"{c['queued']} queued, {c['failed']} failed{cancelled})")

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any, Self
 
 __all__ = [
     "Disconnect",
@@ -105,9 +105,9 @@ class Disconnect:
     """Close the connection without sending any response."""
 
 
-Turn = Union[Reply, ToolCalls, Fail, Hang, Malformed, Disconnect]
-Responder = Callable[[dict[str, Any]], Union[Turn, str, None]]
-ToolCallSpec = Union[ToolCall, tuple, Mapping[str, Any]]
+Turn = Reply | ToolCalls | Fail | Hang | Malformed | Disconnect
+Responder = Callable[[dict[str, Any]], Turn | str | None]
+ToolCallSpec = ToolCall | tuple | Mapping[str, Any]
 
 
 def _as_tool_call(spec: ToolCallSpec) -> ToolCall:
@@ -117,7 +117,7 @@ def _as_tool_call(spec: ToolCallSpec) -> ToolCall:
     if isinstance(spec, Mapping):
         name, args, call_id = spec["name"], spec.get("arguments", {}), spec.get("id")
     else:
-        name, args, call_id = (tuple(spec) + (None,))[:3]
+        name, args, call_id = (*tuple(spec), None)[:3]
     raw = args if isinstance(args, str) else json.dumps(args)
     return ToolCall(name=name, arguments=raw, id=call_id)
 
@@ -230,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.owner._track(self.connection, False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
 
     def do_GET(self) -> None:
@@ -354,7 +354,7 @@ class OpenAIServer:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> OpenAIServer:
+    def start(self) -> Self:
         """Bind 127.0.0.1 on a free port and serve from a daemon thread."""
         if self._httpd is not None:
             return self
@@ -388,7 +388,7 @@ class OpenAIServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> OpenAIServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -433,7 +433,9 @@ class OpenAIServer:
         self.enqueue(ToolCalls(tuple(_as_tool_call(c) for c in calls), text))
 
     def fail(
-        self, status: int = 500, body: str | Mapping[str, Any] | None = None,
+        self,
+        status: int = 500,
+        body: str | Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Queue an HTTP error; ``body`` defaults to an OpenAI-style error JSON."""
@@ -551,25 +553,36 @@ class OpenAIServer:
         else:
             message = {"role": "assistant", "content": turn.text, "tool_calls": calls}
             finish = "tool_calls"
-        h._send_json(200, {
+        h._send_json(
+            200,
+            {
+                "id": f"chatcmpl-{n}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": None,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+                ],
+                "usage": usage,
+            },
+        )
+
+    def _stream(
+        self,
+        h: _Handler,
+        model: str,
+        turn: Reply | ToolCalls,
+        calls: list[dict[str, Any]],
+        usage: dict[str, int] | None,
+        n: int,
+    ) -> None:
+        base = {
             "id": f"chatcmpl-{n}",
-            "object": "chat.completion",
+            "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
             "system_fingerprint": None,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": usage,
-        })
-
-    def _stream(
-        self, h: _Handler, model: str, turn: Reply | ToolCalls,
-        calls: list[dict[str, Any]], usage: dict[str, int] | None, n: int,
-    ) -> None:
-        base = {
-            "id": f"chatcmpl-{n}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model, "system_fingerprint": None,
         }
 
         def event(delta: dict[str, Any], finish: str | None = None) -> None:
@@ -584,8 +597,12 @@ class OpenAIServer:
             for piece in _pieces(turn.text):
                 event({"content": piece})
         for i, call in enumerate(calls):
-            head = {"index": i, "id": call["id"], "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            head = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
             event({"tool_calls": [head]})
             args = call["function"]["arguments"]
             for piece in _pieces(args) if args else ():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
     secrets = spec.secrets() + environment_secrets()
     status = getattr(exc, "status_code", None)
     provider = getattr(exc, "llm_provider", None) or spec.provider or None
-    message = redact(str(exc), secrets) or type(exc).__name__
+    # litellm prefixes "litellm.RateLimitError: "; the type is recorded on its own, so drop it.
+    message = re.sub(r"^litellm\.\w+:\s*", "", redact(str(exc), secrets)) or type(exc).__name__
     return ModelCallError(
         message,
         error_type=type(exc).__name__,

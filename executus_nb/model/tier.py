@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from executus_nb.errors import ConfigError, ModelCallError
+from executus_nb.errors import ConfigError, ModelCallError, config_error
 from executus_nb.model.spec import ModelSpec
 
 ENV_PREFIX = "EXECUTUS_TIER_"
@@ -80,7 +80,7 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
         try:
             tiers[name] = Tier(name=name, **body)
         except ValidationError as exc:
-            raise ConfigError(f"tier {name!r} is invalid: {exc}") from None
+            raise config_error(exc, f"tier {name!r}") from None  # never echoes the input (API keys)
     return tiers
 
 

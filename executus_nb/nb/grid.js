@@ -65,7 +65,15 @@ function render({ model, el: root }) {
       const td = el("td", "executus-cell executus-status-queued");
       td.dataset.key = key;
       td.style.cssText = "border:1px solid #d0d7de;padding:2px 4px;min-width:90px;max-width:160px;cursor:pointer;vertical-align:top";
-      td.addEventListener("click", () => model.send({ type: "select", key }));
+      td.addEventListener("click", () => {
+        for (const other of root.querySelectorAll(".executus-selected")) {
+          other.classList.remove("executus-selected");
+          other.style.outline = "";
+        }
+        td.classList.add("executus-selected");
+        td.style.outline = "2px solid #0969da";
+        model.send({ type: "select", key });
+      });
       tds[key] = td;
       tr.appendChild(td);
     });
@@ -79,7 +87,8 @@ function render({ model, el: root }) {
     const cell = cells[key];
     const td = tds[key];
     if (!cell || !td) return;
-    td.className = "executus-cell executus-status-" + cell.status;
+    const selected = td.classList.contains("executus-selected");
+    td.className = "executus-cell executus-status-" + cell.status + (selected ? " executus-selected" : "");
     td.style.borderLeft = "4px solid " + (STATUS_COLOR[cell.status] || "#6e7781");
     const metric = model.get("metric");
     const fmt = METRIC_FMT[metric];

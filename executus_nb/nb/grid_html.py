@@ -21,9 +21,12 @@ def _preview(run: Run) -> str:
     result = run.result
     if result is None:
         return ""
-    text = str(result.output) if result.error is None else f"{result.error.type}: {result.error.message}"
-    text = " ".join(text.split())
-    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+    if result.error is None:
+        text = " ".join(str(result.output).split())
+        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+    text = " ".join(f"{result.error.type}: {result.error.message}".split())
+    # an error's point is at its end ("… RuntimeError: model down"): keep the end
+    return text if len(text) <= PREVIEW_CHARS else "…" + text[-(PREVIEW_CHARS - 1):]
 
 
 def cell_state(run: Run) -> dict[str, Any]:
@@ -35,10 +38,12 @@ def cell_state(run: Run) -> dict[str, Any]:
     events = run.log.events
     finished = [ev for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None]
     started = events[0].ts if events and isinstance(events[0], RunStarted) else None
+    if started is None:  # queued: nothing to show yet
+        return {"status": run.status.value, "tokens": None, "latency": None, "cost": None, "preview": ""}
     return {
         "status": run.status.value,
         "tokens": sum(ev.usage.total_tokens for ev in finished),
-        "latency": (utcnow() - started).total_seconds() if started else None,
+        "latency": (utcnow() - started).total_seconds(),
         "cost": sum(ev.usage.cost_usd for ev in finished),
         "preview": "",
     }
@@ -49,6 +54,7 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
     c = fanout.counts()
     states = [cell_state(cell.run) for cell in fanout.cells if cell.run.done]
     cost = sum(s["cost"] for s in states)
+    cancelled = f" · {c['cancelled']} cancelled" if c["cancelled"] else ""
     tokens = sum(s["tokens"] for s in states)
     starts = [cell.run.log.events[0].ts for cell in fanout.cells if cell.run.log.events]
     ends = [cell.run.result.finished_at for cell in fanout.cells if cell.run.result is not None]
@@ -59,7 +65,7 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
     queue = f" (oldest waiting {waited:.1f} s)" if c["queued"] else ""
     return {
         "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued{queue} · "
-                     f"{c['failed']} failed"),
+                     f"{c['failed']} failed{cancelled}"),
         "totals": f"{tokens} tokens · {cost_text} · {elapsed:.2f} s",
         "done": c["done"] == c["total"],
     }
@@ -77,7 +83,9 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
     values = [s[metric] for s in states if isinstance(s[metric], (int, float)) and math.isfinite(s[metric])]
     top = max(values, default=0) or 0
     head = header_state(fanout)
-    cols = "".join(f'<th style="padding:2px 4px">{html.escape(label)}</th>' for label in fanout.labels)
+    cell_box = "text-align:left;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:180px"
+    cols = "".join(f'<th style="padding:2px 4px;{cell_box}" title="{html.escape(label)}">{html.escape(label)}</th>'
+                   for label in fanout.labels)
     body = []
     n_cols = len(fanout.labels)
     for row, prompt in enumerate(fanout.prompts):
@@ -88,17 +96,20 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
             alpha = 0.08 + 0.5 * v / top if top and isinstance(v, (int, float)) and math.isfinite(v) else 0
             bg = f"background:rgba(9,105,218,{alpha:.3f});" if alpha else ""
             tds.append(
-                f'<td class="executus-cell executus-status-{s["status"]}" style="border:1px solid #d0d7de;'
+                f'<td class="executus-cell executus-status-{s["status"]}" style="{cell_box};border:1px solid #d0d7de;'
                 f'border-left:4px solid {BADGE.get(s["status"], GREY)};padding:2px 4px;vertical-align:top;{bg}">'
                 f'<div>{s["status"]}</div><div>{_fmt(metric, v)}</div>'
-                f'<div style="color:#57606a">{html.escape(s["preview"])}</div></td>'
+                f'<div style="color:#57606a;overflow:hidden;text-overflow:ellipsis" title="{html.escape(s["preview"])}">'
+                f'{html.escape(s["preview"])}</div></td>'
             )
-        body.append(f'<tr><th style="text-align:left;padding:2px 4px">{html.escape(prompt)}</th>{"".join(tds)}</tr>')
+        body.append(f'<tr><th style="padding:2px 4px;{cell_box}" title="{html.escape(prompt)}">{html.escape(prompt)}'
+                    f'</th>{"".join(tds)}</tr>')
     return (
         '<div class="executus-fanout" style="font-family:system-ui,sans-serif;font-size:12px;'
         'border:1px solid #d0d7de;border-radius:6px;padding:6px 8px">'
         f'<div class="executus-fanout-header" style="margin-bottom:6px">{head["progress"]} · {head["totals"]} · '
         f"coloured by {html.escape(metric)}</div>"
-        f'<table style="border-collapse:collapse"><thead><tr><th>prompt \\ model</th>{cols}</tr></thead>'
+        f'<table style="border-collapse:collapse;table-layout:fixed"><thead><tr>'
+        f'<th style="{cell_box}">prompt \\ model</th>{cols}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>'
     )

@@ -113,7 +113,7 @@ class RunView:
         label = widgets.HTML(
             f'<div class="executus-approval" style="padding:4px 6px;border-left:4px solid #bf8700;background:#fff8c5">'
             f"Approve tool call <b>{html.escape(request.name)}</b>"
-            f"<code>{html.escape(request.arguments[:500])}</code>"
+            f"(<code>{html.escape(request.arguments[:500])}</code>)"
             f'{" — rule: " + html.escape(request.rule) if request.rule else ""}</div>'
         )
         buttons = []

@@ -133,7 +133,8 @@ def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "
         elif isinstance(ev, ToolCallFinished) and ev.step in steps:
             s = steps[ev.step]
             s.duration_s, s.ok, s.error = ev.duration_s, ev.error is None, ev.error
-            s.details.append(("error" if ev.error else "result", ev.result))
+            if ev.error is None or ev.result != f"Error: {ev.error}":  # else the error block says it
+                s.details.append(("result", ev.result))
             sent.append({"role": "tool", "content": ev.result})
         elif isinstance(ev, ApprovalRequested):
             pending[ev.call_id] = ev

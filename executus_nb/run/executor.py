@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError
-from executus_nb.model.cost import price_entries
 from executus_nb.model.cache import ResponseCache
+from executus_nb.model.cost import price_entries
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.run.approval import Approvals
@@ -40,6 +40,12 @@ def _response_cache(cache: bool | str | Path | ResponseCache | None) -> Response
     if isinstance(cache, ResponseCache):
         return cache
     return ResponseCache() if cache is True else ResponseCache(cache)
+
+
+def _generate_agent(output_type: type[BaseModel], instructions: str, model: Any, tier: str | None,
+                    attempts: int) -> Agent:
+    return Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
+                 output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
 
 
 def _generated(run: Run, result: RunResult) -> Any:
@@ -205,17 +211,13 @@ class Executor:
         A validation failure goes back to the model, up to ``attempts`` answers in all;
         the last failure raises ``OutputValidationError`` with the raw text and the errors.
         """
-        agent = Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
-                      output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
-        run = self.run(agent, prompt)
+        run = self.run(_generate_agent(output_type, instructions, model, tier, attempts), prompt)
         return _generated(run, run.wait(timeout, quiet=True))
 
     async def agenerate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
                         model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3) -> Any:
         """``generate`` for async code: await the validated instance."""
-        agent = Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
-                      output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
-        run, _ = self._prepare(agent, prompt, None, None, ())
+        run, _ = self._prepare(_generate_agent(output_type, instructions, model, tier, attempts), prompt, None, None, ())
         return _generated(run, await run._main())
 
     def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
