@@ -24,8 +24,8 @@ def _preview(run: Run) -> str:
     if result.error is None:
         text = " ".join(str(result.output).split())
         return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
-    text = " ".join(f"{result.error.type}: {result.error.message}".split())
-    # an error's point is at its end ("… RuntimeError: model down"): keep the end
+    # an error's point is at its end ("OpenAIException - RuntimeError: model down"): keep the end
+    text = " ".join(result.error.message.rsplit(" - ", 1)[-1].split()) or result.error.type
     return text if len(text) <= PREVIEW_CHARS else "…" + text[-(PREVIEW_CHARS - 1):]
 
 

@@ -123,9 +123,13 @@ class Tool:
             call = self.fn(**arguments)
         else:
             call = asyncio.to_thread(self.fn, **arguments)
+        deadline = asyncio.timeout(self.timeout_s)
         try:
-            return await asyncio.wait_for(call, timeout=self.timeout_s)
+            async with deadline:
+                return await call
         except TimeoutError:
+            if not deadline.expired():  # the tool's own TimeoutError (say, an HTTP call): report it as such
+                raise
             raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
