@@ -176,7 +176,7 @@ def test_fanout_limits_never_exceeded_at_the_server(openai_server):
     assert 2 <= openai_server.max_concurrency <= 5
 
 
-def test_interactive_run_starts_within_the_next_free_slot_of_a_big_fanout():
+def test_interactive_run_starts_within_the_next_free_slot_of_a_big_fanout(warm):
     async def main():
         ex = Executor(max_running=4)
         fan = ex.fanout(Agent(name="bulk"), [f"q{i}" for i in range(200)], models=[echo_model(0.02, name="bulk")])

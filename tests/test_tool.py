@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import time
 from typing import Annotated, Literal, Optional
 
 import pytest
@@ -310,6 +311,28 @@ def test_a_tool_timeout_raises_tool_timeout_error():
 
     with pytest.raises(ToolTimeoutError, match="slow timed out after 0.05 s"):
         asyncio.run(slow.invoke({}))
+
+
+def test_a_tools_own_timeout_error_is_not_mistaken_for_its_timeout():
+    @tool(timeout_s=30)
+    async def upstream() -> str:
+        """Calls a slow service."""
+        raise TimeoutError("the upstream service took too long")
+
+    with pytest.raises(TimeoutError, match="the upstream service took too long") as info:
+        asyncio.run(upstream.invoke({}))
+    assert not isinstance(info.value, ToolTimeoutError)
+
+
+def test_a_sync_tool_timeout_raises_tool_timeout_error():
+    @tool(timeout_s=0.05)
+    def blocking() -> str:
+        """Blocks."""
+        time.sleep(0.3)
+        return "late"
+
+    with pytest.raises(ToolTimeoutError, match="blocking timed out after 0.05 s"):
+        asyncio.run(blocking.invoke({}))
 
 
 # -- names ------------------------------------------------------------------------------

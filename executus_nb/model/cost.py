@@ -41,12 +41,38 @@ def register_prices(prices: Mapping[str, Mapping[str, Any]]) -> None:
     if entries:
         litellm().register_model(entries)
         _registered.update(entries)
+        _pricing.clear()
+
+
+# Per model: (input, output) per-token prices when the price is flat, NaN when unknown, None when
+# it needs litellm's full cost function (tiered prices).  Asking litellm costs ~0.1 ms a call.
+_pricing: dict[str, tuple[float, float] | float | None] = {}
+_NO_PRICE = math.nan
+
+
+def _pricing_of(model: str) -> tuple[float, float] | float | None:
+    if model not in _pricing:
+        try:
+            info = litellm().get_model_info(model)
+        except Exception:  # litellm raises plain Exceptions for unmapped models
+            _pricing[model] = _NO_PRICE
+        else:
+            flat = not any("above" in key for key in info) and info.get("input_cost_per_token") is not None \
+                and info.get("output_cost_per_token") is not None
+            _pricing[model] = (float(info["input_cost_per_token"]), float(info["output_cost_per_token"])) \
+                if flat else None
+    return _pricing[model]
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
     """The price of a call in US dollars; 0 for unpriced ``sim/`` models, NaN for other unknown models."""
     if model.startswith(SIM_PREFIX) and model not in _registered:
         return 0.0
+    pricing = _pricing_of(model)
+    if isinstance(pricing, tuple):
+        return prompt_tokens * pricing[0] + completion_tokens * pricing[1]
+    if isinstance(pricing, float):
+        return math.nan
     try:
         prompt_cost, completion_cost = litellm().cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens

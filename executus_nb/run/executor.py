@@ -175,9 +175,11 @@ class Executor:
 
     async def _ensure_backend(self) -> None:
         # litellm takes seconds to import: do it off the event loop so the kernel stays responsive.
-        from executus_nb.model.backend import litellm
+        from executus_nb.model import backend
 
-        await asyncio.to_thread(litellm)
+        if backend.loaded() and self._prices_registered:
+            return
+        await asyncio.to_thread(backend.litellm)
         if not self._prices_registered:
             from executus_nb.model.cost import register_prices
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 import inspect
 import json
@@ -15,6 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from executus_nb.errors import ToolArgumentsError, ToolRegistrationError, ToolTimeoutError
 
 Permission = Literal["allow", "ask", "deny"]
+
+# Sync tools get their own threads: litellm runs its own work on the loop's default pool,
+# and a tool must not queue behind a hundred model calls.
+_TOOL_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="executus-tool")
+
+
+def run_in_tool_thread(fn: Callable[..., Any], arguments: dict[str, Any]) -> asyncio.Future[Any]:
+    """Run a sync tool in the tools' thread pool, with the caller's context variables."""
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(_TOOL_THREADS, functools.partial(context.run, fn, **arguments))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -93,9 +105,9 @@ class Tool:
             fields[param.name] = (annotation, Field(default, **doc))
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
-    @property
+    @functools.cached_property
     def schema(self) -> dict[str, Any]:
-        """The OpenAI-format tool schema sent to the model."""
+        """The OpenAI-format tool schema sent to the model (built once)."""
         params = self.args_model.model_json_schema()
         params.pop("title", None)
         for prop in params.get("properties", {}).values():
@@ -122,7 +134,7 @@ class Tool:
         if self.is_async:
             call = self.fn(**arguments)
         else:
-            call = asyncio.to_thread(self.fn, **arguments)
+            call = run_in_tool_thread(self.fn, arguments)
         deadline = asyncio.timeout(self.timeout_s)
         try:
             async with deadline:
