@@ -131,3 +131,12 @@ def test_a_bad_tier_does_not_echo_the_key():
     with pytest.raises(ConfigError) as info:
         Executor(tiers={"fast": [{"api_key": DICT_KEY, "api_base": CLOSED}]})
     assert DICT_KEY[:10] not in str(info.value)
+
+
+def test_dumping_an_agent_never_writes_its_key():
+    from executus_nb import Agent
+
+    agent = Agent(name="x", model={"model": "openai/x", "api_key": "sk-dump-secret-123", "api_base": "http://h/v1"})
+    assert "sk-dump-secret-123" not in agent.model_dump_json()
+    assert agent.model_dump()["model"]["params"] == {"api_key": "***", "api_base": "http://h/v1"}
+    assert agent.model.params["api_key"] == "sk-dump-secret-123"  # still usable for calls

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, model_validator
 
 from executus_nb.errors import ConfigError, config_error
 
@@ -60,6 +60,11 @@ class ModelSpec(BaseModel):
     def provider(self) -> str:
         """The provider prefix of the model name (``openai``, ``sim``…), or ``""``."""
         return self.name.split("/", 1)[0] if "/" in self.name else ""
+
+    @field_serializer("params")
+    def _hide_secrets(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Dumps (``model_dump``, JSON) never carry keys: secret-named parameters become ``***``."""
+        return {k: ("***" if _SECRET_NAME.search(k) and v else v) for k, v in params.items()}
 
     def secrets(self) -> list[str]:
         """Secret values this spec carries (parameters named like keys or tokens)."""

@@ -134,14 +134,18 @@ async def run_agent(state: LoopState, prompt: str,
         tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
     )
     output: Any = None
+    deadline = asyncio.timeout(agent.max_runtime_s)
     try:
         if prepare is not None:
             await prepare()
-        async with asyncio.timeout(agent.max_runtime_s):
+        async with deadline:
             status, output, error = await _turns(state)
-    except TimeoutError:
-        status = RunStatus.TIMEOUT
-        error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={agent.max_runtime_s:g} s")
+    except TimeoutError as exc:
+        if deadline.expired():
+            status = RunStatus.TIMEOUT
+            error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={agent.max_runtime_s:g} s")
+        else:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
+            status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
     except asyncio.CancelledError:
         status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
     except Exception as exc:  # a bug or a failing port: record it, never lose the run
