@@ -27,7 +27,7 @@ demo: $(VENV)/.demo
 
 ## lab: JupyterLab on notebooks/
 lab: $(VENV)/.demo
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 ## chromium: Debian's Chromium for the browser tests (installed when missing)
 chromium:
