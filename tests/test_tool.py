@@ -437,3 +437,21 @@ def test_an_agent_accepts_plain_functions_as_tools():
     model = sim.scripted([sim.call("triple", x=4), sim.reply("12")])
     result = Executor().run(Agent(tools=[triple], model=model), "go").wait(timeout=WAIT)
     assert result.steps[1].result == "12"
+
+
+def test_unresolvable_type_hints_are_a_registration_error():
+    from executus_nb import ToolRegistrationError
+    from executus_nb.tool.decorator import Tool
+
+    def make():
+        class Local:
+            pass
+
+        def uses_local(x: "Local") -> str:  # a string annotation of a type that get_type_hints cannot see
+            """Use a local type."""
+            return "x"
+
+        return uses_local
+
+    with pytest.raises(ToolRegistrationError, match="cannot resolve its type hints"):
+        Tool(make())

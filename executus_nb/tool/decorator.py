@@ -93,7 +93,13 @@ class Tool:
         functools.update_wrapper(self, fn)
 
     def _args_model(self, fn: Callable[..., Any], arg_docs: dict[str, str]) -> type[BaseModel]:
-        hints = get_type_hints(fn, include_extras=True)
+        try:
+            hints = get_type_hints(fn, include_extras=True)
+        except (NameError, TypeError) as exc:  # string annotations naming a type not visible at module level
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: cannot resolve its type hints ({exc}); define the argument types at module "
+                "level, or drop `from __future__ import annotations` in that module"
+            ) from None
         fields: dict[str, Any] = {}
         for param in inspect.signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
