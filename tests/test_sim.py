@@ -276,3 +276,14 @@ def test_streaming_errors_match_non_streaming_errors(executor):
     streamed = executor.run(Agent(tools=[add], model=model, stream=True), "go").wait(timeout=WAIT)
     assert streamed.status is RunStatus.FAILED
     assert streamed.error == plain.error
+
+
+def test_re_running_the_same_definition_keeps_its_model_name():
+    source = "def answer(messages, tools):\n    return sim.reply('x')\n"
+    first, second = {"sim": sim}, {"sim": sim}
+    exec(compile(source, "notebook-cell-7", "exec"), first)
+    exec(compile(source, "notebook-cell-7", "exec"), second)  # the same cell, run again
+    assert sim.function(first["answer"]) == sim.function(second["answer"])
+    other = {"sim": sim}
+    exec(compile(source.replace("'x'", "'y'"), "notebook-cell-7", "exec"), other)  # edited: a different model
+    assert sim.function(other["answer"]) != sim.function(second["answer"])

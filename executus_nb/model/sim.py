@@ -104,9 +104,10 @@ def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float =
     """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call.
 
     The model name is ``sim/fn-<name>`` (``name`` or the function's name).  An
-    explicit ``name`` given again replaces the earlier model; without one, a
-    different function with a name already in use (two lambdas) gets a
-    numbered name, so one model never silently answers for another.
+    explicit ``name`` given again replaces the earlier model; so does the same
+    definition run again (a re-run notebook cell).  A different function with a
+    name already in use (two lambdas) gets a numbered name, so one model never
+    silently answers for another.
     """
     base = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name or getattr(fn, "__name__", "fn"))
     sim_model = _SimModel(None, fn, float(latency_s))
@@ -114,11 +115,28 @@ def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float =
         return _register(base, sim_model)
     with _registry_lock:
         key, n = base, 1
-        while key in _registry and _registry[key].fn != fn:
+        while key in _registry and not _same_definition(_registry[key].fn, fn):
             n += 1
             key = f"{base}-{n}"
         _registry[key] = sim_model
     return PREFIX + key
+
+
+def _same_definition(a: Any, b: Any) -> bool:
+    """True for one function, or the same source definition evaluated again with the same closure."""
+    if a is b:
+        return True
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    if code_a is None or code_b is None:
+        return False
+    where = (a.__qualname__, code_a.co_filename, code_a.co_firstlineno, code_a.co_code, code_a.co_consts)
+    if where != (b.__qualname__, code_b.co_filename, code_b.co_firstlineno, code_b.co_code, code_b.co_consts):
+        return False
+    cells_a, cells_b = a.__closure__ or (), b.__closure__ or ()
+    try:
+        return [c.cell_contents for c in cells_a] == [c.cell_contents for c in cells_b]
+    except (ValueError, TypeError):  # an empty cell, or contents that cannot be compared
+        return False
 
 
 def _safe(name: str) -> str:
