@@ -42,6 +42,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+def page_log(page, name: str) -> str:
+    """Lines a page-side watcher pushed to ``window[name]`` (diagnostics for a failed assertion)."""
+    try:
+        return "\n".join(page.evaluate(f"window.{name} || []"))
+    except Exception as exc:  # noqa: BLE001 (diagnostics only)
+        return f"(no {name}: {exc})"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, page_log
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason=f"{CHROMIUM} is absent (`make chromium` installs it)")
@@ -157,10 +157,7 @@ WATCH_JS = """() => {
 
 def history(page) -> str:
     """What the watcher saw: kernel status-bar text | cell prompts | view status | steps, on each change."""
-    try:
-        return "\n".join(page.evaluate("window.__executusHistory || []"))
-    except Exception as exc:  # noqa: BLE001 (diagnostics only)
-        return f"(no history: {exc})"
+    return page_log(page, "__executusHistory")
 
 
 def live_statuses(page) -> list[str]:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, page_log
 from tests.browser.test_lab import (
     LIVE_RUNVIEW,
     RUNVIEW,
@@ -246,10 +246,8 @@ GRID_WATCH_JS = """() => {
 
 
 def grid_history(page) -> str:
-    try:
-        return "\n".join(page.evaluate("window.__fanHistory || []"))
-    except Exception as exc:  # noqa: BLE001 (diagnostics only)
-        return f"(no history: {exc})"
+    """What the grid watcher saw: live status counts | static cells | RunViews, on each change."""
+    return page_log(page, "__fanHistory")
 
 
 def count_status(page, status: str):
