@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -85,5 +84,3 @@ class Agent(BaseModel):
                 value = [getattr(t, "name", t) for t in value]
             yield key, value
 
-
-ToolLike = Tool | Callable[..., Any] | str

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from executus_nb.types.events import ApprovalResolved, ModelCallFinished, RunFinished, RunStarted, ToolCallFinished
+from executus_nb.types.events import ApprovalResolved, ModelCallFinished, RunFinished, RunStarted
 from executus_nb.types.result import build_steps
 
 if TYPE_CHECKING:

@@ -247,3 +247,10 @@ def test_grid_static_html_click_and_cancel():
     assert grid._detail.children[0] is fan.runs[2].view().widget
     assert set(grid.mimebundle()) == {"text/html", "text/plain"}
     assert not math.isnan(fan.to_df().latency_s.iloc[0])
+
+
+def test_arun_queues_in_the_lane_it_names():
+    ex = Executor()
+    result = asyncio.run(ex.arun(Agent(name="a", model=echo_model(name="lane")), "hi", lane="batch-7"))
+    assert result.ok
+    assert ex.lanes_df().set_index("lane").loc["batch-7", "started"] == 1

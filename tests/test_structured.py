@@ -136,3 +136,9 @@ def test_streamed_text_reaches_the_view_while_the_call_is_in_flight(openai_serve
     live = summarize(run.events[:2], partial={1: texts[0]})
     assert ("receiving", texts[0]) in live.steps[0].details
     assert run.log.partial == {}
+
+
+def test_agenerate_in_async_code():
+    model = sim.scripted([sim.reply('{"name": "Braga", "population": 193000}')])
+    city = asyncio.run(Executor().agenerate(City, "?", model=model))
+    assert city == City(name="Braga", population=193000)

@@ -7,7 +7,6 @@ from typing import Any, TextIO
 
 from executus_nb.nb.html import render_text, step_line
 from executus_nb.nb.summary import summarize
-from executus_nb.run.jupyter import in_notebook  # noqa: F401  (re-exported for the Run handle)
 
 _STEP_END = ("model_call_finished", "tool_call_finished")
 

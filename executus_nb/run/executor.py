@@ -42,6 +42,20 @@ def _response_cache(cache: bool | str | Path | ResponseCache | None) -> Response
     return ResponseCache() if cache is True else ResponseCache(cache)
 
 
+async def _finish(run: Run) -> RunResult:
+    """Run ``run`` as its own task on this loop and await it.
+
+    ``run.cancel()`` then stops the run only, and cancelling the caller cancels the
+    run too and is re-raised (never swallowed).
+    """
+    run._schedule(asyncio.get_running_loop())
+    try:
+        return await run
+    except asyncio.CancelledError:
+        run.cancel()
+        raise
+
+
 def _generate_agent(output_type: type[BaseModel], instructions: str, model: Any, tier: str | None,
                     attempts: int) -> Agent:
     return Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
@@ -220,7 +234,7 @@ class Executor:
                         model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3) -> Any:
         """``generate`` for async code: await the validated instance."""
         run, _ = self._prepare(_generate_agent(output_type, instructions, model, tier, attempts), prompt, None, None, ())
-        return _generated(run, await run._main())
+        return _generated(run, await _finish(run))
 
     def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
                models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,
@@ -236,19 +250,10 @@ class Executor:
                             concurrency=concurrency, per_key=per_key)
 
     async def arun(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-                   tags: Iterable[str] = ()) -> RunResult:
-        """Run to the end on the current loop and return the result.
-
-        The run is its own task: ``run.cancel()`` stops the run only, and cancelling
-        the caller cancels the run too and is re-raised (never swallowed).
-        """
-        run, _ = self._prepare(agent, prompt, run_id, owner, tags)
-        run._schedule(asyncio.get_running_loop())
-        try:
-            return await run
-        except asyncio.CancelledError:
-            run.cancel()
-            raise
+                   tags: Iterable[str] = (), lane: str | None = None) -> RunResult:
+        """Run to the end on the current loop and return the result."""
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane)
+        return await _finish(run)
 
     # -- analysis --------------------------------------------------------------------
     def runs_df(self) -> pd.DataFrame:

@@ -81,10 +81,6 @@ class Run:
                 self._future.set_exception(UserError(f"run {self.run_id} ended before it started"))
         return self.result  # type: ignore[return-value]
 
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel_requested
-
     def cancel(self) -> bool:
         """Ask the run to stop (status ``cancelled``, steps so far kept); safe from any thread."""
         if self._future.done():
