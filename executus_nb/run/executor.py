@@ -188,12 +188,14 @@ class Executor:
         return run, state
 
     async def _ensure_backend(self) -> None:
-        # litellm takes seconds to import: do it off the event loop so the kernel stays responsive.
+        # litellm takes seconds to import and warm up: do it off the event loop so the kernel stays
+        # responsive, and before the run's clock starts (run_agent's prepare step).
         from executus_nb.model import backend
 
-        if backend.loaded() and self._prices_registered:
+        if backend.ready() and self._prices_registered:
             return
-        await asyncio.to_thread(backend.litellm)
+        if not backend.ready():
+            await asyncio.to_thread(backend.prepare)
         if not self._prices_registered:
             from executus_nb.model.cost import register_prices
 

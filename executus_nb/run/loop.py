@@ -134,14 +134,16 @@ async def run_agent(state: LoopState, prompt: str,
         tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
     )
     output: Any = None
-    deadline = asyncio.timeout(agent.max_runtime_s)
+    deadline: asyncio.Timeout | None = None
     try:
         if prepare is not None:
             await prepare()
+        # Created only now: asyncio.timeout fixes its deadline when made, and set-up is outside the bound.
+        deadline = asyncio.timeout(agent.max_runtime_s)
         async with deadline:
             status, output, error = await _turns(state)
     except TimeoutError as exc:
-        if deadline.expired():
+        if deadline is not None and deadline.expired():
             status = RunStatus.TIMEOUT
             error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={agent.max_runtime_s:g} s")
         else:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
