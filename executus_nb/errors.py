@@ -8,6 +8,9 @@ the model.  Every message says what went wrong and what to do next.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ExecutusError(Exception):
     """Base class of every error raised by executus_nb."""
@@ -19,6 +22,21 @@ class UserError(ExecutusError, ValueError):
 
 class ConfigError(UserError):
     """A configuration (agent, tier, price, policy) is invalid."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword no configuration knows (a typo): names it and the closest valid one.
+
+    Also a ``TypeError``, what Python raises for an unexpected keyword argument.
+    """
+
+
+class NoPendingApproval(UserError):
+    """``run.approve()`` / ``run.deny()`` found no tool call waiting for that answer."""
+
+
+class SimScriptExhausted(ExecutusError):
+    """A ``sim.scripted`` model was asked for a turn its script does not have: add turns to the script."""
 
 
 class ToolError(ExecutusError):
@@ -105,14 +123,33 @@ class ToolDenied(ToolError):
     """A tool call was refused by the policy or by a person."""
 
 
-def config_error(exc: Exception, what: str) -> ConfigError:
+def config_error(exc: Exception, what: str, fields: Iterable[str] = ()) -> ConfigError:
     """A ``ConfigError`` from a pydantic ``ValidationError``: each field and what is wrong with it.
 
-    The input values are left out on purpose: a model dict may hold an API key.
+    The input values are left out on purpose: a model dict may hold an API key.  An
+    unknown keyword (with the valid ``fields`` given) is an ``UnknownOptionError`` with a suggestion.
     """
-    problems = []
+    problems, unknown = [], []
     for err in exc.errors():  # type: ignore[attr-defined]
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         loc = ".".join(str(part) for part in err.get("loc", ()))
+        if err.get("type") == "extra_forbidden" and fields:
+            unknown.append(loc)
+            problems.append(unknown_option_message(loc, fields))
+            continue
         problems.append(f"{loc}: {msg}" if loc else msg)
-    return ConfigError(f"invalid {what}: " + "; ".join(problems))
+    cls = UnknownOptionError if unknown and len(unknown) == len(problems) else ConfigError
+    return cls(f"invalid {what}: " + "; ".join(problems))
+
+
+def unknown_option_message(name: str, valid: Iterable[str]) -> str:
+    """``unknown keyword 'max_step'; did you mean 'max_steps'?`` (or the valid names when none is close)."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keywords: {', '.join(valid)}"
+    return f"unknown keyword {name!r}; {hint}"
+
+
+def unknown_option(name: str, valid: Iterable[str], what: str) -> UnknownOptionError:
+    """The error for a keyword ``what`` does not take."""
+    return UnknownOptionError(f"{what}: {unknown_option_message(name, valid)}")

@@ -28,8 +28,9 @@ STEP_COLUMNS: dict[str, str] = {
     "cached": "bool", "error_type": "object", "error_message": "object",
 }
 TOOL_COLUMNS: dict[str, str] = {
-    "run_id": "object", "agent": "object", "step": _INT, "turn": _INT, "call_id": "object", "tool": "object",
-    "arguments": "object", "result": "object", "ok": "boolean", "error_type": "object", "error_message": "object",
+    "run_id": "object", "agent": "object", "step": _INT, "turn": _INT, "call_id": "object",
+    "provider_call_id": "object", "tool": "object", "arguments": "object", "result": "object", "ok": "boolean",
+    "error_type": "object", "error_message": "object",
     "decision": "object", "decided_by": "object", "rule": "object",
     "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64",
 }
@@ -72,17 +73,19 @@ def steps_df(events: Sequence[Any]) -> pd.DataFrame:
 def tool_calls_df(events: Sequence[Any]) -> pd.DataFrame:
     """One row per tool call.
 
-    Columns: run_id, agent, step, turn, call_id, tool, arguments (the raw JSON the
+    Columns: run_id, agent, step, turn, call_id (unique in the run), provider_call_id
+    (the id the provider sent, which may repeat), tool, arguments (the raw JSON the
     model sent), result (what the model was shown), ok, error_type, error_message,
     decision / decided_by / rule (the permission decision, if a policy ruled),
     started_at, finished_at, duration_s.
     """
-    decisions = {(ev.run_id, ev.call_id): ev for ev in events if isinstance(ev, ApprovalResolved)}
+    # Keyed by step as well: logs written before call ids were made unique may repeat them.
+    decisions = {(ev.run_id, ev.step, ev.call_id): ev for ev in events if isinstance(ev, ApprovalResolved)}
     rows = []
     for s in build_steps(events):
         if s.kind != "tool":
             continue
-        d = decisions.get((s.run_id, s.call_id))
+        d = decisions.get((s.run_id, s.step, s.call_id))
         rows.append({
             **s.model_dump(include=set(TOOL_COLUMNS)), "tool": s.name,
             "decision": d.decision if d else None, "decided_by": d.by if d else None, "rule": d.rule if d else None,

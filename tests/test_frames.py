@@ -32,7 +32,7 @@ STEP_DTYPES = {
 }
 TOOL_DTYPES = {
     "run_id": "object", "agent": "object", "step": "int64", "turn": "int64", "call_id": "object",
-    "tool": "object", "arguments": "object", "result": "object", "ok": "boolean", "error_type": "object",
+    "provider_call_id": "object", "tool": "object", "arguments": "object", "result": "object", "ok": "boolean", "error_type": "object",
     "error_message": "object", "decision": "object", "decided_by": "object", "rule": "object",
     "started_at": TIME, "finished_at": TIME, "duration_s": "float64",
 }

@@ -31,6 +31,7 @@ class SimToolCall(BaseModel):
 
     name: str
     arguments: dict[str, Any] | str = {}
+    id: str | None = None  # the tool-call id to send; None: a fresh one per turn and call
 
     def arguments_json(self) -> str:
         return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
@@ -50,14 +51,17 @@ def reply(text: str) -> SimTurn:
     return SimTurn(text=text)
 
 
-def call(name: str, /, **arguments: Any) -> SimTurn:
-    """A turn with one tool call ``name(**arguments)``."""
-    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments),))
+def call(name: str, /, *, call_id: str | None = None, **arguments: Any) -> SimTurn:
+    """A turn with one tool call ``name(**arguments)``.
+
+    ``call_id`` sends that tool-call id, e.g. the same one twice, as some providers do.
+    """
+    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments, id=call_id),))
 
 
-def raw_call(name: str, arguments: str) -> SimTurn:
+def raw_call(name: str, arguments: str, *, call_id: str | None = None) -> SimTurn:
     """A turn with one tool call whose JSON arguments are sent as given (e.g. malformed)."""
-    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments),))
+    return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments, id=call_id),))
 
 
 def calls(*turns: SimTurn) -> SimTurn:
@@ -213,7 +217,7 @@ def _turn_message(turn: SimTurn, turn_index: int) -> dict[str, Any]:
         "content": turn.text,
         "tool_calls": [
             {
-                "id": f"call_{turn_index}_{i}",
+                "id": tc.id if tc.id is not None else f"call_{turn_index}_{i}",
                 "type": "function",
                 "function": {"name": tc.name, "arguments": tc.arguments_json()},
             }

@@ -118,10 +118,12 @@ class RunView:
         )
         buttons = []
         for text, css, style, act in (
-            ("Approve", "executus-approve", "success", lambda: self.run.approve(request.call_id)),
-            ("Deny", "executus-deny", "danger", lambda: self.run.deny(request.call_id)),
+            # resolve(), not approve(): a second click on an answered call is a no-op, not an error
+            ("Approve", "executus-approve", "success",
+             lambda: self.run.approvals.resolve(request.call_id, "allow", by="user")),
+            ("Deny", "executus-deny", "danger", lambda: self.run.approvals.resolve(request.call_id, "deny", by="user")),
             ("Always allow for this run", "executus-always", "",
-             lambda: self.run.approve(request.call_id, always=True)),
+             lambda: self.run.approvals.resolve(request.call_id, "allow", by="user", always=True)),
         ):
             button = widgets.Button(description=text, button_style=style, layout=widgets.Layout(width="auto"))
             button.add_class(css)

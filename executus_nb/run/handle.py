@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.errors import UserError
-from executus_nb.run.approval import Approvals
+from executus_nb.run.approval import ApprovalRequest, Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.types.events import RunStarted
 from executus_nb.types.result import RunResult
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from executus_nb.agent import Agent
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Run:
@@ -64,6 +71,7 @@ class Run:
         if getattr(event, "kind", None) == "run_finished":
             self.result = RunResult.from_events(self.log.events)
             self._unsubscribe()
+            self.approvals.close()
 
     async def _main(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
@@ -91,12 +99,36 @@ class Run:
         return True
 
     def approve(self, call_id: str | None = None, *, always: bool = False) -> bool:
-        """Allow a tool call waiting for approval (the oldest if no ``call_id``); any thread."""
-        return self.approvals.resolve(call_id, "allow", by="user", always=always)
+        """Allow a tool call waiting for approval (the oldest if no ``call_id``); any thread.
+
+        Returns True; with no such call waiting it raises ``NoPendingApproval``.
+        """
+        self.approvals.answer(call_id, "allow", by="user", always=always)
+        return True
 
     def deny(self, call_id: str | None = None) -> bool:
-        """Deny a tool call waiting for approval (the oldest if no ``call_id``); any thread."""
-        return self.approvals.resolve(call_id, "deny", by="user")
+        """Deny a tool call waiting for approval (the oldest if no ``call_id``); any thread.
+
+        Returns True; with no such call waiting it raises ``NoPendingApproval``.
+        """
+        self.approvals.answer(call_id, "deny", by="user")
+        return True
+
+    @property
+    def pending_approvals(self) -> list[ApprovalRequest]:
+        """The tool calls waiting for an answer now, oldest first (call_id, name, arguments, rule)."""
+        return [p.public() for p in self.approvals.waiting()]
+
+    def wait_for_approval(self, timeout: float | None = None) -> ApprovalRequest | None:
+        """Block until a tool call waits for an answer and return it (the oldest waiting); any thread.
+
+        Returns None once the run has finished; raises ``TimeoutError`` if nothing asks within
+        ``timeout`` s.  In a script this needs ``Policy(..., approver="code")``, else an ask is denied at once.
+        """
+        if self._loop is not None and _running_loop() is self._loop:
+            raise UserError("wait_for_approval() would block the loop the run needs: call it from another "
+                            "thread, or check run.pending_approvals after an await")
+        return self.approvals.wait_for_request(timeout)
 
     def _cancel_in_loop(self) -> None:
         task = self._task

@@ -21,6 +21,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.call import complete
+from executus_nb.model.cost import Price
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.structured import (
     output_instructions,
@@ -73,9 +74,11 @@ class LoopState:
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 1
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
+    call_ids: set[str] = field(default_factory=set)  # tool-call ids given out in this run
 
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     cache: ResponseCache | None = None
+    prices: dict[str, Price] = field(default_factory=dict)  # the executor's own price table
 
     @property
     def spec(self) -> ModelSpec:
@@ -188,6 +191,7 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         message = await _model_step(state, turn, schemas)
         if isinstance(message, ErrorInfo):
             return RunStatus.FAILED, None, message
+        steps, message = _number_tool_calls(state, message)
         state.messages.append(message)
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
@@ -208,19 +212,50 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
                             f"{rejected + 1} attempts: {problems}. Raw text: {message.get('content')!r}")
             state.messages.append({"role": "user", "content": feedback})
             continue
-        steps = [(state.allocate(), tc) for tc in tool_calls]
-        for step, tc in steps:
+        for step, tc, provider_id in steps:
             fn = tc.get("function") or {}
-            state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc.get("id"))
-            state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc.get("id", ""),
+            state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc["id"])
+            state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc["id"], provider_call_id=provider_id,
                            name=fn.get("name", ""), arguments=fn.get("arguments") or "")
-        results = await asyncio.gather(*(_tool_step(state, turn, step, tc) for step, tc in steps))
-        for (_, tc), text in zip(steps, results):
-            state.messages.append({"role": "tool", "tool_call_id": tc.get("id", ""), "content": text})
+        results = await asyncio.gather(*(_tool_step(state, turn, step, tc) for step, tc, _ in steps))
+        for (_, tc, _), text in zip(steps, results):
+            state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
     return RunStatus.MAX_STEPS, None, ErrorInfo(
         type="MaxStepsExceeded",
         message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
     )
+
+
+def _number_tool_calls(state: LoopState, message: dict[str, Any]
+                       ) -> tuple[list[tuple[int, dict[str, Any], str | None]], dict[str, Any]]:
+    """Give each tool call of ``message`` a step and an id unique in the run; the message as sent back.
+
+    Providers reuse ids (across turns, even within one), which would let one call's
+    approval or audit row stand for another's.  A provider id is kept when it is still
+    unique, else suffixed; the assistant message is rewritten to match, so the ids the
+    model reads in its tool calls and in the ``tool`` answers always agree.
+    """
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return [], message
+    numbered, rewritten = [], []
+    for tc in calls:
+        step, provider_id = state.allocate(), tc.get("id") or None
+        call_id = _unique_call_id(state.call_ids, provider_id, step)
+        tc = {**tc, "id": call_id}
+        rewritten.append(tc)
+        numbered.append((step, tc, provider_id))
+    return numbered, {**message, "tool_calls": rewritten}
+
+
+def _unique_call_id(used: set[str], provider_id: str | None, step: int) -> str:
+    base = provider_id or "call"
+    candidate, n = provider_id or f"call_{step}", 1
+    while candidate in used:
+        n += 1
+        candidate = f"{base}_{step}" if n == 2 else f"{base}_{step}_{n}"
+    used.add(candidate)
+    return candidate
 
 
 def _call_params(state: LoopState, spec: ModelSpec) -> dict[str, Any]:
@@ -246,7 +281,7 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
         try:
             done = await complete(spec, state.messages, schemas, params=_call_params(state, spec),
-                                  stream=state.agent.stream, cache=state.cache,
+                                  stream=state.agent.stream, cache=state.cache, prices=state.prices,
                                   on_text=lambda text, step=step: state.log.stream_text(step, text))
         except ModelCallError as exc:
             state.log.end_text(step)

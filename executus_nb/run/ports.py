@@ -37,6 +37,7 @@ class GateVerdict:
     by: str = "policy"
     on_ask: Callable[[ToolCallRequest], Any] | None = None
     timeout_s: float | None = None
+    approver: str = "auto"  # "code": wait for run.approve()/deny() from code, in scripts too
 
 
 class ToolGate(Protocol):

@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from executus_nb.errors import ConfigError
+from executus_nb.errors import ConfigError, config_error, unknown_option
 from executus_nb.run.ports import GateVerdict, ToolCallRequest
 
 Action = Literal["allow", "ask", "deny"]
+Approver = Literal["auto", "code"]
 OnAsk = Callable[[ToolCallRequest], "bool | str | Awaitable[bool | str]"]
 
 DEFAULT_ASK_TIMEOUT_S = 300.0
@@ -86,17 +87,26 @@ class Policy:
 
     ``on_ask`` answers ``ask`` decisions headless (return True/"allow" or
     False/"deny"); without it a notebook shows Approve / Deny / Always allow in
-    the RunView, and a script denies.  An unanswered ask is denied after ``ask_timeout_s``.
+    the RunView, and a script denies at once, unless ``approver="code"``: then the
+    call waits for ``run.approve()`` / ``run.deny()`` from code (any thread; see
+    ``run.pending_approvals`` and ``run.wait_for_approval()``), in scripts and notebooks
+    alike.  An unanswered ask is denied after ``ask_timeout_s``.
     """
 
     def __init__(self, rules: list[Rule] | None = None, *, default: Action = "allow",
-                 on_ask: OnAsk | None = None, ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S):
+                 on_ask: OnAsk | None = None, ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S,
+                 approver: Approver = "auto"):
         if default not in ("allow", "ask", "deny"):
             raise ConfigError(f"default must be 'allow', 'ask' or 'deny', not {default!r}")
+        if approver not in ("auto", "code"):
+            raise ConfigError(f"approver must be 'auto' or 'code', not {approver!r}")
+        if approver == "code" and on_ask is not None:
+            raise ConfigError("give on_ask= or approver='code', not both: on_ask would answer every ask")
         self.rules: list[Rule] = list(rules or [])
         self.default: Action = default
         self.on_ask = on_ask
         self.ask_timeout_s = ask_timeout_s
+        self.approver: Approver = approver
 
     # -- building ----------------------------------------------------------------------
     def add(self, action: Action, tool: str = "*", **conditions: Any) -> Policy:
@@ -104,7 +114,7 @@ class Policy:
         try:
             self.rules.append(Rule(action=action, tool=tool, **conditions))
         except ValidationError as exc:
-            raise ConfigError(f"invalid policy rule: {exc}") from None
+            raise config_error(exc, "policy rule", Rule.model_fields) from None
         return self
 
     def allow(self, tool: str = "*", **conditions: Any) -> Policy:
@@ -121,12 +131,13 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, on_ask: OnAsk | None = None) -> Policy:
-        """A policy from ``{"default": …, "ask_timeout_s": …, "rules": [{"action": …, "tool": …}, …]}``."""
-        unknown = set(data) - {"default", "ask_timeout_s", "rules"}
-        if unknown:
-            raise ConfigError(f"unknown policy keys {sorted(unknown)}; expected default, ask_timeout_s, rules")
+        """A policy from ``{"default": …, "ask_timeout_s": …, "approver": …, "rules": [{"action": …}, …]}``."""
+        for key in data:
+            if key not in _POLICY_KEYS:
+                raise unknown_option(key, _POLICY_KEYS, "policy")
         policy = cls(default=data.get("default", "allow"), on_ask=on_ask,
-                     ask_timeout_s=float(data.get("ask_timeout_s", DEFAULT_ASK_TIMEOUT_S)))
+                     ask_timeout_s=float(data.get("ask_timeout_s", DEFAULT_ASK_TIMEOUT_S)),
+                     approver=data.get("approver", "auto"))
         for i, rule in enumerate(data.get("rules", [])):
             if not isinstance(rule, Mapping) or "action" not in rule:
                 raise ConfigError(f"policy rule {i + 1} needs an 'action' (allow, ask or deny): {rule!r}")
@@ -169,10 +180,14 @@ class Policy:
     async def decide(self, request: ToolCallRequest) -> GateVerdict:
         """The gate: allow or deny now, or ask (the loop then waits for an answer)."""
         action, rule = self.evaluate(request)
-        return GateVerdict(action, rule=rule, by="policy", on_ask=self.on_ask, timeout_s=self.ask_timeout_s)
+        return GateVerdict(action, rule=rule, by="policy", on_ask=self.on_ask, timeout_s=self.ask_timeout_s,
+                           approver=self.approver)
 
     def __repr__(self) -> str:
         return f"Policy(rules={[r.label for r in self.rules]}, default={self.default!r})"
+
+
+_POLICY_KEYS = ("default", "ask_timeout_s", "approver", "rules")
 
 
 def _is_path(source: str | Path) -> bool:

@@ -111,9 +111,10 @@ class ToolCallStarted(_EventBase):
     kind: Literal["tool_call_started"] = "tool_call_started"
     step: int
     turn: int
-    call_id: str
+    call_id: str  # unique within the run; approvals, joins and the tool message key on it
     name: str
     arguments: str
+    provider_call_id: str | None = None  # the id the provider sent (may repeat across turns or calls)
 
 
 class ToolCallFinished(_EventBase):

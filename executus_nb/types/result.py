@@ -34,6 +34,7 @@ class Step(BaseModel):
     kind: Literal["model", "tool"]
     name: str
     call_id: str | None = None
+    provider_call_id: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
     duration_s: float | None = None
@@ -68,7 +69,8 @@ def build_steps(events: Sequence[Any]) -> list[Step]:
         elif isinstance(ev, ToolCallStarted):
             steps[key] = Step(
                 run_id=ev.run_id, agent=ev.agent, step=ev.step, turn=ev.turn, kind="tool",
-                name=ev.name, call_id=ev.call_id, started_at=ev.ts, arguments=ev.arguments,
+                name=ev.name, call_id=ev.call_id, provider_call_id=ev.provider_call_id, started_at=ev.ts,
+                arguments=ev.arguments,
             )
         elif isinstance(ev, ModelCallFinished) and key in steps:
             steps[key] = steps[key].model_copy(update=dict(
