@@ -2,5 +2,6 @@
 
 from executus_nb.tool.decorator import Tool, tool
 from executus_nb.tool.registry import ToolRegistry, default_registry
+from executus_nb.tool.stuck import stuck_tool_calls
 
-__all__ = ["Tool", "ToolRegistry", "default_registry", "tool"]
+__all__ = ["Tool", "ToolRegistry", "default_registry", "stuck_tool_calls", "tool"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import functools
 import inspect
 import json
@@ -15,18 +13,11 @@ from typing import Any, Literal, get_type_hints, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from executus_nb.errors import ToolArgumentsError, ToolRegistrationError, ToolTimeoutError
+from executus_nb.tool import stuck
+from executus_nb.tool.threads import start_in_tool_thread
 
 Permission = Literal["allow", "ask", "deny"]
 
-# Sync tools get their own threads: litellm runs its own work on the loop's default pool,
-# and a tool must not queue behind a hundred model calls.
-_TOOL_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="executus-tool")
-
-
-def run_in_tool_thread(fn: Callable[..., Any], arguments: dict[str, Any]) -> asyncio.Future[Any]:
-    """Run a sync tool in the tools' thread pool, with the caller's context variables."""
-    context = contextvars.copy_context()
-    return asyncio.get_running_loop().run_in_executor(_TOOL_THREADS, functools.partial(context.run, fn, **arguments))
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -136,19 +127,45 @@ class Tool:
         return {name: getattr(validated, name) for name in type(validated).model_fields}
 
     async def invoke(self, arguments: dict[str, Any]) -> Any:
-        """Run the tool with validated arguments, bounded by its timeout (sync tools run in a thread)."""
+        """Run the tool with validated arguments, bounded by its timeout (sync tools run in a thread).
+
+        The timeout is a hard bound: a sync tool's thread that does not return, or an async
+        tool that swallows cancellation, is let go and counted (``stuck_tool_calls()``).
+        """
         if self.is_async:
-            call = self.fn(**arguments)
-        else:
-            call = run_in_tool_thread(self.fn, arguments)
+            return await self._invoke_async(arguments)
+        call = start_in_tool_thread(self.fn, arguments, self.name)
         deadline = asyncio.timeout(self.timeout_s)
         try:
             async with deadline:
-                return await call
+                return await call.future
         except TimeoutError:
             if not deadline.expired():  # the tool's own TimeoutError (say, an HTTP call): report it as such
                 raise
+            if call.abandon():
+                raise ToolTimeoutError(
+                    f"{self.name} timed out after {self.timeout_s:g} s; its thread is still running "
+                    f"({stuck.stuck_tool_calls()} stuck tool call(s) in this process: "
+                    "executus_nb.tool.stuck_tool_calls())") from None
             raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
+        finally:
+            call.abandon()  # no-op once it is done; on cancel, frees its thread slot
+
+    async def _invoke_async(self, arguments: dict[str, Any]) -> Any:
+        # Its own task, so a tool that swallows CancelledError cannot hold its caller past the timeout.
+        task = asyncio.ensure_future(self.fn(**arguments))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        except asyncio.CancelledError:
+            await stuck.stop(task, f"async tool {self.name!r}")
+            raise
+        if done:
+            return task.result()
+        if await stuck.stop(task, f"async tool {self.name!r}"):
+            raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
+        raise ToolTimeoutError(
+            f"{self.name} timed out after {self.timeout_s:g} s and ignored cancellation; it was left running "
+            f"({stuck.stuck_tool_calls()} stuck tool call(s) in this process: executus_nb.tool.stuck_tool_calls())")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
