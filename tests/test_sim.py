@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
+from pydantic import BaseModel
 
-from executus_nb import Agent, RunStatus, UserError, sim, tool
+from executus_nb import Agent, Executor, OutputValidationError, RunStatus, UserError, sim, tool
+from executus_nb.errors import SimScriptExhausted
 from executus_nb.types.events import ModelCallFinished, ToolCallStarted
 
 # a guard against hanging, not a speed bound: the first run of a process imports litellm
@@ -194,12 +198,94 @@ def test_function_raising_fails_the_run_with_type_and_message_and_keeps_steps(ex
     assert "boom at turn 2" in result.steps[2].error_message
 
 
-def test_exhausted_script_fails_the_run_saying_so(executor):
-    model = sim.scripted([sim.call("add", a=1, b=2)])
-    result = executor.run(Agent(tools=[add], model=model), "go").wait(timeout=WAIT)
+@pytest.mark.parametrize("stream", [False, True])
+def test_exhausted_script_is_its_own_error_naming_the_script_and_the_turn(executor, stream):
+    model = sim.scripted([sim.call("add", a=1, b=2), sim.call("add", a=3, b=4)], name="two-turns")
+    result = executor.run(Agent(tools=[add], model=model, stream=stream), "go").wait(timeout=WAIT)
     assert result.status is RunStatus.FAILED
-    assert "the sim script has 1 turns and the conversation asks for turn 2" in result.error.message
-    assert len(result.steps) == 3
+    assert result.error.type == "SimScriptExhausted"
+    assert "'sim/two-turns' has 2 turns" in result.error.message and "turn 3" in result.error.message
+    assert "InternalServerError" not in str(result.error) and "Traceback" not in result.error.message
+    failed = result.steps[-1]
+    assert (failed.kind, failed.ok, failed.error_type) == ("model", False, "SimScriptExhausted")
+    assert len(result.steps) == 5
+    assert sim.SimScriptExhausted is SimScriptExhausted
+
+
+def test_exhausted_script_is_not_failed_over_like_a_provider_outage():
+    short = sim.scripted([sim.call("add", a=1, b=2)], name="short-primary")
+    backup = sim.scripted([sim.reply("backup answered")], name="backup")
+    ex = Executor(tiers={"t": {"models": [short, backup], "backoff_s": 0}})
+    run = ex.run(Agent(tools=[add], tier="t"), "go")
+    result = run.wait(timeout=WAIT, quiet=True)
+    assert result.error.type == "SimScriptExhausted"
+    assert not [ev for ev in run.events if ev.kind == "failover"]
+    assert [s.name for s in result.steps if s.kind == "model"] == [short, short]
+
+
+def test_exhausted_script_does_not_hide_the_output_validation_error_being_tested(executor):
+    class Point(BaseModel):
+        x: int
+
+    model = sim.scripted([sim.reply("not json")], name="bad-point")
+    with pytest.raises(OutputValidationError) as info:
+        executor.generate(Point, "a point", model=model)
+    assert info.value.raw_text == "not json"
+    assert "SimScriptExhausted" not in type(info.value).__name__
+    run = executor.runs[-1]
+    assert run.result.error.type == "OutputValidationError"
+    assert run.result.steps[-1].error_type == "SimScriptExhausted"  # the step says what really happened
+    assert "'sim/bad-point' has 1 turn " in run.result.error.message
+
+
+# -- functions: sync off the loop, async awaited ------------------------------------------
+
+
+def _timed_pair(executor, model) -> float:
+    started = time.perf_counter()
+    runs = [executor.run(Agent(model=model), f"p{i}") for i in range(2)]
+    assert [r.wait(timeout=WAIT, quiet=True).output for r in runs] == ["slept", "slept"]
+    return time.perf_counter() - started
+
+
+def test_a_blocking_sync_function_does_not_stall_other_runs(executor, warm):
+    def sleepy(messages, tools):
+        time.sleep(0.5)
+        return sim.reply("slept")
+
+    model = sim.function(sleepy)
+    concurrent = _timed_pair(executor, model)
+    started = time.perf_counter()
+    for i in range(2):
+        assert executor.run(Agent(model=model), f"s{i}").wait(timeout=WAIT, quiet=True).output == "slept"
+    sequential = time.perf_counter() - started
+    # on the loop the two sleeps add up (~1 s, as sequential); off it they overlap (~0.5 s)
+    assert sequential >= 1.0
+    assert concurrent < 0.8 * sequential, (concurrent, sequential)
+
+
+def test_an_async_function_is_awaited_on_the_loop(executor, warm):
+    loops = []
+
+    async def thinker(messages, tools):
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0.5)
+        return sim.reply("slept")
+
+    model = sim.function(thinker)
+    assert _timed_pair(executor, model) < 1.0  # awaited one after the other they would take >= 1 s
+    assert len(loops) == 2 and loops[0] is loops[1]
+
+
+def test_an_async_function_may_call_tools_and_fail_like_a_provider(executor):
+    async def fn(messages, tools):
+        if any(m["role"] == "tool" for m in messages):
+            raise ValueError("async boom")
+        return sim.call("add", a=2, b=2)
+
+    result = executor.run(Agent(tools=[add], model=sim.function(fn)), "go").wait(timeout=WAIT, quiet=True)
+    assert result.steps[1].result == "4"
+    assert result.status is RunStatus.FAILED and "ValueError: async boom" in result.error.message
 
 
 def test_unknown_sim_model_fails_the_run_saying_how_to_make_one(executor):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from executus_nb.errors import ModelCallError
+from executus_nb.errors import ExecutusError, ModelCallError
 from executus_nb.model.backend import litellm
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import cost_usd
@@ -47,13 +47,31 @@ def _message_dict(message: Any) -> dict[str, Any]:
     return out
 
 
+def _own_error(exc: BaseException) -> ExecutusError | None:
+    """One of our errors raised inside a provider (``SimScriptExhausted``), under litellm's wrapping."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ExecutusError):
+            return current
+        todo += [getattr(current, "original_exception", None), current.__cause__, current.__context__]
+    return None
+
+
 def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
+    secrets = spec.secrets() + environment_secrets()
+    own = _own_error(exc)
+    if own is not None:  # our own error, not a provider's: its type and message, not litellm's wrapper
+        return ModelCallError(redact(str(own), secrets), error_type=type(own).__name__, provider=spec.provider or None)
     # A stream that fails before its first chunk is the provider's own error, not a mid-stream one:
     # report it as such, so a call fails the same way streamed or not.
     original = getattr(exc, "original_exception", None)
     if getattr(exc, "is_pre_first_chunk", False) and isinstance(original, Exception):
         exc = original
-    secrets = spec.secrets() + environment_secrets()
     status = getattr(exc, "status_code", None)
     provider = getattr(exc, "llm_provider", None) or spec.provider or None
     # litellm prefixes "litellm.RateLimitError: "; the type is recorded on its own, so drop it.

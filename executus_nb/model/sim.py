@@ -4,22 +4,29 @@
 anywhere a litellm model name is.  Calls go through ``litellm.acompletion``
 via litellm's custom-provider mechanism, so usage, errors and streaming
 behave as with a real provider.  Tokens are counted with litellm's counter.
+A script asked for a turn it does not have fails with ``SimScriptExhausted``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from executus_nb.errors import UserError
+from executus_nb.errors import SimScriptExhausted, UserError
+
+__all__ = [
+    "ProviderError", "SimError", "SimScriptExhausted", "SimToolCall", "SimTurn",
+    "call", "calls", "echo", "failing", "function", "raw_call", "reply", "scripted",
+]
 
 PREFIX = "sim/"
 
@@ -72,11 +79,15 @@ def calls(*turns: SimTurn) -> SimTurn:
     return SimTurn(tool_calls=merged)
 
 
+SimFunction = Callable[[list[dict], list[dict]], "SimTurn | str | Awaitable[SimTurn | str]"]
+
+
 @dataclass(frozen=True)
 class _SimModel:
     turns: tuple[SimTurn, ...] | None
-    fn: Callable[[list[dict], list[dict]], SimTurn] | None
+    fn: SimFunction | None
     latency_s: float
+    inline: bool = False  # our own instant functions (echo, failing): called on the loop, no thread hop
 
 
 _registry: dict[str, _SimModel] = {}
@@ -104,9 +115,11 @@ def scripted(turns: list[SimTurn], latency_s: float = 0.0, name: str | None = No
     return _register(key, _SimModel(tuple(turns), None, float(latency_s)))
 
 
-def function(fn: Callable[[list[dict], list[dict]], SimTurn], latency_s: float = 0.0, name: str | None = None) -> str:
+def function(fn: SimFunction, latency_s: float = 0.0, name: str | None = None) -> str:
     """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call.
 
+    An ``async def`` function is awaited on the event loop; a plain one runs in a worker
+    thread, so a slow or blocking one (``time.sleep``) never stalls other runs.
     The model name is ``sim/fn-<name>`` (``name`` or the function's name).  An
     explicit ``name`` given again replaces the earlier model; so does the same
     definition run again (a re-run notebook cell).  A different function with a
@@ -149,7 +162,7 @@ def _safe(name: str) -> str:
 
 def echo() -> str:
     """The default model: replies by repeating the last user message (no tools)."""
-    return function(_echo, name="echo")
+    return _register("fn-echo", _SimModel(None, _echo, 0.0, inline=True))
 
 
 def _echo(messages: list[dict], tools: list[dict]) -> SimTurn:
@@ -175,7 +188,7 @@ def failing(status: int = 500, message: str = "simulated provider error", latenc
     def fail(messages: list[dict], tools: list[dict]) -> SimTurn:
         raise ProviderError(message, status)
 
-    return _register(f"failing-{status}", _SimModel(None, fail, float(latency_s)))
+    return _register(f"failing-{status}", _SimModel(None, fail, float(latency_s), inline=True))
 
 
 def _lookup(model: str) -> _SimModel:
@@ -187,11 +200,28 @@ def _lookup(model: str) -> _SimModel:
     return sim_model
 
 
-def _next_turn(sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> SimTurn:
+async def _call_function(sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> Any:
+    """Await an async function on the loop; run a sync one in a thread (unless it is one of ours)."""
+    fn = sim_model.fn
+    assert fn is not None
+    if sim_model.inline or _is_async(fn):
+        result = fn(messages, tools)
+    else:
+        result = await asyncio.to_thread(fn, messages, tools)
+    if inspect.isawaitable(result):  # e.g. a sync wrapper returning a coroutine
+        result = await result
+    return result
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+async def _next_turn(model: str, sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> SimTurn:
     if sim_model.fn is not None:
         try:
-            turn = sim_model.fn(messages, tools)
-        except SimError:
+            turn = await _call_function(sim_model, messages, tools)
+        except (SimError, SimScriptExhausted):
             raise
         except Exception as exc:  # the function's failure is the provider's failure
             raise SimError(f"{type(exc).__name__}: {exc}") from exc
@@ -203,8 +233,11 @@ def _next_turn(sim_model: _SimModel, messages: list[dict], tools: list[dict]) ->
     assert sim_model.turns is not None
     index = sum(1 for m in messages if m.get("role") == "assistant")
     if index >= len(sim_model.turns):
-        raise SimError(
-            f"the sim script has {len(sim_model.turns)} turns and the conversation asks for turn {index + 1}"
+        n = len(sim_model.turns)
+        raise SimScriptExhausted(
+            f"the sim script {PREFIX + model.removeprefix(PREFIX)!r} has {n} turn{'s' if n != 1 else ''} and "
+            f"the run asks for turn {index + 1}: add turns to sim.scripted([...]) (every tool-call turn and "
+            "every retry of a rejected answer takes one)"
         )
     return sim_model.turns[index]
 
@@ -245,7 +278,7 @@ def install_provider(lm: Any) -> None:
                 await asyncio.sleep(sim_model.latency_s)
             tools = optional_params.get("tools") or []
             index = sum(1 for m in messages if m.get("role") == "assistant")
-            message = _turn_message(_next_turn(sim_model, messages, tools), index)
+            message = _turn_message(await _next_turn(model, sim_model, messages, tools), index)
             return message, _usage(lm, messages, tools, message)
 
         async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,

@@ -27,7 +27,7 @@ ENV_PREFIX = "EXECUTUS_TIER_"
 RETRYABLE_STATUS = {408, 409, 429}
 NON_RETRYABLE_TYPES = {"ContextWindowExceededError", "BadRequestError", "AuthenticationError",
                        "PermissionDeniedError", "NotFoundError", "ContentPolicyViolationError",
-                       "UnprocessableEntityError"}
+                       "UnprocessableEntityError", "SimScriptExhausted"}
 
 
 class Tier(BaseModel):

@@ -190,7 +190,7 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
     for turn in range(1, agent.max_steps + 1):
         message = await _model_step(state, turn, schemas)
         if isinstance(message, ErrorInfo):
-            return RunStatus.FAILED, None, message
+            return RunStatus.FAILED, None, _unhidden_rejection(state, message)
         steps, message = _number_tool_calls(state, message)
         state.messages.append(message)
         tool_calls = message.get("tool_calls") or []
@@ -224,6 +224,23 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         type="MaxStepsExceeded",
         message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
     )
+
+
+def _unhidden_rejection(state: LoopState, error: ErrorInfo) -> ErrorInfo:
+    """A sim script that ran out while a rejected answer was being retried: the rejection is the news.
+
+    The failed step keeps ``SimScriptExhausted``; the run says ``OutputValidationError``, as it
+    would have with one retry fewer, so a test of output validation is not hidden by its script.
+    """
+    rejected = [ev for ev in state.log.events if ev.kind == "output_rejected"]
+    if error.type != "SimScriptExhausted" or not rejected or state.agent.output_type is None:
+        return error
+    last = rejected[-1]
+    return ErrorInfo(
+        type="OutputValidationError",
+        message=f"the answer did not validate as {state.agent.output_type.__name__} after {len(rejected)} "
+                f"attempt{'s' if len(rejected) != 1 else ''}: {last.errors}. Raw text: {last.raw!r}. "
+                f"No retry was possible: {error.message}")
 
 
 def _number_tool_calls(state: LoopState, message: dict[str, Any]
