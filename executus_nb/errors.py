@@ -123,6 +123,14 @@ class ToolDenied(ToolError):
     """A tool call was refused by the policy or by a person."""
 
 
+class ExecutusWarning(UserWarning):
+    """Base class of the warnings executus_nb emits (filter them with ``warnings.filterwarnings``)."""
+
+
+class CacheWarning(ExecutusWarning):
+    """The response cache failed (unreadable, locked, corrupt, full): the call went to the model instead."""
+
+
 def config_error(exc: Exception, what: str, fields: Iterable[str] = ()) -> ConfigError:
     """A ``ConfigError`` from a pydantic ``ValidationError``: each field and what is wrong with it.
 

@@ -101,13 +101,16 @@ def test_second_identical_call_is_a_cache_hit_on_disk(tmp_path, openai_server):
     assert "(cached)" in "".join(s.name + (" (cached)" if s.cached else "") for s in summarize(second.runs[0].events).steps)
 
 
-def test_cache_key_ignores_secrets_and_endpoints_but_not_params():
+def test_cache_key_separates_endpoints_and_credentials_but_not_transport_settings():
     cache = ResponseCache(None)
     msgs = [{"role": "user", "content": "hi"}]
     base = cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a"})
-    assert base == cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-2", "api_base": "http://b"})
-    assert base != cache.key("openai/x", msgs, None, {"temperature": 0.2})
-    assert base != cache.key("openai/y", msgs, None, {"temperature": 0.1})
+    assert base != cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://b"})
+    assert base != cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-2", "api_base": "http://a"})
+    assert base != cache.key("openai/x", msgs, None, {"temperature": 0.2, "api_key": "sk-1", "api_base": "http://a"})
+    assert base != cache.key("openai/y", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a"})
+    assert base == cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a",
+                                                       "timeout": 5.0, "max_retries": 0})
 
 
 # -- streaming ---------------------------------------------------------------------------

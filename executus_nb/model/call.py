@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from executus_nb.errors import ExecutusError, ModelCallError
 from executus_nb.model.backend import litellm
 from executus_nb.model.cache import ResponseCache
-from executus_nb.model.cost import cost_usd
+from executus_nb.model.cost import Price, cost_usd
 from executus_nb.model.spec import ModelSpec, environment_secrets, redact
 from executus_nb.types.usage import Usage
 
@@ -93,10 +93,13 @@ async def complete(
     stream: bool = False,
     on_text: Callable[[str], None] | None = None,
     cache: ResponseCache | None = None,
+    prices: Mapping[str, Price] | None = None,
 ) -> Completion:
     """Call the model once and return its message, or raise ``ModelCallError`` (secrets redacted).
 
-    With a ``cache``, an identical earlier call is answered from it (``cached=True``, cost 0).
+    With a ``cache``, an identical earlier call is answered from it (``cached=True``, cost 0);
+    the cache never raises (a fault is a miss with a ``CacheWarning``).  ``prices`` is the
+    executor's own price table, consulted before litellm's cost map.
     """
     lm = litellm()
     kwargs: dict[str, Any] = {**_DEFAULTS, **(params or {}), **spec.params}
@@ -104,7 +107,7 @@ async def complete(
         kwargs["tools"] = tools
     started = time.perf_counter()
     key = cache.key(spec.name, messages, tools, kwargs) if cache is not None else None
-    hit = cache.get(key) if cache is not None and key is not None else None
+    hit = cache.get(key) if cache is not None else None
     if hit is not None:
         return Completion(model=spec.name, message=hit["message"], finish_reason=hit["finish_reason"],
                           usage=Usage(requests=1, prompt_tokens=hit["prompt_tokens"],
@@ -126,7 +129,7 @@ async def complete(
         raise _error(exc, spec) from None
     latency = time.perf_counter() - started
     finish_reason = getattr(choice, "finish_reason", None)
-    if cache is not None and key is not None:
+    if cache is not None:
         cache.put(key, {"message": message, "finish_reason": finish_reason,
                         "prompt_tokens": prompt, "completion_tokens": completion})
     return Completion(
@@ -137,7 +140,7 @@ async def complete(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            cost_usd=cost_usd(spec.name, prompt, completion),
+            cost_usd=cost_usd(spec.name, prompt, completion, prices),
         ),
         finish_reason=finish_reason,
         latency_s=latency,

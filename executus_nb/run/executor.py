@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError
 from executus_nb.model.cache import ResponseCache
-from executus_nb.model.cost import price_entries
+from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.run.approval import Approvals
@@ -39,7 +40,11 @@ def _response_cache(cache: bool | str | Path | ResponseCache | None) -> Response
         return None
     if isinstance(cache, ResponseCache):
         return cache
-    return ResponseCache() if cache is True else ResponseCache(cache)
+    if cache is True:
+        return ResponseCache()
+    if not isinstance(cache, (str, os.PathLike)):
+        raise ConfigError(f"cache must be True, a file or folder path, or a ResponseCache, not {type(cache).__name__}")
+    return ResponseCache(cache)
 
 
 async def _finish(run: Run) -> RunResult:
@@ -84,14 +89,14 @@ class Executor:
 
     ``model`` is the default for agents that give neither model nor tier; ``tiers``
     maps a tier name to its models, tried in order on retryable errors (a mapping,
-    a TOML/YAML path, or by default ``EXECUTUS_TIER_<NAME>`` variables); ``prices`` registers
-    per-token prices for models litellm does not know; ``tools`` are the
+    a TOML/YAML path, or by default ``EXECUTUS_TIER_<NAME>`` variables); ``prices`` gives
+    per-token prices (this executor's only, before litellm's cost map); ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
     ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
     ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
     ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``);
     ``cache=True`` answers repeated identical model calls from a response cache on disk
-    (``.executus_cache/``; or a path, or a ``ResponseCache``) at no cost.
+    (``.executus_cache/``; or a file or folder path, or a ``ResponseCache``) at no cost.
     """
 
     def __init__(
@@ -111,8 +116,10 @@ class Executor:
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers: dict[str, Tier] = tiers_from_env() if tiers is None else load_tiers(tiers)
         self.cooldowns = Cooldowns()
+        # This executor's own table (a bad price is a ConfigError here, not a failed run later);
+        # litellm's process-wide cost map is never written, so prices never leak across executors.
+        self._price_table = price_table(prices)
         self.prices = {k: dict(v) for k, v in (prices or {}).items()}
-        price_entries(self.prices)  # a bad price is a ConfigError here, not a failed run later
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.ports = ports or Ports()
         if policy is not None:
@@ -121,7 +128,6 @@ class Executor:
         self.cache = _response_cache(cache)
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
-        self._prices_registered = False
 
     # -- resolution ------------------------------------------------------------------
     def resolve_tier(self, agent: Agent) -> Tier:
@@ -162,7 +168,7 @@ class Executor:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
         state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
-                          cooldowns=self.cooldowns, cache=self.cache)
+                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table)
 
         key = lane or owner or agent.owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
@@ -192,15 +198,8 @@ class Executor:
         # responsive, and before the run's clock starts (run_agent's prepare step).
         from executus_nb.model import backend
 
-        if backend.ready() and self._prices_registered:
-            return
         if not backend.ready():
             await asyncio.to_thread(backend.prepare)
-        if not self._prices_registered:
-            from executus_nb.model.cost import register_prices
-
-            register_prices(self.prices)
-            self._prices_registered = True
 
     # -- running ---------------------------------------------------------------------
     def run(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
