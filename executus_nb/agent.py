@@ -21,7 +21,8 @@ class Agent(BaseModel):
     instance; a failure is sent back to the model up to ``output_retries`` times.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    # extra="forbid": a misspelt keyword (max_step=3) is an error naming the closest field, never ignored
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
 
     name: str = "agent"
     instructions: str = ""
@@ -45,7 +46,7 @@ class Agent(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise config_error(exc, f"agent {data.get('name', 'agent')!r}") from None
+            raise config_error(exc, f"agent {data.get('name', 'agent')!r}", type(self).model_fields) from None
 
     @field_validator("model", mode="before")
     @classmethod

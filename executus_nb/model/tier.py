@@ -80,7 +80,7 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
         try:
             tiers[name] = Tier(name=name, **body)
         except ValidationError as exc:
-            raise config_error(exc, f"tier {name!r}") from None  # never echoes the input (API keys)
+            raise config_error(exc, f"tier {name!r}", Tier.model_fields) from None  # never echoes the input (API keys)
     return tiers
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from executus_nb.agent import Agent
-from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError
+from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError, unknown_option
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
@@ -79,6 +79,14 @@ def _generated(run: Run, result: RunResult) -> Any:
                          status_code=error and error.status_code, run_id=run.run_id)
 
 
+def _keywords(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword parameters ``fn`` takes by name (for suggestions on a typo)."""
+    import inspect
+
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds and p.name != "self")
+
+
 def _release(held: list[tuple[Lanes, str, str]]) -> None:
     for lanes, key, provider in reversed(held):
         lanes.release(key, provider)
@@ -112,7 +120,10 @@ class Executor:
         provider_limits: Mapping[str, int] | None = None,
         sinks: Iterable[EventSink] = (),
         cache: bool | str | Path | ResponseCache | None = None,
+        **unknown: Any,
     ):
+        for key in unknown:  # a typo is a ConfigError naming the closest keyword (still a TypeError)
+            raise unknown_option(key, _EXECUTOR_KEYWORDS, "Executor()")
         self.default_model = ModelSpec.model_validate(model) if model is not None else None
         self.tiers: dict[str, Tier] = tiers_from_env() if tiers is None else load_tiers(tiers)
         self.cooldowns = Cooldowns()
@@ -281,3 +292,6 @@ class Executor:
 
     def __repr__(self) -> str:
         return f"Executor(runs={len(self.runs)}, tiers={sorted(self.tiers)})"
+
+
+_EXECUTOR_KEYWORDS = _keywords(Executor.__init__)

@@ -26,6 +26,8 @@ class RunLog:
     def emit(self, event_type: type, **fields: Any) -> Any:
         """Create an event of ``event_type``, append it and tell every subscriber."""
         with self._lock:
+            if self.events and self.events[-1].kind == "run_finished":
+                return None  # the log has ended: a step let go past the run's bounds records nothing
             event = event_type(**self.identity, seq=len(self.events), **fields)
             self.events.append(event)
             subscribers = list(self._subscribers)

@@ -95,7 +95,9 @@ class Policy:
 
     def __init__(self, rules: list[Rule] | None = None, *, default: Action = "allow",
                  on_ask: OnAsk | None = None, ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S,
-                 approver: Approver = "auto"):
+                 approver: Approver = "auto", **unknown: Any):
+        for key in unknown:
+            raise unknown_option(key, ("rules", "default", "on_ask", "ask_timeout_s", "approver"), "Policy()")
         if default not in ("allow", "ask", "deny"):
             raise ConfigError(f"default must be 'allow', 'ask' or 'deny', not {default!r}")
         if approver not in ("auto", "code"):
