@@ -1,7 +1,8 @@
 """The bounded agent loop: model call → tool calls → results → repeat, every step an event.
 
 Bounds: ``max_steps`` model calls, ``max_runtime_s`` wall clock (in-flight calls
-are cancelled) and cancellation.  A malformed or failing tool call becomes an
+are cancelled) and cancellation; the last two are hard, even against a step that
+ignores cancellation (it is let go and counted).  A malformed or failing tool call becomes an
 error result the model sees; a provider error ends the run as ``failed``.
 Steps still open when a run stops are closed with the reason, so nothing is lost.
 """
@@ -34,6 +35,7 @@ from executus_nb.model.tier import Cooldowns, Tier, is_retryable
 from executus_nb.run.approval import Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.run.ports import Ports, ToolCallRequest
+from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
 from executus_nb.types.events import (
     ApprovalRequested,
@@ -73,8 +75,10 @@ class LoopState:
     approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 1
+    model_calls: int = 0  # attempts made, failovers included: max_steps bounds these
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
     call_ids: set[str] = field(default_factory=set)  # tool-call ids given out in this run
+    stopped: bool = False  # a bound or cancel() ended the run; steps still running are let go
 
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     cache: ResponseCache | None = None
@@ -90,6 +94,8 @@ class LoopState:
         return {**self.tier.params(), **self.agent.model_params()}
 
     def allocate(self) -> int:
+        if self.stopped:  # a step left running past the run's end starts nothing more
+            raise asyncio.CancelledError("the run has finished")
         step, self.next_step = self.next_step, self.next_step + 1
         return step
 
@@ -137,21 +143,13 @@ async def run_agent(state: LoopState, prompt: str,
         tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
     )
     output: Any = None
-    deadline: asyncio.Timeout | None = None
     try:
         if prepare is not None:
             await prepare()
-        # Created only now: asyncio.timeout fixes its deadline when made, and set-up is outside the bound.
-        deadline = asyncio.timeout(agent.max_runtime_s)
-        async with deadline:
-            status, output, error = await _turns(state)
-    except TimeoutError as exc:
-        if deadline is not None and deadline.expired():
-            status = RunStatus.TIMEOUT
-            error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={agent.max_runtime_s:g} s")
-        else:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
-            status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
-    except asyncio.CancelledError:
+        status, output, error = await _bounded_turns(state)  # the clock starts here: set-up is outside it
+    except TimeoutError as exc:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
+        status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
+    except asyncio.CancelledError:  # cancelled while preparing
         status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
     except Exception as exc:  # a bug or a failing port: record it, never lose the run
         status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
@@ -160,6 +158,44 @@ async def run_agent(state: LoopState, prompt: str,
         RunFinished, status=status, output=output, error=error,
         usage=sum_usage(log.events), steps=state.next_step - 1,
     )
+
+
+# Longer than a single call's grace (stuck.GRACE_S), so a tool let go after its own grace
+# still lets the run's turns end cleanly; short enough for the 1 s hard bounds.
+_RUN_GRACE_S = 0.4
+
+
+async def _bounded_turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
+    """The turns under the run's hard bounds: ``max_runtime_s`` from now, and ``cancel()``.
+
+    The turns run as an inner task awaited with the deadline, so a step that swallows
+    cancellation (an async tool, a model call) cannot stretch either bound: it is given
+    ``_RUN_GRACE_S`` to end, then the run finishes without it (let go, logged and counted by
+    ``stuck_tool_calls()``), and whatever it does later is neither run nor recorded.
+    """
+    max_runtime_s = state.agent.max_runtime_s
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        await asyncio.sleep(0)  # a cancel() already pending is raised here, before any step starts
+    inner = asyncio.ensure_future(_turns(state))
+    try:
+        done, _ = await asyncio.wait({inner}, timeout=max_runtime_s)
+    except asyncio.CancelledError:
+        status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
+    else:
+        if done:
+            return inner.result()
+        status = RunStatus.TIMEOUT
+        error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={max_runtime_s:g} s")
+    state.stopped = True
+    try:
+        ended = await stuck.stop(inner, f"a step of run {state.log.identity['run_id']}", grace_s=_RUN_GRACE_S)
+    except asyncio.CancelledError:  # cancel() during the grace: the bound already decided
+        ended = False
+    if not ended:
+        error = error.model_copy(update={"message": error.message + "; a step that ignored cancellation was left "
+                                         "running (executus_nb.tool.stuck_tool_calls())"})
+    return status, None, error
 
 
 def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
@@ -187,8 +223,12 @@ def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
 async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
     agent = state.agent
     schemas = [t.schema for t in state.tools.values()]
-    for turn in range(1, agent.max_steps + 1):
+    for turn in range(1, agent.max_steps + 1):  # each turn makes at least one model call
+        if state.model_calls >= agent.max_steps:
+            break
         message = await _model_step(state, turn, schemas)
+        if isinstance(message, ErrorInfo) and message.type == "MaxStepsExceeded":
+            return RunStatus.MAX_STEPS, None, message
         if isinstance(message, ErrorInfo):
             return RunStatus.FAILED, None, _unhidden_rejection(state, message)
         steps, message = _number_tool_calls(state, message)
@@ -288,17 +328,20 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
 
     Failover is written here rather than left to litellm's Router so that every
     attempt is its own step and event (timeline, DataFrames, usage by the model
-    that served); error classes and cooldowns follow the Router's rules.
+    that served); error classes and cooldowns follow the Router's rules.  Every
+    attempt is a model call that ``max_steps`` counts; one that would pass it is not made.
     """
     tier, failures = state.tier, []
     models = state.cooldowns.order(tier)
     for attempt, spec in enumerate(models):
         step = state.allocate()
+        state.model_calls += 1
         state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
         try:
             done = await complete(spec, state.messages, schemas, params=_call_params(state, spec),
                                   stream=state.agent.stream, cache=state.cache, prices=state.prices,
+                                  timeout_s=tier.timeout_s,
                                   on_text=lambda text, step=step: state.log.stream_text(step, text))
         except ModelCallError as exc:
             state.log.end_text(step)
@@ -309,6 +352,10 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             if not is_retryable(exc) or attempt == len(models) - 1:
                 break
             state.cooldowns.cool(spec.name, tier.cooldown_s)
+            if state.model_calls >= state.agent.max_steps:  # no call left for the next model
+                return ErrorInfo(type="MaxStepsExceeded", message=(
+                    f"no final answer after max_steps={state.agent.max_steps} model calls (failovers count); "
+                    f"the last, to {spec.name}, failed with {error}. Raise max_steps"))
             state.log.emit(Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name,
                            error=error)
             await asyncio.sleep(tier.backoff_s * 2**attempt)
