@@ -1,33 +1,105 @@
-"""Terminal output for runs outside Jupyter: one compact line per finished step."""
+"""Terminal output for runs outside Jupyter: one compact line per finished step, in step order.
+
+The log subscriber only enqueues (O(1) on the run's event loop); a printer
+thread folds each event once (``SummaryFold``) and writes whole batches, so
+printing costs O(steps) and never slows the run.  Parallel tool calls that
+finish out of order are held back and printed by step number.
+"""
 
 from __future__ import annotations
 
+import heapq
+import queue
 import sys
+import threading
 from typing import Any, TextIO
 
 from executus_nb.nb.html import render_text, step_line
-from executus_nb.nb.summary import summarize
+from executus_nb.nb.summary import SummaryFold
+from executus_nb.types.fmt import line
 
-_STEP_END = ("model_call_finished", "tool_call_finished")
+_STARTS = ("model_call_started", "tool_call_started")
+_ENDS = ("model_call_finished", "tool_call_finished")
+_STOP = object()
+CLOSE_WAIT_S = 10.0  # how long close() waits for the printer to write what is queued
 
 
 class StepPrinter:
     """A log subscriber that prints each finished step, then the run's summary line."""
 
     def __init__(self, log: Any, stream: TextIO | None = None):
-        self._log = log
         self._stream = stream or sys.stdout
-        self._unsubscribe = log.subscribe(self, replay=True)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._fold = SummaryFold()
+        self._open: list[int] = []  # started steps not yet printed (a heap: lowest step first)
+        self._started: set[int] = set()
+        self._done: set[int] = set()
+        self.events_folded = 0  # work done: each event is folded exactly once
+        self._thread = threading.Thread(target=self._drain, name="executus-printer", daemon=True)
+        self._thread.start()
+        self._unsubscribe = log.subscribe(self._queue.put, replay=True)
 
-    def __call__(self, event: Any) -> None:
-        kind = getattr(event, "kind", None)
-        if kind in _STEP_END:
-            summary = summarize(self._log.events[: event.seq + 1])
-            step = next((s for s in summary.steps if s.step == event.step), None)
-            if step is not None:
-                print(step_line(step), file=self._stream, flush=True)
-        elif kind == "run_finished":
-            print(render_text(summarize(self._log.events[: event.seq + 1]), steps=False), file=self._stream, flush=True)
+    # -- the printer thread --------------------------------------------------------------
+    def _drain(self) -> None:
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            try:
+                while True:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            out: list[str] = []
+            for event in batch:
+                if event is _STOP:
+                    stop = True
+                    break
+                out.extend(self._lines(event))
+            if out:
+                self._write("\n".join(out) + "\n")
+
+    def _lines(self, event: Any) -> list[str]:
+        """The lines ``event`` makes printable (never raises: a bad event is one short note)."""
+        try:
+            self.events_folded += 1
+            kind = getattr(event, "kind", None)
+            self._fold.add(event)
+            if kind in _STARTS and event.step not in self._started:
+                self._started.add(event.step)
+                heapq.heappush(self._open, event.step)
+            elif kind in _ENDS:
+                self._done.add(event.step)
+                return self._ready()
+            elif kind == "run_finished":
+                return self._ready(everything=True) + [render_text(self._fold.summary(), steps=False)]
+        except Exception as exc:  # noqa: BLE001 - the printer must never print a traceback
+            return [f"  (an event could not be shown: {line(type(exc).__name__, 80)})"]
+        return []
+
+    def _ready(self, *, everything: bool = False) -> list[str]:
+        """Lines of finished steps whose every earlier started step is printed (all at the end)."""
+        lines = []
+        while self._open and (everything or self._open[0] in self._done):
+            step = heapq.heappop(self._open)
+            self._done.discard(step)
+            view = self._fold.steps.get(step)
+            if view is not None:
+                lines.append(step_line(view))
+        return lines
+
+    def _write(self, text: str) -> None:
+        try:
+            try:
+                self._stream.write(text)
+            except UnicodeEncodeError:  # a terminal that cannot show every character
+                encoding = getattr(self._stream, "encoding", None) or "ascii"
+                self._stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+            self._stream.flush()
+        except (OSError, ValueError, LookupError):  # a closed or broken stream: nothing to print to
+            pass
 
     def close(self) -> None:
+        """Stop listening and wait (bounded) until everything received so far is printed."""
         self._unsubscribe()
+        self._queue.put(_STOP)
+        self._thread.join(CLOSE_WAIT_S)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.nb.html import BADGE, GREY
 from executus_nb.types.events import ModelCallFinished, RunStarted, utcnow
+from executus_nb.types.fmt import METRIC_TEXT, PRICE_UNKNOWN, clean, clip_end, esc, money, plural, safe_str, show
 
 if TYPE_CHECKING:
     from executus_nb.fanout import Fanout
@@ -18,35 +18,55 @@ METRICS = {"latency": "latency", "cost": "cost", "tokens": "tokens"}
 
 
 def _preview(run: Run) -> str:
+    """One line of the output (or of the error's point), control characters escaped, capped."""
     result = run.result
     if result is None:
         return ""
     if result.error is None:
-        text = " ".join(str(result.output).split())
-        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
-    # an error's point is at its end ("OpenAIException - RuntimeError: model down"): keep the end
-    text = " ".join(result.error.message.rsplit(" - ", 1)[-1].split()) or result.error.type
-    return text if len(text) <= PREVIEW_CHARS else "…" + text[-(PREVIEW_CHARS - 1):]
+        text = " ".join(show(result.output, 4 * PREVIEW_CHARS).split())
+        text = text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+    else:
+        # an error's point is at its end ("OpenAIException - RuntimeError: model down"): keep the end
+        message = clip_end(safe_str(result.error.message), 4 * PREVIEW_CHARS)
+        text = " ".join(message.rsplit(" - ", 1)[-1].split()) or safe_str(result.error.type)
+        text = clip_end(text, PREVIEW_CHARS)
+    return clean(text, multiline=False)
+
+
+def _with_text(state: dict[str, Any]) -> dict[str, Any]:
+    """Add what the cell displays, formatted once here (grid.js shows these strings, never formats)."""
+    state["text"] = {metric: METRIC_TEXT[metric](state[metric]) if state[metric] is not None else ""
+                     for metric in METRICS}
+    state["hint"] = {"cost": PRICE_UNKNOWN if _unknown(state["cost"]) else ""}
+    state["color"] = BADGE.get(state["status"], GREY)
+    figures = " · ".join(t for t in (plural(state["tokens"], "token") if state["tokens"] is not None else "",
+                                     state["text"]["latency"], state["text"]["cost"]) if t)
+    state["title"] = "\n".join(t for t in (state["preview"], figures) if t)
+    return state
+
+
+def _unknown(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def cell_state(run: Run) -> dict[str, Any]:
-    """What a grid cell shows: status, tokens, latency (s), cost ($) and an output preview."""
+    """What a grid cell shows: status, tokens, latency (s), cost ($), an output preview and their text."""
     result = run.result
     if result is not None:
-        return {"status": result.status.value, "tokens": result.usage.total_tokens, "latency": result.duration_s,
-                "cost": result.usage.cost_usd, "preview": _preview(run)}
+        return _with_text({"status": result.status.value, "tokens": result.usage.total_tokens,
+                           "latency": result.duration_s, "cost": result.usage.cost_usd, "preview": _preview(run)})
     events = run.log.events
     finished = [ev for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None]
     started = events[0].ts if events and isinstance(events[0], RunStarted) else None
     if started is None:  # queued: nothing to show yet
-        return {"status": run.status.value, "tokens": None, "latency": None, "cost": None, "preview": ""}
-    return {
+        return _with_text({"status": run.status.value, "tokens": None, "latency": None, "cost": None, "preview": ""})
+    return _with_text({
         "status": run.status.value,
         "tokens": sum(ev.usage.total_tokens for ev in finished),
         "latency": (utcnow() - started).total_seconds(),
         "cost": sum(ev.usage.cost_usd for ev in finished),
         "preview": "",
-    }
+    })
 
 
 def header_state(fanout: Fanout) -> dict[str, Any]:
@@ -60,21 +80,33 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
     ends = [cell.run.result.finished_at for cell in fanout.cells if cell.run.result is not None]
     elapsed = ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() \
         if starts else 0.0
-    cost_text = "unknown" if math.isnan(cost) else f"${cost:.6f}"
+    cost_text = money(cost)
     waited = max(fanout.lanes.oldest_wait_s(), fanout.executor.lanes.oldest_wait_s(fanout.id))
     queue = f" (oldest waiting {waited:.1f} s)" if c["queued"] else ""
     return {
         "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued{queue} · "
                      f"{c['failed']} failed{cancelled}"),
-        "totals": f"{tokens} tokens · {cost_text} · {elapsed:.2f} s",
+        "totals": f"{plural(tokens, 'token')} · {cost_text} · {elapsed:.2f} s",
+        "cost_hint": PRICE_UNKNOWN if _unknown(cost) else "",
         "done": c["done"] == c["total"],
     }
 
 
-def _fmt(metric: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return {"latency": f"{value:.2f} s", "cost": f"${value:.6f}", "tokens": str(value)}[metric]
+LABEL_CHARS = 1_000  # a heading's tooltip shows this much of a prompt; CSS cuts what is shown inline
+
+
+def label_text(text: Any, limit: int = LABEL_CHARS) -> str:
+    """A prompt or model label as a grid heading: one line, control characters escaped, capped."""
+    words = " ".join(safe_str(text)[: 2 * limit].split())
+    return clean(words if len(words) <= limit else words[: limit - 1] + "…", multiline=False)
+
+
+def _label(text: Any) -> str:
+    return esc(label_text(text))
+
+
+def _title(text: str) -> str:
+    return f' title="{esc(text)}"' if text else ""
 
 
 def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
@@ -84,7 +116,7 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
     top = max(values, default=0) or 0
     head = header_state(fanout)
     cell_box = "text-align:left;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:180px"
-    cols = "".join(f'<th style="padding:2px 4px;{cell_box}" title="{html.escape(label)}">{html.escape(label)}</th>'
+    cols = "".join(f'<th style="padding:2px 4px;{cell_box}" title="{_label(label)}">{_label(label)}</th>'
                    for label in fanout.labels)
     body = []
     n_cols = len(fanout.labels)
@@ -97,18 +129,20 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
             bg = f"background:rgba(9,105,218,{alpha:.3f});" if alpha else ""
             tds.append(
                 f'<td class="executus-cell executus-status-{s["status"]}" style="{cell_box};border:1px solid #d0d7de;'
-                f'border-left:4px solid {BADGE.get(s["status"], GREY)};padding:2px 4px;vertical-align:top;{bg}">'
-                f'<div>{s["status"]}</div><div>{_fmt(metric, v)}</div>'
-                f'<div style="color:#57606a;overflow:hidden;text-overflow:ellipsis" title="{html.escape(s["preview"])}">'
-                f'{html.escape(s["preview"])}</div></td>'
+                f'border-left:4px solid {s["color"]};padding:2px 4px;vertical-align:top;{bg}" '
+                f'title="{esc(s["title"])}"><div class="executus-cell-status">{s["status"]}</div>'
+                f'<div class="executus-cell-metric"{_title(s["hint"].get(metric, ""))}>{esc(s["text"][metric])}</div>'
+                f'<div class="executus-cell-preview" style="color:#57606a;overflow:hidden;text-overflow:ellipsis">'
+                f'{esc(s["preview"])}</div></td>'
             )
-        body.append(f'<tr><th style="padding:2px 4px;{cell_box}" title="{html.escape(prompt)}">{html.escape(prompt)}'
+        body.append(f'<tr><th style="padding:2px 4px;{cell_box}" title="{_label(prompt)}">{_label(prompt)}'
                     f'</th>{"".join(tds)}</tr>')
     return (
         '<div class="executus-fanout" style="font-family:system-ui,sans-serif;font-size:12px;'
         'border:1px solid #d0d7de;border-radius:6px;padding:6px 8px">'
-        f'<div class="executus-fanout-header" style="margin-bottom:6px">{head["progress"]} · {head["totals"]} · '
-        f"coloured by {html.escape(metric)}</div>"
+        f'<div class="executus-fanout-header" style="margin-bottom:6px">{esc(head["progress"])} · '
+        f'<span class="executus-totals"{_title(head["cost_hint"])}>{esc(head["totals"])}</span> · '
+        f"coloured by {esc(metric, 40)}</div>"
         f'<table style="border-collapse:collapse;table-layout:fixed"><thead><tr>'
         f'<th style="{cell_box}">prompt \\ model</th>{cols}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>'

@@ -9,11 +9,10 @@ output must never become markup.  DOM hooks (stable): root ``executus-runview``
 
 from __future__ import annotations
 
-import html
-
 from executus_nb.nb.summary import RunSummary, StepView
+from executus_nb.types.fmt import DETAIL_CHARS, esc, line, money_html, plural, show
 
-DETAIL_CHARS = 2_000
+NAME_CHARS = 200  # a tool or model name as the model sent it may be anything
 
 GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#bf8700", "#0969da", "#6e7781"
 BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "timeout": RED,
@@ -33,10 +32,6 @@ PRE_STYLE = "white-space:pre-wrap;margin:2px 0;padding:4px;background:#f6f8fa;ma
 PANEL_STYLE = "margin-top:6px;padding:6px;border-left:4px solid {color};background:{bg};white-space:pre-wrap"
 
 
-def _clip(text: str, limit: int = DETAIL_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit:,} more characters]"
-
-
 def _bar_color(s: StepView) -> str:
     if s.state == "running":
         return AMBER
@@ -51,17 +46,17 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
     dur = "…" if s.duration_s is None else f"{s.duration_s:.2f} s"
     tokens = f" · {s.tokens_in}→{s.tokens_out} tok" if s.kind == "model" and s.ok else ""
     mark = {"failed": "✗ ", "cancelled": "■ "}.get(s.state, "")
-    label = f"{mark}#{s.step} {s.kind} {s.name}" + (" (cached)" if s.cached else "")
-    details = "".join(f"<b>{html.escape(t)}</b><pre style=\"{PRE_STYLE}\">{html.escape(_clip(v))}</pre>"
+    label = esc(f"{mark}#{s.step} {s.kind} {s.name}", NAME_CHARS, multiline=False) + (" (cached)" if s.cached else "")
+    details = "".join(f"<b>{esc(t, NAME_CHARS)}</b><pre style=\"{PRE_STYLE}\">{esc(v, DETAIL_CHARS)}</pre>"
                       for t, v in s.details)
     if s.decision:
-        details += f'<b>permission</b><pre style="{PRE_STYLE}">{html.escape(s.decision)}</pre>'
+        details += f'<b>permission</b><pre style="{PRE_STYLE}">{esc(s.decision, DETAIL_CHARS)}</pre>'
     if s.error is not None:
-        details += f'<b>error</b><pre style="{PRE_STYLE}">{html.escape(str(s.error))}</pre>'
+        details += f'<b>error</b><pre style="{PRE_STYLE}">{esc(str(s.error), DETAIL_CHARS)}</pre>'
     return (
         f'<details class="executus-step executus-kind-{s.kind} executus-state-{s.state}" data-step="{s.step}">'
         f'<summary style="{SUMMARY_STYLE}"><span class="executus-label" style="{LABEL_STYLE}" '
-        f'title="{html.escape(label)}">{html.escape(label)}</span>'
+        f'title="{label}">{label}</span>'
         f'<span class="executus-track" style="{TRACK_STYLE}"><span class="executus-bar" style="position:absolute;'
         f"top:0;height:10px;border-radius:2px;min-width:2px;background:{_bar_color(s)};"
         f'left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></span></span>'
@@ -76,12 +71,12 @@ def render_body(summary: RunSummary) -> str:
     badge = (f'<span class="executus-badge" style="padding:1px 7px;border-radius:9px;color:#fff;font-weight:600;'
              f'background:{BADGE.get(status, GREY)}">{status}</span>')
     header = (
-        f'<div class="executus-header" style="{HEADER_STYLE}"><b>{html.escape(summary.agent)}</b>'
-        f'<span>{html.escape(", ".join(summary.models))}</span>{badge}'
+        f'<div class="executus-header" style="{HEADER_STYLE}"><b>{esc(summary.agent, NAME_CHARS, multiline=False)}</b>'
+        f'<span>{esc(", ".join(summary.models), NAME_CHARS * 2, multiline=False)}</span>{badge}'
         f'<span class="executus-elapsed">{summary.elapsed_s:.2f} s</span>'
-        f'<span>{len(summary.steps)} step{"" if len(summary.steps) == 1 else "s"}</span>'
-        f'<span>{summary.prompt_tokens} in / {summary.completion_tokens} out tokens</span>'
-        f'<span>{summary.cost_text}</span></div>'
+        f'<span>{plural(len(summary.steps), "step")}</span>'
+        f'<span>tokens: {summary.prompt_tokens} in / {summary.completion_tokens} out</span>'
+        f'<span class="executus-cost">{money_html(summary.cost_usd)}</span></div>'
     )
     # The axis starts at the first step: time before it (a first import) is in the header's elapsed.
     origin = min((s.start_s for s in summary.steps), default=0.0)
@@ -90,16 +85,16 @@ def render_body(summary: RunSummary) -> str:
     timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
                 + "".join(_step_html(s, origin, span) for s in summary.steps) + "</div>")
     failovers = "".join(
-        f'<div class="executus-failover" style="color:#9a6700">↪ failover {html.escape(f)}</div>'
+        f'<div class="executus-failover" style="color:#9a6700">↪ failover {esc(f, NAME_CHARS * 3, multiline=False)}</div>'
         for f in summary.failovers)
     tail = ""
     if summary.error is not None:
         color, bg = (AMBER, "#fff8c5") if status == "cancelled" else (RED, "#ffebe9")
         tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
-                f"<b>{html.escape(summary.error.type)}</b>: {html.escape(summary.error.message)}</div>")
+                f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>")
     elif status == "succeeded":
         tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
-                f"{html.escape(_clip(str(summary.output)))}</div>")
+                f"{esc(show(summary.output), DETAIL_CHARS)}</div>")
     return f"{header}{timeline}{failovers}{tail}"
 
 
@@ -117,18 +112,20 @@ def step_line(s: StepView) -> str:
     """One compact line for a step, as printed in a terminal."""
     dur = "running" if s.duration_s is None else f"{s.duration_s:.2f}s"
     extra = f" {s.tokens_in}→{s.tokens_out} tok" if s.kind == "model" and s.ok else ""
-    err = f" ✗ {s.error.type}: {s.error.message}" if s.error else ""
-    return f"  #{s.step:<3} {s.kind:<5} {s.name} {dur}{extra}{err}"
+    err = f" ✗ {line(s.error.type, 80)}: {line(s.error.message)}" if s.error else ""
+    return f"  #{s.step:<3} {s.kind:<5} {line(s.name, NAME_CHARS)} {dur}{extra}{err}"
 
 
 def render_text(summary: RunSummary, *, steps: bool = True) -> str:
     """A compact text rendering: one header line, then one line per step."""
     head = (
-        f"Run {summary.run_id} · {summary.agent} · {', '.join(summary.models)} · {summary.status.value} · "
-        f"{len(summary.steps)} steps · {summary.prompt_tokens}→{summary.completion_tokens} tok · {summary.cost_text}"
+        f"Run {line(summary.run_id, 80)} · {line(summary.agent, NAME_CHARS)} · "
+        f"{line(', '.join(summary.models), NAME_CHARS * 2)} · {summary.status.value} · "
+        f"{plural(len(summary.steps), 'step')} · {summary.prompt_tokens}→{summary.completion_tokens} tok · "
+        f"{summary.cost_text}"
     )
     lines = [head] + ([step_line(s) for s in summary.steps] if steps else [])
-    lines += [f"  failover {f}" for f in summary.failovers] if steps else []
+    lines += [f"  failover {line(f, NAME_CHARS * 3)}" for f in summary.failovers] if steps else []
     if summary.error is not None:
-        lines.append(f"  error: {summary.error}")
+        lines.append(f"  error: {line(summary.error, DETAIL_CHARS)}")
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from executus_nb.types.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from executus_nb.types.fmt import clip, money, safe_repr, safe_str
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
@@ -136,13 +136,13 @@ class RunResult(BaseModel):
         )
 
     def __repr__(self) -> str:
-        cost = "unknown" if math.isnan(self.usage.cost_usd) else f"${self.usage.cost_usd:.6f}"
+        # never raises and stays one short line, whatever the output holds (hostile, deep, huge)
         text = (
-            f"RunResult(run_id={self.run_id!r}, agent={self.agent!r}, status={self.status.value}, "
-            f"steps={len(self.steps)}, tokens={self.usage.total_tokens}, cost={cost}"
+            f"RunResult(run_id={self.run_id!r}, agent={clip(self.agent, 200)!r}, status={self.status.value}, "
+            f"steps={len(self.steps)}, tokens={self.usage.total_tokens}, cost={money(self.usage.cost_usd)}"
         )
         if self.error is not None:
-            text += f", error={str(self.error)!r}"
+            text += f", error={clip(safe_str(self.error), 300)!r}"
         else:
             text += f", output={_short(self.output)!r}"
         return text + ")"
@@ -150,6 +150,6 @@ class RunResult(BaseModel):
     __str__ = __repr__
 
 
-def _short(value: Any, limit: int = 80) -> Any:
-    text = value if isinstance(value, str) else repr(value)
+def _short(value: Any, limit: int = 80) -> str:
+    text = safe_str(value) if isinstance(value, str) else safe_repr(value, limit + 20)
     return text if len(text) <= limit else text[: limit - 1] + "…"

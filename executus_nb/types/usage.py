@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from pydantic import BaseModel, ConfigDict
+
+from executus_nb.types.fmt import money
 
 
 class Usage(BaseModel):
@@ -32,7 +32,7 @@ class Usage(BaseModel):
         )
 
     def __repr__(self) -> str:
-        cost = "unknown" if math.isnan(self.cost_usd) else f"${self.cost_usd:.6f}"
+        cost = money(self.cost_usd)
         return (
             f"Usage(requests={self.requests}, prompt_tokens={self.prompt_tokens}, "
             f"completion_tokens={self.completion_tokens}, total_tokens={self.total_tokens}, cost={cost})"
