@@ -248,7 +248,8 @@ def test_grid_static_html_click_and_cancel():
     assert html.count('class="executus-cell ') == 4
     assert html.count("executus-status-failed") == 2 and html.count("executus-status-succeeded") == 2
     assert grid._detail.children[0] is fan.runs[2].view().widget
-    assert set(grid.mimebundle()) == {"text/html", "text/plain"}
+    # finished, the grid stays a widget (clickable in a kernel) with its static HTML beside it
+    assert set(grid.mimebundle()) == {"application/vnd.jupyter.widget-view+json", "text/html", "text/plain"}
     assert not math.isnan(fan.to_df().latency_s.iloc[0])
 
 

@@ -101,7 +101,8 @@ def test_text_rendering_is_compact_and_deterministic():
     assert re.fullmatch(r"  #2   tool  noop \d+\.\d\ds", lines[2])
 
 
-def test_mimebundle_is_live_widget_while_running_and_static_when_finished():
+def test_mimebundle_is_widget_with_static_fallbacks_running_or_finished():
+    """A finished view stays a widget (interactive in a kernel); HTML and text beside it render without one."""
     async def main():
         run = Executor().run(Agent(name="calc", model=sim.scripted([sim.reply("ok")], latency_s=0.2)), "go")
         live = run.view().mimebundle()
@@ -112,7 +113,9 @@ def test_mimebundle_is_live_widget_while_running_and_static_when_finished():
     assert set(live) == {"application/vnd.jupyter.widget-view+json", "text/html", "text/plain"}
     assert "executus-status-queued" in live["text/html"]
     assert live["text/plain"] == f"Run {run.run_id} · calc · {run.model} · queued · 0 steps · 0→0 tok · $0.000000"
-    assert set(final) == {"text/html", "text/plain"}
+    widget = "application/vnd.jupyter.widget-view+json"
+    assert set(final) == {widget, "text/html", "text/plain"}
+    assert final[widget]["model_id"] == live[widget]["model_id"] == run.view().widget.model_id
     assert "executus-status-succeeded" in final["text/html"]
     assert final["text/plain"].startswith(f"Run {run.run_id} · calc")
     assert "executus-status-succeeded" in run.view().widget._dom_classes

@@ -6,10 +6,11 @@ from typing import Any
 
 
 def show(view: Any) -> None:
-    """Display a view (``RunView`` or ``FanoutGrid``); replace it with its final static form at the end.
+    """Display a view (``RunView`` or ``FanoutGrid``): its live widget with a static HTML fallback.
 
-    The display is updated in place at the end, so a notebook saved after the run
-    shows the finished timeline even where no kernel renders the widget.
+    At the end the display is updated in place with the final bundle: the widget stays
+    (a live kernel keeps it interactive) and the fallback becomes the finished state, so
+    a notebook saved after the run shows it where no kernel renders widgets.
     """
     from IPython.display import display
 

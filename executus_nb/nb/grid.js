@@ -66,12 +66,7 @@ function render({ model, el: root }) {
       td.dataset.key = key;
       td.style.cssText = "border:1px solid #d0d7de;padding:2px 4px;min-width:90px;max-width:160px;cursor:pointer;vertical-align:top";
       td.addEventListener("click", () => {
-        for (const other of root.querySelectorAll(".executus-selected")) {
-          other.classList.remove("executus-selected");
-          other.style.outline = "";
-        }
-        td.classList.add("executus-selected");
-        td.style.outline = "2px solid #0969da";
+        mark(key);
         model.send({ type: "select", key });
       });
       tds[key] = td;
@@ -82,6 +77,17 @@ function render({ model, el: root }) {
   table.append(thead, tbody);
   scroller.appendChild(table);
   root.append(bar, scroller);
+
+  function mark(key) {  // outline the selected cell (a click, or the selection a new view is sent)
+    for (const other of root.querySelectorAll(".executus-selected")) {
+      other.classList.remove("executus-selected");
+      other.style.outline = "";
+    }
+    const td = tds[key];
+    if (!td) return;
+    td.classList.add("executus-selected");
+    td.style.outline = "2px solid #0969da";
+  }
 
   function paint(key) {
     const cell = cells[key];
@@ -116,6 +122,7 @@ function render({ model, el: root }) {
   function onPatch(msg) {
     if (msg.type !== "patch") return;
     Object.assign(cells, msg.cells);
+    if (msg.selected) mark(msg.selected);
     if (msg.header) {
       progress.textContent = msg.header.progress;
       totals.textContent = msg.header.totals;

@@ -3,7 +3,10 @@
 The grid is a single anywidget that renders every cell (creating widgets is
 what costs, so never one per cell).  Python keeps the cells' state, coalesces
 changes (at most 4 sends a second, at once when all cells are done) and sends
-only the cells that changed.  Clicking a cell opens that run's RunView below.
+only the cells that changed.  Clicking a cell opens that run's RunView below;
+a finished grid stays a live widget (click a cell, switch the metric).  The
+widget's message callback holds the grid weakly (see ``runview``), so a shown
+grid never keeps its fan-out's runs alive.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from executus_nb.nb.grid_html import cell_state, header_state, render_grid_html
+from executus_nb.nb.grid_html import cell_state, header_state, label_text, render_grid_html
+from executus_nb.nb.runview import weak_callback, widget_bundle
 from executus_nb.nb.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -37,8 +41,9 @@ class FanoutGrid:
 
     def __init__(self, fanout: Fanout, refresh_hz: float = 4.0):
         self.fanout = fanout
-        self.grid = GridWidget(rows=list(fanout.prompts), cols=list(fanout.labels))
-        self.grid.on_msg(self._on_message)
+        # headings escaped and capped like the static grid's: a prompt may hold anything
+        self.grid = GridWidget(rows=[label_text(p) for p in fanout.prompts], cols=[label_text(c) for c in fanout.labels])
+        self.grid.on_msg(weak_callback(self, lambda grid, *message: grid._on_message(*message)))
         self._detail = widgets.VBox()
         self.widget = widgets.VBox([self.grid, self._detail])
         self.selected: int | None = None
@@ -88,8 +93,12 @@ class FanoutGrid:
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         kind = content.get("type")
-        if kind == "hello":  # a new view: send everything
-            self.grid.send(self._patch(range(len(self.fanout.cells))))
+        if kind == "hello":  # a new view (a display again, or an update in place): everything, selection too
+            patch = self._patch(range(len(self.fanout.cells)))
+            if self.selected is not None:
+                cell = self.fanout.cells[self.selected]
+                patch["selected"] = f"{cell.row},{cell.col}"
+            self.grid.send(patch)
             self.sent += 1
         elif kind == "cancel":
             self.fanout.cancel()
@@ -121,11 +130,8 @@ class FanoutGrid:
         return repr(self.fanout)
 
     def mimebundle(self) -> dict[str, Any]:
-        """Widget view plus static fallbacks while running; static only once every cell is done."""
-        bundle = {} if self.is_final else dict(self.widget._repr_mimebundle_())
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.html()
-        return bundle
+        """The widget view (live in a kernel, finished or not) with static ``text/html`` and ``text/plain``."""
+        return widget_bundle(self.widget, self.text(), self.html())
 
 def _json_safe(state: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in state.items()}

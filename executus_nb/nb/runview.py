@@ -2,13 +2,20 @@
 
 It subscribes to the run's event log and redraws through a ``Throttle`` (at
 most ~10 times a second); a finished run's view draws its final state and
-stops listening.  The Cancel button hands its work to the run's loop, so it
-works whether or not a cell is busy.
+stops listening, but stays a live widget (step details open on click).  The
+Cancel, Approve and Deny buttons hand their work to the run's loop, so they
+work whether or not a cell is busy.
+
+The widgets never hold the view or the run strongly: ipywidgets keeps every
+widget (and so its callbacks) in a process-wide registry until it is closed,
+so a callback that captured the run would keep every shown run alive forever.
+The callbacks reach the view through a weak reference; the run owns its view.
 """
 
 from __future__ import annotations
 
-import html
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -16,6 +23,7 @@ import ipywidgets as widgets
 from executus_nb.nb.html import render_body, render_html, render_text, root_classes
 from executus_nb.nb.summary import RunSummary, summarize
 from executus_nb.nb.throttle import Throttle
+from executus_nb.types.fmt import esc
 
 if TYPE_CHECKING:
     from executus_nb.run.handle import Run
@@ -30,7 +38,7 @@ class RunView:
         self._cancel = widgets.Button(description="Cancel", icon="stop", button_style="warning",
                                       tooltip="Cancel this run (steps so far are kept)")
         self._cancel.add_class("executus-cancel")
-        self._cancel.on_click(lambda _button: self.run.cancel())
+        self._cancel.on_click(weak_callback(self, lambda view, _button: view.run.cancel()))
         self._extras = widgets.VBox()
         self.widget = widgets.VBox([self._body, self._extras, self._cancel],
                                    layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px",
@@ -112,22 +120,22 @@ class RunView:
         """Approve / Deny / Always allow for one waiting tool call."""
         label = widgets.HTML(
             f'<div class="executus-approval" style="padding:4px 6px;border-left:4px solid #bf8700;background:#fff8c5">'
-            f"Approve tool call <b>{html.escape(request.name)}</b>"
-            f"(<code>{html.escape(request.arguments[:500])}</code>)"
-            f'{" — rule: " + html.escape(request.rule) if request.rule else ""}</div>'
+            f"Approve tool call <b>{esc(request.name, 200, multiline=False)}</b>"
+            f"(<code>{esc(request.arguments, 500)}</code>)"
+            f'{" — rule: " + esc(request.rule, 200) if request.rule else ""}</div>'
         )
         buttons = []
-        for text, css, style, act in (
-            # resolve(), not approve(): a second click on an answered call is a no-op, not an error
-            ("Approve", "executus-approve", "success",
-             lambda: self.run.approvals.resolve(request.call_id, "allow", by="user")),
-            ("Deny", "executus-deny", "danger", lambda: self.run.approvals.resolve(request.call_id, "deny", by="user")),
-            ("Always allow for this run", "executus-always", "",
-             lambda: self.run.approvals.resolve(request.call_id, "allow", by="user", always=True)),
+        call_id = request.call_id
+        for text, css, style, decision, always in (
+            ("Approve", "executus-approve", "success", "allow", False),
+            ("Deny", "executus-deny", "danger", "deny", False),
+            ("Always allow for this run", "executus-always", "", "allow", True),
         ):
             button = widgets.Button(description=text, button_style=style, layout=widgets.Layout(width="auto"))
             button.add_class(css)
-            button.on_click(lambda _b, act=act: act())
+            # resolve(), not approve(): a second click on an answered call is a no-op, not an error
+            button.on_click(weak_callback(self, lambda view, _button, d=decision, a=always:
+                                          view.run.approvals.resolve(call_id, d, by="user", always=a)))
             buttons.append(button)
         return widgets.VBox([label, widgets.HBox(buttons)])
 
@@ -141,12 +149,32 @@ class RunView:
         return render_text(self.summary(), steps=False)
 
     def mimebundle(self) -> dict[str, Any]:
-        """What Jupyter displays: widget view plus static ``text/html`` and ``text/plain``.
+        """What Jupyter displays: the widget view, with static ``text/html`` and ``text/plain`` beside it.
 
-        A finished run needs no kernel, so its bundle is static only: it renders the
-        same in JupyterLab, nbconvert, nbviewer and GitHub, with no widget state to save.
+        A live kernel renders the widget (interactive, finished or not); nbconvert, nbviewer
+        and GitHub have no widget state and render the HTML of the state at display time.
         """
-        bundle = {} if self.is_final else dict(self.widget._repr_mimebundle_())
-        bundle["text/plain"] = self.text()
-        bundle["text/html"] = self.html()
-        return bundle
+        return widget_bundle(self.widget, self.text(), self.html())
+
+
+def widget_bundle(widget: widgets.Widget, text: str, html_: str) -> dict[str, Any]:
+    """A display bundle: ``widget``'s view mime type plus deterministic text and HTML fallbacks."""
+    bundle = dict(widget._repr_mimebundle_())
+    bundle["text/plain"] = text
+    bundle["text/html"] = html_
+    return bundle
+
+
+def weak_callback(owner: Any, act: Callable[..., Any]) -> Callable[..., None]:
+    """A widget callback that calls ``act(owner, *args)`` while ``owner`` lives, holding it only weakly.
+
+    ``act`` must not capture ``owner`` itself (it is handed in), or the reference is strong again.
+    """
+    ref = weakref.ref(owner)
+
+    def callback(*args: Any) -> None:
+        target = ref()
+        if target is not None:
+            act(target, *args)
+
+    return callback
