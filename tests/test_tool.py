@@ -455,3 +455,14 @@ def test_unresolvable_type_hints_are_a_registration_error():
 
     with pytest.raises(ToolRegistrationError, match="cannot resolve its type hints"):
         Tool(make())
+
+
+@pytest.mark.parametrize(("tools", "name", "expected"), [
+    ((), "web_search", r"known: \[\] \(none registered\)"),
+    ((add, ping), "adder", r"known: \['add', 'ping'\] — did you mean 'add'\?"),
+])
+def test_an_unknown_tool_name_says_where_names_come_from(tools, name, expected):
+    with pytest.raises(ConfigError, match=expected) as info:
+        Executor(tools=list(tools)).run(Agent(tools=[name], model=sim.scripted([sim.reply("x")])), "go")
+    message = str(info.value)
+    assert "Executor(tools=[...])" in message and f"Agent(tools=[{name}])" in message

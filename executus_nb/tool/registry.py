@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from executus_nb.errors import ToolRegistrationError, UserError
+import difflib
+
+from executus_nb.errors import ConfigError, ToolRegistrationError
 from executus_nb.tool.decorator import Tool
 
 
@@ -57,6 +59,15 @@ class ToolRegistry:
 default_registry = ToolRegistry()
 
 
+def _unknown_name(name: str, known: list[str]) -> str:
+    """Why a tool name did not resolve, and where names come from."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else " (none registered)" if not known else ""
+    return (f"no tool named {name!r} is registered; known: {known}{hint}. Tool names come from "
+            "Executor(tools=[...]) (then executus_nb.tool.default_registry): register the @tool function "
+            f"there, or pass the function itself instead of its name: Agent(tools=[{name}])")
+
+
 def resolve_tools(selection: Iterable[Tool | Callable[..., Any] | str], *registries: ToolRegistry) -> dict[str, Tool]:
     """Tools for an agent, given by object or by name (looked up in ``registries`` in order)."""
     chosen: dict[str, Tool] = {}
@@ -64,8 +75,7 @@ def resolve_tools(selection: Iterable[Tool | Callable[..., Any] | str], *registr
         if isinstance(item, str):
             found = next((r.get(item) for r in registries if item in r), None)
             if found is None:
-                known = sorted({n for r in registries for n in r.names()})
-                raise UserError(f"no tool named {item!r} is registered; known: {known}")
+                raise ConfigError(_unknown_name(item, sorted({n for r in registries for n in r.names()})))
             t = found
         else:
             t = as_tool(item)
