@@ -94,8 +94,8 @@ class MaxStepsExceeded(RunError):
     """The run used ``max_steps`` model calls without a final answer."""
 
 
-class SSRFBlocked(ExecutusError):
-    """A URL was refused by the SSRF guard; ``reason`` says why."""
+class SSRFBlocked(ToolError):
+    """A URL was refused by the SSRF guard; ``reason`` says why (a tool error: the model sees it)."""
 
     def __init__(self, url: str, reason: str):
         super().__init__(f"refused to fetch {url!r}: {reason}")

@@ -1,4 +1,4 @@
-"""Loopback tests of the web fetch tool: pinning, redirect re-checks, size and time bounds."""
+"""Loopback tests of the web fetch tool: pinning, redirect re-checks, size, decoding and time bounds."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import ssl
 import subprocess
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -28,6 +31,10 @@ PAGE = """<!doctype html><html><head><title>Greeting &amp; more</title>
 <body><h1>Hello</h1><p>First   paragraph
 with <b>bold</b> text.</p><ul><li>one</li><li>two</li></ul>
 <noscript>enable js</noscript><p>Caf&eacute;</p></body></html>"""
+
+# Bodies served by /encoded/<name>: the Content-Encoding headers to send and the raw bytes.
+# Filled by the ``encoded`` fixture, before any memory is measured.
+ENCODED: dict[str, tuple[list[str], bytes]] = {}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +77,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._redirect(f"http://[::1]:{port}/text")
             elif route == "/redirect-file":
                 self._redirect("file:///etc/passwd")
+            elif route == "/redirect-to":
+                self._redirect(parse_qs(urlsplit(self.path).query)["to"][0])
+            elif route == "/headers":
+                self._send(200, "text/plain", f"accept-encoding={self.headers.get('Accept-Encoding')}".encode())
+            elif route.startswith("/encoded/"):
+                encodings, body = ENCODED[route.removeprefix("/encoded/")]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                for value in encodings:
+                    self.send_header("Content-Encoding", value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             elif route == "/slow":
                 time.sleep(3)
                 self._send(200, "text/plain", b"late")
@@ -96,7 +116,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _redirect(self, location: str) -> None:
         self.send_response(302)
-        self.send_header("Location", location)
+        self._headers_buffer.append(b"Location: " + location.encode() + b"\r\n")  # type: ignore[attr-defined]
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -288,11 +308,7 @@ def test_pinned_request_keeps_host_and_sni() -> None:
         addresses=(ipaddress.ip_address("2606:2800:21f:cb07:6820:80da:af6b:8b2c"),),
     )
 
-    async def build() -> httpx.Request:
-        async with httpx.AsyncClient() as client:
-            return pinned_request(client, checked)
-
-    request = run(build())
+    request = pinned_request(checked)
     assert str(request.url) == "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:8443/a?b=1"
     assert request.headers["Host"] == "example.com:8443"
     assert "Authorization" not in request.headers
@@ -346,3 +362,139 @@ def test_https_uses_original_host_for_sni_and_verification(
         with pytest.raises(ToolError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             run(fetch_text(url, allow_private=[host]))
     assert sni_names[:1] == [host]
+
+
+# -- decoded-size cap (decompression bombs) ------------------------------------------------
+
+BOMB_SIZE = 64 * 1024 * 1024  # what each bomb expands to; old code held all of it in memory
+
+
+def _compress(chunks: Iterator[bytes], wbits: int) -> bytes:
+    """Compress a stream of chunks without ever holding the whole input."""
+    z = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(z.compress(chunk) for chunk in chunks) + z.flush()
+
+
+def _letters(total: int) -> Iterator[bytes]:
+    block = b"a" * (1024 * 1024)
+    for _ in range(total // len(block)):
+        yield block
+
+
+GZIP, ZLIB, RAW = zlib.MAX_WBITS | 16, zlib.MAX_WBITS, -zlib.MAX_WBITS
+
+
+@pytest.fixture(scope="module")
+def encoded() -> Iterator[None]:
+    gzip_bomb = _compress(_letters(BOMB_SIZE), GZIP)
+    ENCODED.update({
+        "gzip-bomb": (["gzip"], gzip_bomb),
+        "deflate-bomb": (["deflate"], _compress(_letters(BOMB_SIZE), ZLIB)),
+        "raw-deflate-bomb": (["deflate"], _compress(_letters(BOMB_SIZE), RAW)),
+        "gzip-gzip": (["gzip, gzip"], _compress(iter([gzip_bomb]), GZIP)),
+        "gzip-twice-as-headers": (["gzip", "gzip"], _compress(iter([gzip_bomb]), GZIP)),
+        "deflate-gzip": (["deflate, gzip"], _compress(iter([_compress(_letters(BOMB_SIZE), ZLIB)]), GZIP)),
+        "identity-gzip-identity": (["identity, gzip", "identity"], _compress(iter([b"hello world"]), GZIP)),
+        "gzip-small": (["gzip"], _compress(iter([b"hello world"]), GZIP)),
+        "gzip-exact": (["gzip"], _compress(iter([b"b" * 5000]), GZIP)),
+        "gzip-corrupt": (["gzip"], b"\x1f\x8b\x08\x00garbage-not-deflate"),
+        "br": (["br"], b"\x8b\x05\x80hello world\x03"),
+        "zstd": (["zstd"], b"(\xb5/\xfd\x00X\x01\x00hello"),
+    })  # fmt: skip
+    assert len(ENCODED["gzip-gzip"][1]) < 2000  # a ~1-2 KB page that expands to 64 MB
+    yield
+    ENCODED.clear()
+
+
+def _peak(coro) -> tuple[object, int]:
+    """Run ``coro`` and return (its result or exception, the peak of traced Python memory meanwhile)."""
+    tracemalloc.start()
+    try:
+        try:
+            result: object = run(coro)
+        except Exception as exc:  # the caller asserts on it
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name", ["gzip-gzip", "gzip-twice-as-headers", "deflate-gzip"])
+def test_stacked_encodings_are_refused_without_decoding_them(server: Server, encoded: None, name: str) -> None:
+    result, peak = _peak(fetch_text(_url(server, f"/encoded/{name}"), max_bytes=1000, allow_private=LOOPBACK))
+    assert isinstance(result, ToolError) and "stacked Content-Encoding" in str(result)
+    assert peak < 2 * 1024 * 1024, f"peak {peak:,} bytes"
+
+
+@pytest.mark.parametrize("name", ["gzip-bomb", "deflate-bomb", "raw-deflate-bomb"])
+@pytest.mark.parametrize("max_bytes", [1000, 1_000_000])
+def test_single_layer_bomb_is_decoded_only_up_to_max_bytes(
+    server: Server, encoded: None, name: str, max_bytes: int
+) -> None:
+    result, peak = _peak(fetch_text(_url(server, f"/encoded/{name}"), max_bytes=max_bytes, allow_private=LOOPBACK))
+    assert isinstance(result, FetchResult), result
+    assert (result.truncated, result.text) == (True, "a" * max_bytes)
+    # The cap, the text made from it, one raw chunk and the event loop; not the 64 MB the body expands to.
+    assert peak < 3 * max_bytes + 2 * 1024 * 1024, f"peak {peak:,} bytes for max_bytes={max_bytes:,}"
+
+
+@pytest.mark.parametrize(
+    ("name", "max_bytes", "text", "truncated"),
+    [
+        ("gzip-small", 1000, "hello world", False),
+        ("identity-gzip-identity", 1000, "hello world", False),
+        ("gzip-exact", 5000, "b" * 5000, False),
+        ("gzip-exact", 4999, "b" * 4999, True),
+    ],
+)
+def test_compressed_pages_are_read(
+    server: Server, encoded: None, name: str, max_bytes: int, text: str, truncated: bool
+) -> None:
+    result = run(fetch_text(_url(server, f"/encoded/{name}"), max_bytes=max_bytes, allow_private=LOOPBACK))
+    assert (result.text, result.truncated) == (text, truncated)
+
+
+@pytest.mark.parametrize(("name", "message"), [("gzip-corrupt", "not valid gzip"), ("br", "'br'"), ("zstd", "'zstd'")])
+def test_undecodable_bodies_are_a_tool_error(server: Server, encoded: None, name: str, message: str) -> None:
+    with pytest.raises(ToolError, match=message):
+        run(fetch_text(_url(server, f"/encoded/{name}"), allow_private=LOOPBACK))
+
+
+def test_only_decodable_encodings_are_asked_for(server: Server) -> None:
+    result = run(fetch_text(_url(server, "/headers"), allow_private=LOOPBACK))
+    assert result.text == "accept-encoding=gzip, deflate"
+
+
+# -- redirects that are not http(s) URLs ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "data:text/html,<script>alert(1)</script>",
+        "data:text/plain;base64,SGVsbG8=",
+        "javascript:alert(1)",
+        "mailto:someone@example.com",
+        "ftp://example.com/file",
+    ],
+)
+def test_redirect_to_another_scheme_is_refused_with_what_happened(server: Server, location: str) -> None:
+    with pytest.raises(SSRFBlocked) as info:
+        run(fetch_text(_url(server, "/redirect-to", ) + "?to=" + _quote(location), allow_private=LOOPBACK))
+    scheme = location.split(":", 1)[0]
+    assert isinstance(info.value, ToolError)
+    assert f"redirected to a {scheme!r} URL" in info.value.reason
+    assert [p.split("?")[0] for p, _ in server.seen] == ["/redirect-to"]
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://exa mple.com:99999999/", "http://ex\u00e4mple.com\u200d/"])
+def test_redirect_to_an_unparsable_location_is_a_tool_error(server: Server, location: str) -> None:
+    with pytest.raises(ToolError, match="redirected to") as info:
+        run(fetch_text(_url(server, "/redirect-to") + "?to=" + _quote(location), allow_private=LOOPBACK))
+    assert not isinstance(info.value, httpx.InvalidURL)
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")

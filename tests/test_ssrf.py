@@ -69,8 +69,8 @@ BLOCKED = [
     ("port-too-big", "http://example.com:99999/", "port"),
     ("port-zero", "http://example.com:0/", "port"),
     ("space-in-host", "http://a b.example.com/", "characters"),
-    ("percent-host", "http://%31%32%37.0.0.1/", "characters"),
-    ("tab", "http://exa\tmple.com/", "invalid URL"),
+    ("percent-host", "http://%31%32%37.0.0.1/", "loopback"),  # percent-decoded, as browsers do
+    ("tab", "http://exa\tmple.com/", "characters"),
     # userinfo and backslash tricks
     ("userinfo-then-loopback", "http://evil@127.0.0.1/", "loopback"),
     ("public-userinfo-loopback-host", "http://example.com@127.0.0.1/", "loopback"),
@@ -231,7 +231,7 @@ ALLOW_LIST = [
     ("mapped-in-cidr", "http://[::ffff:10.1.2.3]/", ["10.0.0.0/8"], True),
     ("metadata-not-unlocked-by-private-cidr", "http://169.254.169.254/", ["10.0.0.0/8"], False),
     ("metadata-not-unlocked-by-name", "http://intranet-meta.test/", ["intranet-meta.test"], False),
-    ("metadata-explicit-cidr", "http://169.254.169.254/", ["169.254.169.254/32"], True),
+    ("metadata-not-unlocked-by-explicit-cidr", "http://169.254.169.254/", ["169.254.169.254/32"], False),
     ("scheme-still-checked", "ftp://intranet.example.com/", ["intranet.example.com"], False),
 ]
 

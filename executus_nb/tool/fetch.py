@@ -3,6 +3,9 @@
 Every hop (the first URL and each redirect) is checked by ``ssrf`` and the
 connection goes to the exact address that was checked, so DNS rebinding
 between check and connect cannot redirect the request to a private host.
+The host is the canonical one from ``hosts`` (what the policy and the guard
+judged), and the body is decoded by ``encodings`` with the decoded size capped
+at ``max_bytes``, whatever its ``Content-Encoding``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from executus_nb.errors import ToolError, UserError
+from executus_nb.errors import SSRFBlocked, ToolError, UserError
+from executus_nb.tool.encodings import ACCEPT_ENCODING, content_decoder
 from executus_nb.tool.ssrf import CheckedURL, parse_url, resolve_checked
 
 __all__ = ["FetchResult", "fetch_text", "html_to_text"]
@@ -92,14 +96,14 @@ async def _fetch(url: str, max_bytes: int, timeout_s: float, max_redirects: int,
         checked = await anyio.to_thread.run_sync(
             functools.partial(resolve_checked, current, allow_private=allow), abandon_on_cancel=True
         )
-        async with _client(timeout_s) as client:
-            response = await _send_pinned(client, checked)
+        async with _transport() as transport:
+            response = await _send_pinned(transport, checked, timeout_s)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
                     if hop == max_redirects:
                         raise ToolError(f"{url!r} redirected more than {max_redirects} times; giving up")
-                    current = checked.url.join(parse_url(location)).copy_with(fragment=None)
+                    current = _redirect_target(checked, location)
                     continue
                 return await _read(url, checked, response, max_bytes)
             finally:
@@ -107,18 +111,34 @@ async def _fetch(url: str, max_bytes: int, timeout_s: float, max_redirects: int,
     raise AssertionError("unreachable")  # the loop either returns or raises
 
 
-def _client(timeout_s: float) -> httpx.AsyncClient:
-    """A fresh client per hop: the pool is keyed by IP, not host, so no reuse.
+def _redirect_target(checked: CheckedURL, location: str) -> httpx.URL:
+    """The next hop of a redirect; a Location that is not an http(s) URL is refused with what it was."""
+    source, shown = str(checked.url), location if len(location) <= 120 else location[:117] + "..."
+    try:
+        relative = parse_url(location)
+    except SSRFBlocked as exc:
+        raise SSRFBlocked(shown, f"{source!r} redirected to a URL that cannot be read: {exc.reason}") from None
+    if relative.scheme not in ("", "http", "https"):  # checked before join: httpx cannot join data: and the like
+        raise SSRFBlocked(
+            shown, f"{source!r} redirected to a {relative.scheme!r} URL; that scheme is not http or https, "
+            "so it was not followed",
+        )
+    try:
+        return checked.url.join(relative).copy_with(fragment=None)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise ToolError(f"{source!r} redirected to {shown!r}, which is not a valid URL: {exc}") from None
 
-    ``trust_env=False`` keeps proxy variables from routing the request
-    somewhere that resolves the host again.
+
+def _transport() -> httpx.AsyncHTTPTransport:
+    """A fresh transport per hop: the pool is keyed by IP, not host, so no reuse.
+
+    Requests go to the transport, not through ``AsyncClient.send``: the client
+    parses every ``Location`` header itself (even with ``follow_redirects=False``)
+    and raises a bare ``httpx.InvalidURL`` for a ``data:`` or broken one, before
+    ``_redirect_target`` could say what happened.  ``trust_env=False`` keeps
+    proxy variables from routing the request somewhere that resolves the host again.
     """
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        trust_env=False,
-        timeout=httpx.Timeout(timeout_s),
-        verify=_ssl_context(),
-    )
+    return httpx.AsyncHTTPTransport(verify=_ssl_context(), trust_env=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,7 +147,7 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def pinned_request(client: httpx.AsyncClient, checked: CheckedURL, address_index: int = 0) -> httpx.Request:
+def pinned_request(checked: CheckedURL, address_index: int = 0, *, timeout_s: float = 10.0) -> httpx.Request:
     """Build a GET to a checked address that still names the original host.
 
     The URL carries the IP so httpx cannot resolve again; ``Host`` and, for
@@ -136,21 +156,27 @@ def pinned_request(client: httpx.AsyncClient, checked: CheckedURL, address_index
     """
     ip = checked.addresses[address_index]
     target = checked.url.copy_with(host=str(ip), userinfo=b"", fragment=None)
-    extensions = {"sni_hostname": checked.host.rstrip(".")} if checked.url.scheme == "https" else {}
+    extensions: dict[str, object] = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+    if checked.url.scheme == "https":
+        extensions["sni_hostname"] = checked.host
     headers = {
         "Host": checked.url.netloc.decode("ascii"),
         "User-Agent": USER_AGENT,
         "Accept": "text/html, text/plain;q=0.9, */*;q=0.5",
+        "Accept-Encoding": ACCEPT_ENCODING,  # only what encodings decodes within the size cap
     }
-    return client.build_request("GET", target, headers=headers, extensions=extensions)
+    return httpx.Request("GET", target, headers=headers, extensions=extensions)
 
 
-async def _send_pinned(client: httpx.AsyncClient, checked: CheckedURL) -> httpx.Response:
+async def _send_pinned(transport: httpx.AsyncHTTPTransport, checked: CheckedURL, timeout_s: float) -> httpx.Response:
     """Send to each checked address in turn until one accepts the connection."""
     error: Exception | None = None
     for index in range(len(checked.addresses)):
         try:
-            return await client.send(pinned_request(client, checked, index), stream=True)
+            request = pinned_request(checked, index, timeout_s=timeout_s)
+            response = await transport.handle_async_request(request)
+            response.request = request
+            return response
         except httpx.ConnectError as exc:
             error = exc
         except httpx.TimeoutException as exc:
@@ -161,29 +187,33 @@ async def _send_pinned(client: httpx.AsyncClient, checked: CheckedURL) -> httpx.
 
 
 async def _read(url: str, checked: CheckedURL, response: httpx.Response, max_bytes: int) -> FetchResult:
-    """Read at most ``max_bytes`` of a text body and decode it."""
+    """Read at most ``max_bytes`` of a text body, counted after content decoding, and decode it."""
     mime = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if mime and not _is_text(mime):
         raise ToolError(
             f"{str(checked.url)!r} returned {mime!r}, which is not text; only text and HTML pages can be read"
         )
+    where = str(checked.url)
+    decoder = content_decoder(response.headers.get_list("content-encoding", split_commas=True), where)
     body = bytearray()
     truncated = False
     try:
-        # Decoded bytes are counted, so gzip bodies are capped after
-        # decompression too; one raw chunk expands by a bounded ratio at most.
-        async for chunk in response.aiter_bytes():
-            room = max_bytes - len(body)
-            if len(chunk) > room:
-                body += chunk[:room]
-                truncated = True
+        # Raw bytes, decoded here: httpx's own decoding would expand every
+        # layer in full before any cap could apply.  One byte past the cap
+        # tells a truncated body from one exactly max_bytes long.
+        async for raw in response.aiter_raw():
+            decoder.decode_into(raw, body, max_bytes + 1)
+            if len(body) > max_bytes or decoder.finished:
                 break
-            body += chunk
+        decoder.flush_into(body, max_bytes + 1)
+        if len(body) > max_bytes:
+            del body[max_bytes:]
+            truncated = True
     except httpx.TimeoutException as exc:
         raise ToolError(f"reading {str(checked.url)!r} timed out: {exc!r}") from None
     except httpx.HTTPError as exc:
         raise ToolError(f"reading {str(checked.url)!r} failed: {exc!r}") from None
-    data = bytes(body)
+    data = body  # no bytes() copy: the buffer is already capped at max_bytes
     if not mime and b"\x00" in data[:4096]:
         raise ToolError(f"{str(checked.url)!r} returned binary data without a content type; only text can be read")
     sniffed_html = data[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))

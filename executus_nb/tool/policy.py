@@ -5,6 +5,11 @@ decides.  When none matches, the tool's own default (``@tool(permission=…)``,
 e.g. ``write_file`` asks) decides, and then the policy's ``default``.  A rule
 matches on the tool name (glob), the agent name (glob), argument globs,
 the host of a URL argument (glob) and an optional predicate on the arguments.
+
+Hosts are compared after ``executus_nb.tool.hosts`` canonicalises both the
+rule's pattern and the URL's host, the same reading the SSRF guard and the
+fetcher use; a URL whose host cannot be canonicalised is denied by any rule
+with ``host=`` that it would otherwise reach.
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from executus_nb.errors import ConfigError, config_error, unknown_option
+from executus_nb.errors import ConfigError, SSRFBlocked, config_error, unknown_option
 from executus_nb.run.ports import GateVerdict, ToolCallRequest
 
 Action = Literal["allow", "ask", "deny"]
@@ -43,16 +47,34 @@ class Rule(BaseModel):
     when: Callable[[dict[str, Any]], bool] | None = None
     name: str | None = None
 
+    @model_validator(mode="after")
+    def _host_is_a_pattern(self) -> Rule:
+        if self.host is not None:
+            from executus_nb.tool.hosts import host_pattern  # httpx loads with the first host rule
+
+            try:
+                host_pattern(self.host)
+            except SSRFBlocked as exc:
+                raise ValueError(f"host={self.host!r} is not a host name or glob: {exc.reason}") from None
+        return self
+
     def matches(self, request: ToolCallRequest) -> bool:
-        """True when the call meets every condition of this rule."""
+        """True when the call meets every condition of this rule.
+
+        Raises ``SSRFBlocked`` when the rule has ``host=`` and the URL argument's
+        host cannot be canonicalised (``Policy.evaluate`` then denies the call).
+        """
         if not fnmatch.fnmatchcase(request.name, self.tool) or not fnmatch.fnmatchcase(request.agent, self.agent):
             return False
         for arg, pattern in self.args.items():
             if arg not in request.arguments or not fnmatch.fnmatchcase(str(request.arguments[arg]), pattern):
                 return False
         if self.host is not None:
-            host = _url_host(request.arguments.get(self.host_arg))
-            if host is None or not fnmatch.fnmatchcase(host, self.host.lower()):
+            from executus_nb.tool.hosts import host_pattern, url_host
+
+            value = request.arguments.get(self.host_arg)
+            host = url_host(value) if isinstance(value, str) else None
+            if host is None or not fnmatch.fnmatchcase(host, host_pattern(self.host)):
                 return False
         return self.when is None or bool(self.when(request.arguments))
 
@@ -70,16 +92,6 @@ class Rule(BaseModel):
         if self.when is not None:
             parts.append("when=…")
         return " ".join(parts)
-
-
-def _url_host(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        host = urlsplit(value.strip()).hostname
-    except ValueError:
-        return None
-    return host.rstrip(".").lower() if host else None
 
 
 class Policy:
@@ -173,8 +185,11 @@ class Policy:
     def evaluate(self, request: ToolCallRequest) -> tuple[Action, str]:
         """The action for a call and what decided it (a rule's label, the tool's default, or the default)."""
         for rule in self.rules:
-            if rule.matches(request):
-                return rule.action, rule.label
+            try:
+                if rule.matches(request):
+                    return rule.action, rule.label
+            except SSRFBlocked as exc:  # a host no rule can read is never let through
+                return "deny", f"{rule.label} (unreadable host: {exc.reason})"
         if request.default_permission is not None:
             return request.default_permission, f"tool default ({request.default_permission})"
         return self.default, f"policy default ({self.default})"

@@ -4,18 +4,22 @@ A URL passes only if it is ``http``/``https`` and every address its host
 resolves to is globally routable.  ``resolve_checked`` returns those checked
 addresses so a fetcher can connect to exactly them (no DNS-rebinding window).
 
+Hosts are read by ``executus_nb.tool.hosts`` (the one canonicalisation the
+policy and the fetcher use too), so every spelling of a host is judged as the
+host the connection reaches.
+
 Private hosts can be opted in with ``allow_private``, a list whose entries are
-either host names (``"intranet.example.com"``, matched exactly after
-lower-casing, IDNA encoding and dropping a trailing dot) or CIDR networks
-(``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"fd00::/8"``).  A host-name entry lets
-that host resolve to any non-global address except a cloud metadata address;
-a network entry allows the addresses inside it, metadata addresses included.
+either host names (``"intranet.example.com"``, matched exactly after the same
+canonicalisation) or CIDR networks (``"10.0.0.0/8"``, ``"127.0.0.1"``,
+``"fd00::/8"``).  A host-name entry lets that host resolve to any non-global
+address; a network entry allows the addresses inside it.  No entry ever unlocks
+a cloud metadata address, and an IPv6 address that embeds an IPv4 one
+(mapped, compatible, 6to4, NAT64, Teredo) is judged by that IPv4 for every rule.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 
 from executus_nb.errors import ConfigError, SSRFBlocked
+from executus_nb.tool.hosts import canonical_host, canonical_url, ipv4_literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -32,6 +37,8 @@ __all__ = [
     "IPAddress",
     "address_block_reason",
     "check_url",
+    "embedded_ipv4s",
+    "is_metadata",
     "parse_url",
     "resolve_checked",
 ]
@@ -106,11 +113,10 @@ _V6_BLOCKED: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
 _V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-_URL_DELIMITERS = frozenset("/:@?#[]\\% ")
-_DNS_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*\.?$")
 
 
 @dataclass(frozen=True)
@@ -124,41 +130,61 @@ class CheckedURL:
 
 
 def parse_url(url: str | httpx.URL) -> httpx.URL:
-    """Parse ``url`` with httpx's own parser so the guard and the client agree."""
-    if isinstance(url, httpx.URL):
-        return url
-    # Browsers read "\" as "/" in http URLs, httpx reads it as an ordinary
-    # character; refusing it avoids any disagreement over which host is meant.
-    if "\\" in url:
-        raise SSRFBlocked(url, "URL contains a backslash, which URL parsers read differently")
-    try:
-        return httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise SSRFBlocked(url, f"invalid URL: {exc}") from None
+    """Parse ``url`` with httpx's own parser, its host in canonical form (see ``hosts``)."""
+    return canonical_url(url)
 
 
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """Return the IPv4 address an IPv6 transition form carries, if any."""
+def embedded_ipv4s(ip: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """Every IPv4 address an IPv6 transition form carries (none for other addresses).
+
+    Mapped ``::ffff:a.b.c.d``, compatible ``::a.b.c.d``, 6to4 ``2002:AABB:CCDD::``,
+    NAT64 ``64:ff9b::/96``, local-use NAT64 ``64:ff9b:1::/48`` (at each RFC 6052
+    position its prefix allows) and Teredo (server and de-obfuscated client).
+    """
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ()
+    n = int(ip)
+
+    def v4(value: int) -> ipaddress.IPv4Address:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+
     if ip in _V4_MAPPED or ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        return (v4(n),)
+    if ip in _V4_COMPATIBLE:
+        return (v4(n),) if n > 1 else ()  # ::a.b.c.d, but not :: or ::1
     if ip in _SIX_TO_FOUR:
-        return ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF)
-    if ip in _V4_COMPATIBLE and int(ip) > 1:  # ::a.b.c.d, but not :: or ::1
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
+        return (v4(n >> 80),)
+    if ip in _TEREDO:
+        return (v4(n >> 32), v4(~n))
+    if ip in _NAT64_LOCAL:  # RFC 6052 §2.2: prefix lengths 48, 56, 64 and 96 (bits 64-71 are zero)
+        return tuple(dict.fromkeys((
+            v4(((n >> 64) & 0xFFFF) << 16 | (n >> 40) & 0xFFFF),
+            v4(((n >> 64) & 0xFF) << 24 | (n >> 32) & 0xFFFFFF),
+            v4(n >> 24),
+            v4(n),
+        )))  # fmt: skip
+    return ()
+
+
+def is_metadata(ip: IPAddress) -> bool:
+    """True for a cloud metadata address, in any IPv6 form that embeds one."""
+    return ip in _METADATA or any(inner in _METADATA for inner in embedded_ipv4s(ip))
 
 
 def address_block_reason(ip: IPAddress) -> str | None:
     """Say why ``ip`` is not a globally routable address, or ``None`` if it is."""
     if ip in _METADATA:
         return "a cloud metadata address"
+    for inner in embedded_ipv4s(ip):
+        if inner in _METADATA:
+            return f"an IPv6 form of {inner}, a cloud metadata address"
     if isinstance(ip, ipaddress.IPv4Address):
         for net, label in _V4_BLOCKED:
             if ip in net:
                 return f"a {label} address"
         return None
-    inner = embedded_ipv4(ip)
-    if inner is not None:
+    # Teredo and local-use NAT64 are blocked whole below; only the metadata check needs their IPv4s.
+    for inner in () if ip in _TEREDO or ip in _NAT64_LOCAL else embedded_ipv4s(ip):
         inner_reason = address_block_reason(inner)
         if inner_reason is not None:
             return f"an IPv6 form of {inner}, {inner_reason}"
@@ -186,77 +212,37 @@ def resolve_checked(url: str | httpx.URL, *, allow_private: Iterable[str] = ()) 
     names, networks = _parse_allow_list(allow_private)
     if parsed.scheme not in _ALLOWED_SCHEMES:
         raise SSRFBlocked(text, f"scheme {parsed.scheme!r} is not http or https")
-    host = parsed.raw_host.decode("ascii").lower()
+    host = parsed.raw_host.decode("ascii")  # already canonical: lower case, IDNA, no trailing dot
     if not host:
         raise SSRFBlocked(text, "URL has no host")
     port = parsed.port if parsed.port is not None else _ALLOWED_SCHEMES[parsed.scheme]
     if not 0 < port < 65536:
         raise SSRFBlocked(text, f"port {port} is out of range")
 
-    literal = _literal_address(text, host)
+    literal = _literal_address(host)
     addresses = (literal,) if literal is not None else _resolve(text, host, port)
-    host_allowed = host.rstrip(".") in names
+    host_allowed = host in names
     for ip in addresses:
         reason = address_block_reason(ip)
-        if reason is None or _in_networks(ip, networks):
-            continue
-        if host_allowed and ip not in _METADATA:
+        if reason is None:
             continue
         where = f"{ip} is" if literal is not None else f"host {host!r} resolves to {ip},"
+        if is_metadata(ip):  # no allow-list entry unlocks these, in any spelling
+            raise SSRFBlocked(text, f"{where} {reason}, which allow_private never unlocks")
+        if host_allowed or _in_networks(ip, networks):
+            continue
         raise SSRFBlocked(text, f"{where} {reason} (not globally routable)")
     return CheckedURL(url=parsed, host=host, port=port, addresses=addresses)
 
 
-def _literal_address(url: str, host: str) -> IPAddress | None:
-    """Return the address an IP-literal host spells, or ``None`` for a DNS name."""
-    if ":" in host:
-        if "%" in host:
-            raise SSRFBlocked(url, "IPv6 zone identifiers are not allowed")
-        try:
-            return ipaddress.IPv6Address(host)
-        except ValueError:
-            raise SSRFBlocked(url, f"invalid IPv6 address {host!r}") from None
-    if not _DNS_NAME.match(host):
-        raise SSRFBlocked(url, f"host {host!r} contains characters not allowed in a host name")
-    return _legacy_ipv4(url, host)
+def _literal_address(host: str) -> IPAddress | None:
+    """Return the address a canonical IP-literal host spells, or ``None`` for a DNS name.
 
-
-def _legacy_ipv4(url: str, host: str) -> ipaddress.IPv4Address | None:
-    """Parse every IPv4 spelling a resolver accepts: 127.1, 0x7f.0.0.1, 2130706433, 0177.0.0.1.
-
-    Hand-rolled after the WHATWG URL standard's IPv4 parser: inet_aton accepts
-    these forms, ipaddress does not, and the guard must see what the resolver
-    sees.  A host whose last label is a number is an IPv4 address or invalid.
+    ``hosts`` already turned every IPv4 spelling (127.1, 0x7f.0.0.1, …) into
+    dotted decimal and refused IPv6 zone identifiers.
     """
-    labels = host.split(".")
-    if len(labels) > 1 and labels[-1] == "":
-        labels.pop()
-    if _parse_ipv4_number(labels[-1]) is None:
-        return None
-    numbers = [_parse_ipv4_number(label) for label in labels]
-    if len(labels) > 4 or any(n is None for n in numbers):
-        raise SSRFBlocked(url, f"host {host!r} is not a valid IPv4 address")
-    values = [n for n in numbers if n is not None]
-    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
-        raise SSRFBlocked(url, f"host {host!r} is not a valid IPv4 address")
-    total = values[-1]
-    for i, n in enumerate(values[:-1]):
-        total += n << (8 * (3 - i))
-    return ipaddress.IPv4Address(total)
-
-
-def _parse_ipv4_number(label: str) -> int | None:
-    """Parse one IPv4 label as decimal, 0-prefixed octal or 0x-prefixed hex."""
-    if label[:2] in ("0x", "0X"):
-        digits, base = label[2:], 16
-    elif len(label) > 1 and label.startswith("0"):
-        digits, base = label[1:], 8
-    else:
-        digits, base = label, 10
-    if digits == "":
-        return 0 if base != 10 else None
     try:
-        return int(digits, base) if digits.isalnum() and digits.isascii() else None
+        return ipaddress.ip_address(host)
     except ValueError:
         return None
 
@@ -283,7 +269,7 @@ def _resolve(url: str, host: str, port: int) -> tuple[IPAddress, ...]:
 
 
 def _parse_allow_list(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPNetwork, ...]]:
-    """Split allow-list entries into normalised host names and IP networks."""
+    """Split allow-list entries into canonical host names and IP networks."""
     if isinstance(entries, str):
         entries = [entries]
     names: set[str] = set()
@@ -295,13 +281,12 @@ def _parse_allow_list(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPN
             continue
         except ValueError:
             pass
-        name = entry.lower().rstrip(".")
-        if not name.isascii() and not _URL_DELIMITERS.intersection(name):
-            try:  # the same IDNA encoding httpx applies to URL hosts
-                name = httpx.URL(f"http://{name}/").raw_host.decode("ascii").rstrip(".")
-            except (httpx.InvalidURL, UnicodeError):
-                name = ""
-        if not name or not _DNS_NAME.match(name):
+        try:
+            name = canonical_host(entry)
+            is_name = ":" not in name and ipv4_literal(name) is None
+        except SSRFBlocked:
+            is_name = False
+        if not is_name:
             raise ConfigError(
                 f"allow_private entry {entry!r} is neither a host name nor a CIDR network; "
                 "use e.g. 'intranet.example.com' or '10.0.0.0/8'"
@@ -311,8 +296,6 @@ def _parse_allow_list(entries: Iterable[str]) -> tuple[frozenset[str], tuple[IPN
 
 
 def _in_networks(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
-    """True if ``ip`` (or the IPv4 address it embeds) lies in an allowed network."""
-    candidates: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address) and (inner := embedded_ipv4(ip)) is not None:
-        candidates.append(inner)
-    return any(c.version == n.version and c in n for c in candidates for n in networks)
+    """True if ``ip`` lies in an allowed network; an IPv6 form of IPv4 is judged by the IPv4 it embeds."""
+    candidates: tuple[IPAddress, ...] = embedded_ipv4s(ip) or (ip,)
+    return all(any(c.version == n.version and c in n for n in networks) for c in candidates)
