@@ -1,25 +1,27 @@
 """File tools bound to a workspace root: ``read_file``, ``write_file`` and ``list_dir``.
 
-Every path is resolved (symlinks followed) and must land inside the root, so
-``..``, absolute paths elsewhere and symlinks that lead out are refused.
-Files are opened with ``O_NOFOLLOW`` at their resolved path, so a symlink
-swapped in for the file itself after the check is not followed either.
+Every path is opened beneath the root, one component at a time relative to a
+directory descriptor and without following links (``beneath.Workspace``), so
+``..``, absolute paths elsewhere and symlinks that lead out are refused — also
+when another process swaps a folder for a symlink while a tool runs.  Failures
+are ``ToolError``s that name the user's path, never the host's.
 """
 
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import stat
-from pathlib import Path
 
-from executus_nb.errors import ConfigError, PathOutsideRoot, ToolError
+from executus_nb.errors import ConfigError, ToolError
+from executus_nb.tool.common.beneath import Workspace
 from executus_nb.tool.decorator import Tool
 
 MAX_ENTRIES = 1000
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_BINARY = getattr(os, "O_BINARY", 0)
+_READ = os.O_RDONLY | _NONBLOCK
+_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> list[Tool]:
@@ -27,11 +29,11 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
 
     ``root`` must be an existing directory; ``read_file`` returns at most ``max_bytes`` bytes of a file.
     """
-    base = Path(os.path.realpath(os.fspath(root)))
-    if not base.is_dir():
+    if not os.path.isdir(os.fspath(root)):
         raise ConfigError(f"file_tools root {os.fspath(root)!r} is not an existing directory; create it first")
     if max_bytes < 1:
         raise ConfigError(f"max_bytes must be at least 1, not {max_bytes}")
+    workspace = Workspace(root)
 
     def read_file(path: str) -> str:
         """Read a text file in the workspace (UTF-8); long files are cut off with a note.
@@ -39,8 +41,15 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
         Args:
             path: The file's path relative to the workspace root, e.g. "notes/todo.txt".
         """
-        target = resolve_inside(base, path)
-        data, size = _read_bytes(target, path, max_bytes)
+        try:
+            fd, _ = workspace.open(path, _READ)
+        except FileNotFoundError:
+            raise ToolError(f"no file {path!r} in the workspace; call list_dir to see what is there") from None
+        except IsADirectoryError:
+            raise ToolError(f"{path!r} is a folder; call list_dir({path!r}) to see what is in it") from None
+        except OSError as exc:
+            raise ToolError(f"cannot read {path!r}: {_reason(exc)}") from None
+        data, size = _read_bytes(fd, path, max_bytes)
         truncated = len(data) > max_bytes
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text = decoder.decode(data[:max_bytes], final=not truncated)
@@ -55,24 +64,21 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
             path: The file's path relative to the workspace root, e.g. "notes/todo.txt".
             content: The complete new text of the file.
         """
-        target = resolve_inside(base, path)
-        if target == base or target.is_dir():
-            raise ToolError(f"{path!r} is a directory; give a file path such as '{_shown(base, target)}/notes.txt'")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
+            fd, shown = workspace.open(path, _WRITE, create_dirs=True)
+        except IsADirectoryError:
+            raise ToolError(f"{path!r} is a directory; give a file path such as "
+                            f"'{path.rstrip('/') or '.'}/notes.txt'") from None
+        except (NotADirectoryError, FileExistsError):
             raise ToolError(f"cannot create the folders for {path!r}: part of the path is a file") from None
         except OSError as exc:
-            raise ToolError(f"cannot create the folders for {path!r}: {exc.strerror}") from None
-        target = resolve_inside(base, path)  # again, now that the folders exist
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _BINARY
+            raise ToolError(f"cannot write {path!r}: {_reason(exc)}") from None
         try:
-            fd = os.open(target, flags, 0o666)
             with os.fdopen(fd, "wb") as f:
                 f.write(content.encode("utf-8", errors="replace"))
         except OSError as exc:
-            raise ToolError(f"cannot write {path!r}: {exc.strerror or exc}") from None
-        return f"wrote {len(content)} characters to {_shown(base, target)}"
+            raise ToolError(f"cannot write {path!r}: {_reason(exc)}") from None
+        return f"wrote {len(content)} characters to {shown}"
 
     def list_dir(path: str = ".") -> str:
         """List a folder of the workspace: one entry per line, "/" after folders, sizes for files.
@@ -80,21 +86,25 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
         Args:
             path: The folder's path relative to the workspace root; "." is the root itself.
         """
-        target = resolve_inside(base, path)
         try:
-            with os.scandir(target) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            fd, shown = workspace.open(path)
         except FileNotFoundError:
             raise ToolError(f"no folder {path!r} in the workspace; call list_dir('.') to see the root") from None
         except NotADirectoryError:
             raise ToolError(f"{path!r} is a file, not a folder; call read_file({path!r}) to read it") from None
         except OSError as exc:
-            raise ToolError(f"cannot list {path!r}: {exc.strerror or exc}") from None
-        shown = _shown(base, target)
+            raise ToolError(f"cannot list {path!r}: {_reason(exc)}") from None
+        try:
+            with os.scandir(fd) as it:
+                entries = sorted(it, key=lambda e: e.name)
+                lines = [_describe(e) for e in entries[:MAX_ENTRIES]]  # while the folder is held open
+        except OSError as exc:
+            raise ToolError(f"cannot list {path!r}: {_reason(exc)}") from None
+        finally:
+            os.close(fd)
         if not entries:
             return f"{shown}/ is empty"
-        lines = [f"{shown}/ ({len(entries)} entries):"]
-        lines += [_describe(e) for e in entries[:MAX_ENTRIES]]
+        lines.insert(0, f"{shown}/ ({len(entries)} entries):")
         if len(entries) > MAX_ENTRIES:
             lines.append(f"[... and {len(entries) - MAX_ENTRIES:,} more entries not shown]")
         return "\n".join(lines)
@@ -106,38 +116,15 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
     ]
 
 
-def resolve_inside(root: Path, path: str) -> Path:
-    """``path`` (relative to ``root``, or absolute) with symlinks resolved; refused unless inside ``root``."""
-    if "\x00" in path:
-        raise ToolError(f"path {path!r} contains a NUL byte; give a plain file path")
-    candidate = Path(path) if os.path.isabs(path) else root / path
-    try:
-        real = Path(os.path.realpath(candidate))
-    except (OSError, ValueError) as exc:
-        raise ToolError(f"cannot resolve path {path!r}: {exc}") from None
-    if real.is_relative_to(root):
-        return real
-    if Path(os.path.normpath(candidate)).is_relative_to(root):
-        raise PathOutsideRoot(
-            f"{path!r} goes through a symlink that leads outside the workspace root {str(root)!r}; "
-            "only files inside the workspace can be used"
-        )
-    raise PathOutsideRoot(
-        f"{path!r} is outside the workspace root {str(root)!r}; give a path relative to the root, "
-        "such as 'notes/todo.txt'"
-    )
+def _reason(exc: OSError) -> str:
+    """What went wrong, without the host path an OSError's text may carry."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "a name in the path is too long (at most 255 bytes per name)"
+    return os.strerror(exc.errno) if exc.errno else type(exc).__name__
 
 
-def _read_bytes(target: Path, path: str, max_bytes: int) -> tuple[bytes, int]:
-    """Up to ``max_bytes + 1`` bytes of a regular file and its size (the extra byte marks truncation)."""
-    try:
-        fd = os.open(target, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY)
-    except FileNotFoundError:
-        raise ToolError(f"no file {path!r} in the workspace; call list_dir to see what is there") from None
-    except IsADirectoryError:
-        raise ToolError(f"{path!r} is a folder; call list_dir({path!r}) to see what is in it") from None
-    except OSError as exc:
-        raise ToolError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+def _read_bytes(fd: int, path: str, max_bytes: int) -> tuple[bytes, int]:
+    """Up to ``max_bytes + 1`` bytes of an open regular file and its size (the extra byte marks truncation)."""
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -149,12 +136,10 @@ def _read_bytes(target: Path, path: str, max_bytes: int) -> tuple[bytes, int]:
         os.close(fd)
         raise
     with f:
-        return f.read(max_bytes + 1), info.st_size
-
-
-def _shown(root: Path, target: Path) -> str:
-    """``target`` as a POSIX path relative to ``root`` ("." for the root)."""
-    return target.relative_to(root).as_posix()
+        try:
+            return f.read(max_bytes + 1), info.st_size
+        except OSError as exc:
+            raise ToolError(f"cannot read {path!r}: {_reason(exc)}") from None
 
 
 def _describe(entry: os.DirEntry[str]) -> str:

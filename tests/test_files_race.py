@@ -1,0 +1,184 @@
+"""File tools under attack: a folder swapped for a symlink mid-call never lets a path escape,
+and every OS failure is a ToolError that names the user's path, not the host's."""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from executus_nb.errors import PathOutsideRoot, ToolError
+from executus_nb.tool.common import file_tools
+
+RACE_S = 5.0
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "root"
+    (root / "a" / "d").mkdir(parents=True)
+    (root / "a" / "d" / "f.txt").write_text("inside", encoding="utf-8")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("OUTSIDE", encoding="utf-8")
+    (outside / "marker-outside").write_text("", encoding="utf-8")
+    return root, outside
+
+
+def swapper(folder: Path, outside: Path, stop: threading.Event) -> threading.Thread:
+    """Swap ``folder`` for a symlink to ``outside`` (absolute, then relative) and back, until stopped."""
+    real = folder.with_name(folder.name + "_real")
+    relative = os.path.relpath(outside, folder.parent)
+
+    def clear() -> None:  # a write may have made a new folder in the moment the name was free
+        if folder.is_symlink():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def run() -> None:
+        n = 0
+        while not stop.is_set():
+            os.rename(folder, real)
+            while True:
+                try:
+                    os.symlink(outside if n % 2 else relative, folder)
+                    break
+                except FileExistsError:
+                    clear()
+            os.unlink(folder)
+            while True:
+                try:
+                    os.rename(real, folder)
+                    break
+                except OSError:  # ENOTEMPTY / EEXIST: a write made the folder again
+                    clear()
+            n += 1
+            time.sleep(0.0002)  # let some calls find the real folder whole, so both outcomes occur
+
+    return threading.Thread(target=run, daemon=True)
+
+
+def test_swapping_a_folder_for_a_symlink_never_escapes_the_root(layout):
+    root, outside = layout
+    tools = {t.name: t for t in file_tools(root)}
+    read, write, listing = tools["read_file"], tools["write_file"], tools["list_dir"]
+    before = sorted(p.name for p in outside.iterdir())
+    outcomes: collections.Counter[str] = collections.Counter()
+    escapes: list[str] = []
+    stop = threading.Event()
+    thread = swapper(root / "a" / "d", outside, stop)
+    thread.start()
+    try:
+        deadline = time.monotonic() + RACE_S
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            for op, call in (("read", lambda: read("a/d/f.txt")),
+                             ("write", lambda: write(f"a/d/w{n % 50}.txt", "x")),
+                             ("list", lambda: listing("a/d"))):
+                try:
+                    result = call()
+                except ToolError as exc:
+                    outcomes[f"{op} {type(exc).__name__}"] += 1
+                    continue
+                outcomes[f"{op} ok"] += 1
+                if "OUTSIDE" in result or "marker-outside" in result:
+                    escapes.append(f"{op}: {result!r}")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert escapes == []
+    assert sorted(p.name for p in outside.iterdir()) == before  # no write landed outside
+    assert (outside / "f.txt").read_text(encoding="utf-8") == "OUTSIDE"
+    # the race was real: each operation both worked inside and was refused while the link was there
+    for op in ("read", "write", "list"):
+        assert outcomes[f"{op} ok"] > 0, outcomes
+        assert outcomes[f"{op} PathOutsideRoot"] > 0, outcomes
+
+
+def tools_for(root: Path) -> dict:
+    return {t.name: t for t in file_tools(root)}
+
+
+def assert_no_host_path(exc: BaseException, root: Path) -> None:
+    text = str(exc)
+    assert str(root) not in text and str(root.parent) not in text
+    assert exc.__cause__ is None and exc.__suppress_context__
+
+
+LONG = "n" * 300
+
+
+@pytest.mark.parametrize(("name", "arguments", "text"), [
+    ("write-long-name", {"path": f"{LONG}.txt", "content": "x"}, "a name in the path is too long"),
+    ("write-long-folder", {"path": f"{LONG}/x.txt", "content": "x"}, "a name in the path is too long"),
+    ("write-a-folder", {"path": "a/d", "content": "x"}, "'a/d' is a directory"),
+    ("write-under-a-file", {"path": "a/d/f.txt/x.txt", "content": "x"}, "part of the path is a file"),
+    ("write-trailing-slash", {"path": "a/d/", "content": "x"}, "is a directory"),
+], ids=lambda v: v if isinstance(v, str) and not v.startswith(("{", "a ", "'")) else "")
+def test_write_failures_are_tool_errors_without_the_host_path(layout, name, arguments, text):
+    root, _ = layout
+    with pytest.raises(ToolError) as caught:
+        tools_for(root)["write_file"](**arguments)
+    assert type(caught.value) is ToolError
+    assert text in str(caught.value) and repr(arguments["path"]) in str(caught.value)
+    assert_no_host_path(caught.value, root)
+
+
+@pytest.mark.parametrize(("tool_name", "arguments"), [
+    ("read_file", {"path": f"{LONG}.txt"}),
+    ("list_dir", {"path": LONG}),
+    ("read_file", {"path": "loop"}),
+])
+def test_read_and_list_failures_are_tool_errors_without_the_host_path(layout, tool_name, arguments):
+    root, _ = layout
+    os.symlink("loop", root / "loop")  # a link to itself
+    with pytest.raises(ToolError) as caught:
+        tools_for(root)[tool_name](**arguments)
+    assert type(caught.value) is ToolError
+    assert repr(arguments["path"]) in str(caught.value)
+    assert_no_host_path(caught.value, root)
+
+
+def test_a_permission_error_is_a_tool_error_without_the_host_path(layout, monkeypatch):
+    root, _ = layout
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if path == "locked.txt":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(root / "a" / "locked.txt"))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(ToolError, match="cannot write 'a/locked.txt': Permission denied") as caught:
+        tools_for(root)["write_file"]("a/locked.txt", "x")
+    assert_no_host_path(caught.value, root)
+
+
+def test_symlinks_inside_the_root_still_work_and_chains_out_are_refused(layout):
+    root, outside = layout
+    (root / "to-d").symlink_to("a/d")  # relative, inside
+    (root / "abs-d").symlink_to(root / "a" / "d")  # absolute, inside
+    (root / "a" / "up").symlink_to("../a/d")  # climbs and comes back
+    (root / "hop").symlink_to("a/out")
+    (root / "a" / "out").symlink_to("../../outside")  # a chain whose last link leaves
+    tools = tools_for(root)
+    assert tools["read_file"]("to-d/f.txt") == "inside"
+    assert tools["read_file"]("abs-d/f.txt") == "inside"
+    assert tools["read_file"]("a/up/f.txt") == "inside"
+    assert tools["write_file"]("to-d/new.txt", "hi") == "wrote 2 characters to a/d/new.txt"
+    assert (root / "a" / "d" / "new.txt").read_text(encoding="utf-8") == "hi"
+    for path in ("hop/f.txt", "a/out/f.txt"):
+        with pytest.raises(PathOutsideRoot, match="symlink that leads outside"):
+            tools["read_file"](path)
+    with pytest.raises(PathOutsideRoot):
+        tools["write_file"]("hop/x.txt", "x")
+    assert sorted(p.name for p in outside.iterdir()) == ["f.txt", "marker-outside"]
