@@ -42,11 +42,14 @@ class Agent(BaseModel):
 
     def __init__(self, **data: Any) -> None:
         # A bad agent is a ConfigError (part of the package's error tree), and its message
-        # never echoes the input, which may hold an API key in a model dict.
+        # never echoes the input, which may hold an API key in a model dict.  It is raised
+        # outside the handler: pydantic's error (holding the input) is not its __context__.
         try:
             super().__init__(**data)
+            return
         except ValidationError as exc:
-            raise config_error(exc, f"agent {data.get('name', 'agent')!r}", type(self).model_fields) from None
+            error = config_error(exc, f"agent {data.get('name', 'agent')!r}", type(self).model_fields)
+        raise error
 
     @field_validator("model", mode="before")
     @classmethod

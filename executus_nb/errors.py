@@ -136,7 +136,10 @@ def config_error(exc: Exception, what: str, fields: Iterable[str] = ()) -> Confi
 
     The input values are left out on purpose: a model dict may hold an API key.  An
     unknown keyword (with the valid ``fields`` given) is an ``UnknownOptionError`` with a suggestion.
+    Raise it outside the ``except`` block, so ``exc`` (holding the input) is not its ``__context__``.
     """
+    from executus_nb.redaction import redact  # the error tree itself imports nothing of the package
+
     problems, unknown = [], []
     for err in exc.errors():  # type: ignore[attr-defined]
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
@@ -147,7 +150,7 @@ def config_error(exc: Exception, what: str, fields: Iterable[str] = ()) -> Confi
             continue
         problems.append(f"{loc}: {msg}" if loc else msg)
     cls = UnknownOptionError if unknown and len(unknown) == len(problems) else ConfigError
-    return cls(f"invalid {what}: " + "; ".join(problems))
+    return cls(redact(f"invalid {what}: " + "; ".join(problems)))
 
 
 def unknown_option_message(name: str, valid: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ from executus_nb.model.backend import litellm
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import Price, cost_usd
 from executus_nb.model.spec import ModelSpec, environment_secrets, redact
+from executus_nb.redaction import redactor
 from executus_nb.types.usage import Usage
 
 # litellm's own retries would hide failures and add seconds; the run owns retry policy.
@@ -126,12 +127,16 @@ async def complete(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        raise _error(exc, spec) from None
+        failure: ModelCallError | None = _error(exc, spec)
+    else:
+        failure = None
+    if failure is not None:  # raised outside the handler: no __context__ holding the unredacted error
+        raise failure
     latency = time.perf_counter() - started
     finish_reason = getattr(choice, "finish_reason", None)
     if cache is not None:
-        cache.put(key, {"message": message, "finish_reason": finish_reason,
-                        "prompt_tokens": prompt, "completion_tokens": completion})
+        cache.put(key, redactor.scrub({"message": message, "finish_reason": finish_reason,  # no echoed secret on disk
+                                       "prompt_tokens": prompt, "completion_tokens": completion}))
     return Completion(
         model=spec.name,
         message=message,

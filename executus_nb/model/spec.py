@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, model_validator
 
+from executus_nb import redaction
 from executus_nb.errors import ConfigError, config_error
-
-_SECRET_NAME = re.compile(r"(key|secret|token|password|credential)", re.IGNORECASE)
-_MIN_SECRET_LEN = 6
+from executus_nb.redaction import mask_params, params_secrets, redactor
 
 
 class ModelSpec(BaseModel):
@@ -28,11 +25,15 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> ModelSpec:
-        """Build a spec; a bad one raises ``ConfigError`` whose message never shows the input (secrets)."""
+        """Build a spec; a bad one raises ``ConfigError`` that never shows the input (secrets).
+
+        It is raised outside the handler, so it has no ``__context__`` (pydantic's error holds the input).
+        """
         try:
             return super().model_validate(obj, **kwargs)
         except ValidationError as exc:
-            raise config_error(exc, "model") from None
+            error = config_error(exc, "model")
+        raise error
 
     @model_validator(mode="before")
     @classmethod
@@ -61,30 +62,36 @@ class ModelSpec(BaseModel):
         """The provider prefix of the model name (``openai``, ``sim``…), or ``""``."""
         return self.name.split("/", 1)[0] if "/" in self.name else ""
 
+    @model_validator(mode="after")
+    def _register_secrets(self) -> ModelSpec:
+        redactor.add(*self.secrets())  # redacted by value wherever they are echoed from now on
+        return self
+
     @field_serializer("params")
     def _hide_secrets(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Dumps (``model_dump``, JSON) never carry keys: secret-named parameters become ``***``."""
-        return {k: ("***" if _SECRET_NAME.search(k) and v else v) for k, v in params.items()}
+        """Dumps (``model_dump``, JSON) never carry secrets: keys, secret headers, URL credentials ``***``."""
+        return mask_params(params)
 
     def secrets(self) -> list[str]:
-        """Secret values this spec carries (parameters named like keys or tokens)."""
-        return [str(v) for k, v in self.params.items() if _SECRET_NAME.search(k) and v]
+        """Secret values this spec carries: secret-named parameters, header values, URL credentials."""
+        return params_secrets(self.params)
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if _SECRET_NAME.search(k) else v) for k, v in self.params.items()}
+        shown = mask_params(self.params)
         return f"ModelSpec({self.name!r}, {shown})" if shown else f"ModelSpec({self.name!r})"
 
     __str__ = __repr__
 
 
 def environment_secrets() -> list[str]:
-    """Values of environment variables whose names say they hold a secret (``*_API_KEY``…)."""
-    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN]
+    """Secret values of the environment (``*_API_KEY``…, URL credentials), registered for redaction."""
+    found = redaction.environment_secrets()
+    redactor.add(*found)
+    return found
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret value (and its longer prefixes) in ``text`` with ``***``."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= _MIN_SECRET_LEN and secret in text:
-            text = text.replace(secret, "***")
-    return text
+    """Replace every secret value in ``text``, its base64 and percent-encoded forms and their
+    prefixes of 8+ characters, with ``***`` (``secrets`` join every secret already registered)."""
+    redactor.add(*secrets)
+    return redactor.redact(text)

@@ -79,8 +79,10 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
         body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
         try:
             tiers[name] = Tier(name=name, **body)
+            continue
         except ValidationError as exc:
-            raise config_error(exc, f"tier {name!r}", Tier.model_fields) from None  # never echoes the input (API keys)
+            error = config_error(exc, f"tier {name!r}", Tier.model_fields)  # never echoes the input (API keys)
+        raise error  # outside the handler: pydantic's error, holding the input, is not its __context__
     return tiers
 
 

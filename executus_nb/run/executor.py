@@ -17,6 +17,7 @@ from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
+from executus_nb.redaction import redactor
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop
 from executus_nb.run.handle import Run
@@ -172,6 +173,10 @@ class Executor:
             raise UserError(f"the prompt must be a str, got {type(prompt).__name__}")
         tier = self.resolve_tier(agent)
         spec = tier.models[0]
+        # Every secret the run may send, and so see echoed, is redacted from its events by value.
+        for model in tier.models:
+            redactor.add_params(model.params)
+        redactor.add_environment()
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
         log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from executus_nb.redaction import redactor
+
 logger = logging.getLogger("executus_nb")
 
 Subscriber = Callable[[Any], None]
@@ -20,11 +22,17 @@ class RunLog:
         self.events: list[Any] = []
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
-        self.partial: dict[int, str] = {}  # step → text streamed so far (transient: the finished event holds it)
+        self._partial: dict[int, str] = {}  # step → text streamed so far (transient: the finished event holds it)
         self._text_watchers: list[Callable[[int], None]] = []
 
     def emit(self, event_type: type, **fields: Any) -> Any:
-        """Create an event of ``event_type``, append it and tell every subscriber."""
+        """Create an event of ``event_type``, append it and tell every subscriber.
+
+        Secrets are redacted by value here, so every projection of the log (results, frames,
+        views, sinks) is clean; with no secret known this costs one attribute check.
+        """
+        if redactor.active:
+            fields = redactor.scrub(fields)
         with self._lock:
             if self.events and self.events[-1].kind == "run_finished":
                 return None  # the log has ended: a step let go past the run's bounds records nothing
@@ -58,7 +66,7 @@ class RunLog:
 
     def stream_text(self, step: int, text: str) -> None:
         """Add streamed text to a model step in flight and tell text watchers (not an event)."""
-        self.partial[step] = self.partial.get(step, "") + text
+        self._partial[step] = self._partial.get(step, "") + text
         for notify in list(self._text_watchers):
             try:
                 notify(step)
@@ -67,7 +75,12 @@ class RunLog:
 
     def end_text(self, step: int) -> None:
         """The step finished: its text now lives in its event."""
-        self.partial.pop(step, None)
+        self._partial.pop(step, None)
+
+    @property
+    def partial(self) -> dict[int, str]:
+        """Step → text streamed so far, secrets redacted (whole, so a key split across chunks is caught)."""
+        return {step: redactor.redact(text) for step, text in list(self._partial.items())}
 
     def watch_text(self, notify: Callable[[int], None]) -> Callable[[], None]:
         """Call ``notify(step)`` whenever streamed text arrives; returns a function that stops it."""
