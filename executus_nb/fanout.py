@@ -19,6 +19,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import UserError
 from executus_nb.lane import Lanes
 from executus_nb.model.spec import ModelSpec
+from executus_nb.types.result import answering_model, models_tried
 from executus_nb.types.status import RunStatus
 
 if TYPE_CHECKING:
@@ -175,16 +176,23 @@ class Fanout:
 
     # -- tables ----------------------------------------------------------------------
     def to_df(self) -> pd.DataFrame:
-        """One row per cell: row, col, prompt, model, agent, status, output, tokens, cost_usd,
-        latency_s (wall time of the run), steps, attempts, error_type, error_message, run_id."""
+        """One row per cell.
+
+        Columns: row, col, prompt, model (the model that produced the final answer; for a run
+        without one, the last model tried), models (every model tried, in order), agent, status,
+        output, prompt_tokens, completion_tokens, total_tokens, cost_usd, latency_s (wall time
+        of the run), steps, attempts, error_type, error_message, run_id.
+        """
         import pandas as pd
 
         rows = []
         for cell in self.cells:
             result = cell.run.result
             usage = result.usage if result else None
+            events = cell.run.log.events
             rows.append({
-                "row": cell.row, "col": cell.col, "prompt": cell.prompt, "model": cell.label,
+                "row": cell.row, "col": cell.col, "prompt": cell.prompt,
+                "model": answering_model(events, cell.run.model), "models": models_tried(events),
                 "agent": cell.agent.name, "status": cell.run.status.value,
                 "output": result.output if result else None,
                 "prompt_tokens": usage.prompt_tokens if usage else 0,

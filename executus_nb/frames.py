@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from executus_nb.types.events import ApprovalResolved, ModelCallFinished, RunFinished, RunStarted
-from executus_nb.types.result import build_steps
+from executus_nb.types.result import answering_model, build_steps, models_tried
 
 if TYPE_CHECKING:
     from executus_nb.run.handle import Run
@@ -39,7 +39,7 @@ USAGE_COLUMNS: dict[str, str] = {
     "total_tokens": _INT, "cost_usd": "float64",
 }
 RUN_COLUMNS: dict[str, str] = {
-    "run_id": "object", "agent": "object", "model": "object", "status": "object",
+    "run_id": "object", "agent": "object", "model": "object", "models": "object", "status": "object",
     "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64", "steps": _INT, "model_calls": _INT,
     "tool_calls": _INT, "prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT,
     "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
@@ -63,8 +63,8 @@ def steps_df(events: Sequence[Any]) -> pd.DataFrame:
 
     Columns: run_id, agent, step (1-based order in the run), turn (the model call
     it belongs to), kind (``model``/``tool``), name (model or tool), call_id,
-    started_at, finished_at, duration_s, ok, prompt/completion/total_tokens,
-    cost_usd (NaN if unpriced), cached, error_type, error_message.
+    started_at, finished_at, duration_s, ok, prompt_tokens, completion_tokens,
+    total_tokens, cost_usd (NaN if unpriced), cached, error_type, error_message.
     """
     rows = [s.model_dump(include=set(STEP_COLUMNS)) for s in build_steps(events)]
     return _frame(rows, STEP_COLUMNS)
@@ -94,9 +94,10 @@ def tool_calls_df(events: Sequence[Any]) -> pd.DataFrame:
 
 
 def usage_df(events: Iterable[Any]) -> pd.DataFrame:
-    """Usage per model that served calls: requests, prompt/completion/total tokens, cost_usd.
+    """Usage per model that served calls.
 
-    ``cost_usd`` is NaN for a model with no known price (never a silent 0).
+    Columns: model, requests, prompt_tokens, completion_tokens, total_tokens, cost_usd
+    (NaN for a model with no known price, never a silent 0).
     """
     rows = [
         {"model": ev.model, **ev.usage.model_dump(include={"requests", "prompt_tokens", "completion_tokens",
@@ -113,7 +114,13 @@ def usage_df(events: Iterable[Any]) -> pd.DataFrame:
 
 
 def runs_df(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run: identity, model, status, times, step counts, tokens, cost, output and error."""
+    """One row per run.
+
+    Columns: run_id, agent, model (the model that produced the final answer; for a run
+    without one, the last model tried), models (every model tried, in order), status,
+    started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
+    completion_tokens, total_tokens, cost_usd, output, error_type, error_message.
+    """
     rows = []
     for run in runs:
         events = run.log.events
@@ -122,7 +129,8 @@ def runs_df(runs: Iterable[Run]) -> pd.DataFrame:
         steps = build_steps(events)
         usage = sum((s.total_tokens for s in steps if s.kind == "model"), 0)
         rows.append({
-            "run_id": run.run_id, "agent": run.agent.name, "model": run.model, "status": run.status.value,
+            "run_id": run.run_id, "agent": run.agent.name, "model": answering_model(events, run.model),
+            "models": models_tried(events), "status": run.status.value,
             "started_at": start.ts if start else None, "finished_at": end.ts if end else None,
             "duration_s": (end.ts - start.ts).total_seconds() if start and end else float("nan"),
             "steps": len(steps), "model_calls": sum(s.kind == "model" for s in steps),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -41,7 +42,7 @@ USAGE_DTYPES = {
     "total_tokens": "int64", "cost_usd": "float64",
 }
 RUN_DTYPES = {
-    "run_id": "object", "agent": "object", "model": "object", "status": "object", "started_at": TIME,
+    "run_id": "object", "agent": "object", "model": "object", "models": "object", "status": "object", "started_at": TIME,
     "finished_at": TIME, "duration_s": "float64", "steps": "int64", "model_calls": "int64",
     "tool_calls": "int64", "prompt_tokens": "int64", "completion_tokens": "int64", "total_tokens": "int64",
     "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
@@ -161,9 +162,10 @@ def test_steps_df_rows_follow_the_runs(finished):
 def test_a_failed_model_call_has_no_tokens_and_says_why(finished):
     df = finished.runs[1].steps_df()
     failed = df.iloc[-1]
-    assert (failed["kind"], bool(failed["ok"]), failed["error_type"]) == ("model", False, "InternalServerError")
+    # the script ran out on turn 2
+    assert (failed["kind"], bool(failed["ok"]), failed["error_type"]) == ("model", False, "SimScriptExhausted")
     assert failed["total_tokens"] == 0
-    assert "the sim script has 1 turns" in failed["error_message"]
+    assert "has 1 turn and the run asks for turn 2" in failed["error_message"]
 
 
 def test_an_unfinished_step_has_no_end_and_unknown_outcome():
@@ -186,7 +188,7 @@ def test_runs_df_has_one_row_per_run_with_status_counts_and_outcome(finished):
     assert df["model_calls"].tolist() == [2, 2, 2]
     assert df["tool_calls"].tolist() == [2, 1, 2]
     assert df["output"].tolist() == ["5", None, None]
-    assert df["error_type"].tolist() == [None, "InternalServerError", "MaxStepsExceeded"]
+    assert df["error_type"].tolist() == [None, "SimScriptExhausted", "MaxStepsExceeded"]
     for row, run in zip(df.to_dict("records"), finished.runs):
         assert row["total_tokens"] == run.result.usage.total_tokens
         assert row["duration_s"] == pytest.approx(run.result.duration_s)
@@ -289,3 +291,78 @@ def test_usage_across_runs_and_models_adds_up():
     runs = executor.runs_df()
     assert runs["cost_usd"].tolist() == pytest.approx([r.usage.cost_usd for r in results])
     assert runs["model"].tolist() == [cheap, dear, cheap]
+
+
+# -- the model that answered, and every model tried ----------------------------------------------
+
+def test_after_a_failover_every_frame_and_the_result_name_the_model_that_answered():
+    busy, good = sim.failing(503, "busy-model overloaded"), sim.scripted([sim.reply("served by the backup")],
+                                                                         name="frames-good-backup")
+    executor = Executor(tiers={"fast": {"models": [busy, good], "backoff_s": 0}})
+    result = executor.run(Agent(name="fo", tier="fast"), "hi").wait(timeout=WAIT, quiet=True)
+    assert result.ok and result.output == "served by the backup"
+    assert (result.model, result.models) == (good, [busy, good])
+    row = executor.runs_df().iloc[0]
+    assert (row.model, row.models) == (good, [busy, good])
+    assert executor.usage_df().model.tolist() == [good]  # usage_df and runs_df agree
+    fan = executor.fanout(prompts=["a", "b"], agents=[Agent(name="fo", tier="fast")]).wait(timeout=WAIT)
+    df = fan.to_df()
+    assert df.model.tolist() == [good, good]
+    assert all(models == [good] or models == [busy, good] for models in df.models)  # busy may be cooling down
+
+
+def test_a_run_without_an_answer_names_the_last_model_tried():
+    first, second = sim.failing(503, "first down"), sim.failing(429, "second limited")
+    executor = Executor(tiers={"down": {"models": [first, second], "backoff_s": 0}})
+    result = executor.run(Agent(name="down", tier="down"), "hi").wait(timeout=WAIT, quiet=True)
+    assert result.status is RunStatus.FAILED
+    assert (result.model, result.models) == (second, [first, second])
+    row = executor.runs_df().iloc[0]
+    assert (row.model, row.models, row.status) == (second, [first, second], "failed")
+
+
+# -- one name per column, documented once ----------------------------------------------------------
+
+def readme_tables() -> dict[str, list[str]]:
+    """The README's DataFrames table: the call cell → its column list."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Usage as DataFrames", 1)[1].split("\n## ", 1)[0]
+    tables = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            tables[cells[0]] = [c.strip() for c in cells[2].split(",")]
+    return tables
+
+
+def every_frame(executor: Executor) -> dict[str, pd.DataFrame]:
+    fan = executor.fanout(Agent(name="cols"), ["q"], models=[sim.scripted([sim.reply("x")], name="cols")])
+    fan.wait(timeout=WAIT)
+    run = executor.runs[0]
+    return {"steps_df": run.steps_df(), "tool_calls_df": run.tool_calls_df(), "usage_df": run.usage_df(),
+            "runs_df": executor.runs_df(), "to_df": fan.to_df()}
+
+
+def test_the_readme_table_lists_exactly_the_columns_of_every_frame(finished):
+    tables = readme_tables()
+    frames = every_frame(Executor())
+    by_call = {name: next(cols for call, cols in tables.items() if f".{name}()" in call) for name in frames}
+    for name, df in frames.items():
+        assert by_call[name] == list(df.columns), name
+    assert not [c for cols in tables.values() for c in cols if c in ("tokens", "cost", "latency")]
+
+
+def test_every_frame_docstring_names_each_of_its_columns():
+    import executus_nb.frames as frames
+    from executus_nb import Fanout
+
+    docs = {frames.steps_df: frames.STEP_COLUMNS, frames.tool_calls_df: frames.TOOL_COLUMNS,
+            frames.usage_df: frames.USAGE_COLUMNS, frames.runs_df: frames.RUN_COLUMNS,
+            Fanout.to_df: list(every_frame(Executor())["to_df"].columns)}
+    for fn, columns in docs.items():
+        named = set(re.findall(r"[a-z_]+", fn.__doc__ or ""))
+        assert [c for c in columns if c not in named] == [], fn.__qualname__
+        assert "tokens," not in fn.__doc__.replace("_tokens,", ""), fn.__qualname__
+

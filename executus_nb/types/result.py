@@ -89,6 +89,25 @@ def build_steps(events: Sequence[Any]) -> list[Step]:
     return [steps[k] for k in sorted(steps, key=lambda k: (run_order[k[0]], k[1]))]
 
 
+def models_tried(events: Sequence[Any]) -> list[str]:
+    """Every model a run's calls went to, in the order first tried (a failed primary, then its backup)."""
+    return list(dict.fromkeys(ev.model for ev in events if isinstance(ev, ModelCallStarted)))
+
+
+def answering_model(events: Sequence[Any], default: str) -> str:
+    """The model that produced a run's final answer; for a run without one, the last model tried.
+
+    ``default`` (the run's first model) when no call was made at all.
+    """
+    end = next((ev for ev in reversed(events) if isinstance(ev, RunFinished)), None)
+    if end is not None and end.status is RunStatus.SUCCEEDED:
+        served = next((ev for ev in reversed(events) if isinstance(ev, ModelCallFinished) and ev.error is None), None)
+        if served is not None:
+            return served.model
+    tried = next((ev for ev in reversed(events) if isinstance(ev, ModelCallStarted)), None)
+    return tried.model if tried is not None else default
+
+
 def sum_usage(events: Sequence[Any]) -> Usage:
     """Total usage of every finished model call in a log."""
     total = Usage()
@@ -99,13 +118,18 @@ def sum_usage(events: Sequence[Any]) -> Usage:
 
 
 class RunResult(BaseModel):
-    """The outcome of a finished run: status, output, steps, usage and error."""
+    """The outcome of a finished run: status, output, steps, usage and error.
+
+    ``model`` is the model that produced the final answer (for a run without one, the last
+    model tried); ``models`` every model tried, in order, so a failover shows as two.
+    """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     run_id: str
     agent: str
     model: str
+    models: list[str] = []
     status: RunStatus
     output: Any = None
     steps: list[Step] = []
@@ -130,7 +154,8 @@ class RunResult(BaseModel):
         start = next(ev for ev in events if isinstance(ev, RunStarted))
         end = next(ev for ev in reversed(events) if isinstance(ev, RunFinished))
         return cls(
-            run_id=start.run_id, agent=start.agent, model=start.model, status=end.status,
+            run_id=start.run_id, agent=start.agent, model=answering_model(events, start.model),
+            models=models_tried(events), status=end.status,
             output=end.output, steps=build_steps(events), usage=end.usage, error=end.error,
             started_at=start.ts, finished_at=end.ts,
         )
