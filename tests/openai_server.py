@@ -34,6 +34,7 @@ __all__ = [
     "Fail",
     "Hang",
     "Malformed",
+    "Stall",
     "OpenAIServer",
     "RecordedRequest",
     "Reply",
@@ -92,6 +93,17 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class Stall:
+    """A stream that starts ``then`` (headers, a first event), goes silent ``seconds``, then finishes.
+
+    Not streamed, the reply comes after ``seconds`` (as with ``Hang``).
+    """
+
+    seconds: float
+    then: Reply | ToolCalls = Reply("ok")
+
+
+@dataclass(frozen=True)
 class Malformed:
     """A response whose body is not what the client expects (200 by default)."""
 
@@ -105,7 +117,7 @@ class Disconnect:
     """Close the connection without sending any response."""
 
 
-Turn = Reply | ToolCalls | Fail | Hang | Malformed | Disconnect
+Turn = Reply | ToolCalls | Fail | Hang | Stall | Malformed | Disconnect
 Responder = Callable[[dict[str, Any]], Turn | str | None]
 ToolCallSpec = ToolCall | tuple | Mapping[str, Any]
 
@@ -446,6 +458,10 @@ class OpenAIServer:
         """Queue a delay before answering (``then`` or the default) for client timeouts."""
         self.enqueue(Hang(seconds, None if then is None else _as_turn(then)))
 
+    def stall(self, seconds: float, then: Reply | ToolCalls | str = "ok") -> None:
+        """Queue a reply that starts, then goes silent for ``seconds`` (a provider stuck mid-answer)."""
+        self.enqueue(Stall(seconds, _as_turn(then)))  # type: ignore[arg-type]
+
     def malformed(
         self, body: str = "not json", status: int = 200, content_type: str = "application/json"
     ) -> None:
@@ -535,6 +551,9 @@ class OpenAIServer:
         if isinstance(turn, Malformed):
             h._send_bytes(turn.status, turn.body.encode(), turn.content_type)
             return
+        stall = 0.0
+        if isinstance(turn, Stall):
+            stall, turn = turn.seconds, turn.then
         assert isinstance(turn, (Reply, ToolCalls)), turn
         model = body.get("model", "")
         usage = {
@@ -545,7 +564,7 @@ class OpenAIServer:
         calls = _wire_calls(turn, n)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(h, model, turn, calls, usage if include_usage else None, n)
+            self._stream(h, model, turn, calls, usage if include_usage else None, n, stall)
             return
         if isinstance(turn, Reply):
             message = {"role": "assistant", "content": turn.text}
@@ -553,6 +572,8 @@ class OpenAIServer:
         else:
             message = {"role": "assistant", "content": turn.text, "tool_calls": calls}
             finish = "tool_calls"
+        if stall:
+            self._stopping.wait(stall)
         h._send_json(
             200,
             {
@@ -576,6 +597,7 @@ class OpenAIServer:
         calls: list[dict[str, Any]],
         usage: dict[str, int] | None,
         n: int,
+        stall: float = 0.0,
     ) -> None:
         base = {
             "id": f"chatcmpl-{n}",
@@ -593,6 +615,9 @@ class OpenAIServer:
 
         h._start_stream()
         event({"role": "assistant", "content": ""})
+        if stall:
+            h.wfile.flush()
+            self._stopping.wait(stall)
         if turn.text:
             for piece in _pieces(turn.text):
                 event({"content": piece})

@@ -13,12 +13,40 @@ from executus_nb.errors import ExecutusError, ModelCallError
 from executus_nb.model.backend import litellm
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import Price, cost_usd
+from executus_nb.model.reply import check_answer, first_choice, malformed, parse_plain_body, plain_body, unreadable_body
 from executus_nb.model.spec import ModelSpec, environment_secrets, redact
 from executus_nb.redaction import redactor
 from executus_nb.types.usage import Usage
 
 # litellm's own retries would hide failures and add seconds; the run owns retry policy.
-_DEFAULTS = {"max_retries": 0, "timeout": 120.0}
+_DEFAULTS = {"max_retries": 0}
+# Each attempt has its own bound, so a hung provider fails over instead of holding the run
+# for litellm's 120 s; the socket's own timeout is set a little later, as a backstop.
+DEFAULT_TIMEOUT_S = 60.0
+_BACKSTOP_S = 1.0
+# The type prefixes litellm puts before a message ("litellm.RateLimitError: RateLimitError:
+# OpenAIException - …"): the type is recorded on its own, so the message keeps none of them.
+_PREFIX = re.compile(r"^\s*(?:litellm\.\w+:|LiteLLM:|\w*(?:Exception|Error)\s+-)\s*")
+
+
+def attempt_timeout(model_timeout_s: Any = None, model_timeout: Any = None, tier_timeout_s: float | None = None) -> float:
+    """Seconds one attempt may take: the model's ``timeout_s``, else its litellm ``timeout``, else the tier's, else 60."""
+    for value in (model_timeout_s, model_timeout, tier_timeout_s):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return DEFAULT_TIMEOUT_S
+
+
+def strip_type_prefixes(message: str, *type_names: str) -> str:
+    """``message`` without the type prefixes litellm adds (``litellm.X:``, ``X:``, ``OpenAIException -``)."""
+    while True:
+        stripped = _PREFIX.sub("", message, count=1)
+        for name in type_names:
+            if stripped.startswith(f"{name}:"):
+                stripped = stripped[len(name) + 1:].lstrip()
+        if stripped == message:
+            return message
+        message = stripped
 
 
 @dataclass(frozen=True)
@@ -64,6 +92,11 @@ def _own_error(exc: BaseException) -> ExecutusError | None:
 
 
 def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
+    if isinstance(exc, ModelCallError):  # ours already (a timed-out attempt, a malformed or empty reply)
+        return exc
+    unreadable = unreadable_body(exc)
+    if unreadable is not None:  # a 2xx body that is not a chat completion: say so, not "InternalServerError"
+        return malformed(spec, unreadable)
     secrets = spec.secrets() + environment_secrets()
     own = _own_error(exc)
     if own is not None:  # our own error, not a provider's: its type and message, not litellm's wrapper
@@ -75,8 +108,7 @@ def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:
         exc = original
     status = getattr(exc, "status_code", None)
     provider = getattr(exc, "llm_provider", None) or spec.provider or None
-    # litellm prefixes "litellm.RateLimitError: "; the type is recorded on its own, so drop it.
-    message = re.sub(r"^litellm\.\w+:\s*", "", redact(str(exc), secrets)) or type(exc).__name__
+    message = strip_type_prefixes(redact(str(exc), secrets), type(exc).__name__) or type(exc).__name__
     return ModelCallError(
         message,
         error_type=type(exc).__name__,
@@ -94,16 +126,23 @@ async def complete(
     stream: bool = False,
     on_text: Callable[[str], None] | None = None,
     cache: ResponseCache | None = None,
+    timeout_s: float | None = None,
     prices: Mapping[str, Price] | None = None,
 ) -> Completion:
     """Call the model once and return its message, or raise ``ModelCallError`` (secrets redacted).
 
+    The attempt is bounded by ``attempt_timeout`` (``timeout_s`` is the tier's): past it, a
+    retryable ``Timeout``.  A reply with no answer is ``MalformedResponse`` or ``EmptyResponse``.
     With a ``cache``, an identical earlier call is answered from it (``cached=True``, cost 0);
     the cache never raises (a fault is a miss with a ``CacheWarning``).  ``prices`` is the
     executor's own price table, consulted before litellm's cost map.
     """
     lm = litellm()
-    kwargs: dict[str, Any] = {**_DEFAULTS, **(params or {}), **spec.params}
+    model_params = dict(spec.params)
+    limit = attempt_timeout(model_params.pop("timeout_s", None), model_params.get("timeout"), timeout_s)
+    kwargs: dict[str, Any] = {**_DEFAULTS, **(params or {}), **model_params}
+    if isinstance(kwargs.get("timeout"), (int, float)) or "timeout" not in kwargs:
+        kwargs["timeout"] = limit + _BACKSTOP_S
     if tools:
         kwargs["tools"] = tools
     started = time.perf_counter()
@@ -116,14 +155,13 @@ async def complete(
                                       total_tokens=hit["prompt_tokens"] + hit["completion_tokens"], cost_usd=0.0),
                           latency_s=time.perf_counter() - started, cached=True)
     try:
-        if stream:
-            response = await _streamed(lm, spec, messages, kwargs, on_text)
-        else:
-            response = await lm.acompletion(model=spec.name, messages=messages, **kwargs)
-        choice = response.choices[0]
+        response = await _attempt(lm, spec, messages, kwargs, stream, on_text, limit)
+        choice = first_choice(response, spec)
         message = _message_dict(choice.message)
-        usage = response.usage
-        prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        check_answer(message, getattr(choice, "finish_reason", None), spec)
+        usage = getattr(response, "usage", None)
+        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion = int(getattr(usage, "completion_tokens", 0) or 0)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -152,12 +190,41 @@ async def complete(
     )
 
 
-async def _streamed(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, on_text: Callable[[str], None] | None) -> Any:
+async def _attempt(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, stream: bool,
+                   on_text: Callable[[str], None] | None, limit: float) -> Any:
+    """litellm's response to one attempt; ``Timeout`` (408, retryable) when it takes longer than ``limit``.
+
+    A streamed call may run long while it keeps sending: there the bound is the wait for
+    each chunk (the first included), so only a stalled stream times out.
+    """
+    bound = asyncio.timeout(limit)
+    try:
+        async with bound:
+            if stream:
+                return await _streamed(lm, spec, messages, kwargs, on_text, bound, limit)
+            return await lm.acompletion(model=spec.name, messages=messages, **kwargs)
+    except TimeoutError:
+        if not bound.expired():
+            raise
+    what = "sent nothing for" if stream else "did not answer within"
+    raise ModelCallError(f"{spec.name} {what} timeout_s={limit:g} s, the attempt's own bound; the tier fails over "
+                         "to its next model (set timeout_s on the tier or the model to change it)",
+                         error_type="Timeout", provider=spec.provider or None, status_code=408)
+
+
+async def _streamed(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, on_text: Callable[[str], None] | None,
+                    bound: asyncio.Timeout, limit: float) -> Any:
+    loop = asyncio.get_running_loop()
     stream = await lm.acompletion(
         model=spec.name, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
     )
+    body = plain_body(stream)
+    if body is not None:  # a non-streamed reply to a streamed request: read it as what it is
+        return await parse_plain_body(lm, body, spec, on_text)
     chunks = []
+    bound.reschedule(loop.time() + limit)
     async for chunk in stream:
+        bound.reschedule(loop.time() + limit)
         chunks.append(chunk)
         if on_text is not None and chunk.choices:
             text = getattr(chunk.choices[0].delta, "content", None)

@@ -54,6 +54,11 @@ class ModelSpec(BaseModel):
                     "a model dict needs a 'model' key with a litellm model name, "
                     "e.g. {'model': 'openai/gpt-4o-mini', 'api_key': ...}"
                 )
+            timeout_s = params.get("timeout_s")
+            if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                          or timeout_s <= 0):
+                raise ConfigError(f"model {name!r}: timeout_s is the seconds one attempt may take, a number > 0, "
+                                  f"not {timeout_s!r}")
             return {"name": name, "params": params}
         raise ConfigError(f"a model is a litellm model name or a dict of litellm parameters, not {type(value).__name__}")
 

@@ -1,10 +1,12 @@
 """Tiers: named, ordered lists of models with shared parameters, and the failover rules.
 
 ``{"fast": ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]}`` or, with
-parameters, ``{"fast": {"models": [...], "temperature": 0.2, "max_tokens": 512}}``;
+parameters, ``{"fast": {"models": [...], "temperature": 0.2, "max_tokens": 512, "timeout_s": 20}}``;
 the same from a TOML/YAML file or ``EXECUTUS_TIER_<NAME>`` environment variables.
 A retryable error (429, 5xx, timeout, connection) moves a call to the next
-model; others (400, 401/403, context window) fail fast.
+model; others (400, 401/403, context window) fail fast.  Each attempt has its own
+timeout (``timeout_s`` of the model's dict, else of the tier, else 60 s): an attempt
+past it is a retryable ``Timeout`` and fails over.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Tier(BaseModel):
     context_window: int | None = Field(default=None, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
     backoff_s: float = Field(default=0.1, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)  # per attempt; None: 60 s (a model's own wins)
 
     @field_validator("models", mode="before")
     @classmethod

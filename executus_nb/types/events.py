@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
@@ -32,6 +32,15 @@ class ErrorInfo(BaseModel):
     message: str
     provider: str | None = None
     status_code: int | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _type_once(cls, message: str, info: ValidationInfo) -> str:
+        """The type is a field of its own: the message never repeats it ("X: X: …" reads as two errors)."""
+        kind = info.data.get("type")
+        while kind and message.startswith(f"{kind}:"):
+            message = message[len(kind) + 1:].lstrip()
+        return message
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
