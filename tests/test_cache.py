@@ -321,5 +321,10 @@ def test_unusable_cache_paths_are_config_errors_naming_them(tmp_path):
     with pytest.raises(ConfigError) as info:
         Executor(cache=blocked)
     assert str(blocked / DB_NAME) in str(info.value)
+    with pytest.raises(ConfigError, match="not a regular file") as info:
+        Executor(cache=os.devnull)
+    assert os.devnull in str(info.value)
+    with pytest.raises(ConfigError, match="empty path"):
+        Executor(cache="")
     with pytest.raises(ConfigError, match="cache must be"):
         Executor(cache=42)

@@ -75,9 +75,16 @@ def database_path(path: str | os.PathLike[str]) -> Path:
     A folder is an existing directory or a path written with a trailing separator.
     """
     text = os.fspath(path)
+    if not text.strip():
+        raise ConfigError("cache= got an empty path; give a file or folder, or cache=True for .executus_cache/")
     folder = text.endswith(tuple(filter(None, (os.sep, os.altsep))))
     resolved = Path(text).expanduser()
     return resolved / DB_NAME if folder or resolved.is_dir() else resolved
+
+
+def _unusable(path: Path, reason: str) -> ConfigError:
+    return ConfigError(f"cannot use {str(path)!r} for the response cache ({reason}); "
+                       "give cache= a file or folder you can write to, or cache=False")
 
 
 def _connect(path: Path | None) -> sqlite3.Connection:
@@ -85,15 +92,16 @@ def _connect(path: Path | None) -> sqlite3.Connection:
         return sqlite3.connect(":memory:", check_same_thread=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
+    except OSError as exc:
+        in_the_way = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        raise _unusable(path, f"{str(in_the_way)!r} is a file, not a folder" if in_the_way is not None
+                        else exc.strerror or str(exc)) from None
+    if path.exists() and not path.is_file():
+        raise _unusable(path, "it is a folder" if path.is_dir() else "it is not a regular file")
+    try:
         return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    except (OSError, sqlite3.Error) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(
-            f"cannot use {str(path)!r} for the response cache ({reason}); "
-            "give cache= a file or folder you can write to, or cache=False"
-        ) from None
+    except sqlite3.Error as exc:
+        raise _unusable(path, str(exc)) from None
 
 
 def _is_credential(name: str) -> bool:
@@ -125,9 +133,8 @@ class ResponseCache:
             with self._lock:
                 self._setup()
         except sqlite3.OperationalError as exc:
-            if "unable to open" in str(exc):
-                raise ConfigError(f"cannot use {str(self.path)!r} for the response cache ({exc}); "
-                                  "give cache= a file or folder you can write to, or cache=False") from None
+            if "unable to open" in str(exc) and self.path is not None:
+                raise _unusable(self.path, str(exc)) from None
             self._fault("open", exc)
         except Exception as exc:  # an optimisation must not stop Executor(): a miss from now on, said once
             self._fault("open", exc)
