@@ -8,7 +8,7 @@ from executus_nb import Agent, ConfigError, Executor, RunStatus, tool
 from executus_nb.model.tier import load_tiers, tiers_from_env
 from executus_nb.nb.html import render_html, render_text
 from executus_nb.nb.summary import summarize
-from tests.openai_server import OpenAIServer
+from tests.openai_server import Fail, OpenAIServer, ToolCall, ToolCalls
 
 pytest_plugins = ["tests.conftest_server"]
 
@@ -131,3 +131,98 @@ def test_tiers_from_toml_yaml_and_environment(tmp_path):
         load_tiers({"fast": []})
     with pytest.raises(ConfigError):
         load_tiers({"fast": {"models": ["openai/a"], "colour": "red"}})
+
+
+# -- per-attempt timeouts ------------------------------------------------------------------------
+
+
+def _failover_after(run) -> float:
+    """Seconds from the primary's call starting to the failover away from it."""
+    started = next(e for e in run.events if e.kind == "model_call_started")
+    failover = next(e for e in run.events if e.kind == "failover")
+    return (failover.ts - started.ts).total_seconds()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_a_hung_primary_fails_over_after_the_tier_timeout(openai_server, second_server, stream):
+    openai_server.hang(60)
+    second_server.reply("from the backup")
+    ex = Executor(tiers={"fast": tier(openai_server, second_server, timeout_s=1.0)})
+    run = ex.run(Agent(name="a", tier="fast", stream=stream, max_runtime_s=30), "hi")
+    result = run.wait(timeout=60, quiet=True)
+
+    assert result.status is RunStatus.SUCCEEDED and result.output == "from the backup"
+    (failover,) = [e for e in run.events if e.kind == "failover"]
+    assert (failover.from_model, failover.to_model) == ("openai/primary", "openai/backup")
+    assert (failover.error.type, failover.error.status_code) == ("Timeout", 408)
+    assert "timeout_s=1 s" in failover.error.message
+    assert 1.0 <= _failover_after(run) < 1.0 + 10  # after ~timeout_s, not litellm's 120 s
+    assert [s.ok for s in result.steps] == [False, True]
+
+
+def test_a_model_timeout_s_wins_over_the_tier_and_a_stalled_stream_times_out(openai_server, second_server):
+    openai_server.stall(60)  # headers and a first chunk, then silence
+    second_server.reply("from the backup")
+    spec = tier(openai_server, second_server, timeout_s=30.0)
+    spec["models"][0]["timeout_s"] = 0.5
+    ex = Executor(tiers={"fast": spec})
+    run = ex.run(Agent(name="a", tier="fast", stream=True, max_runtime_s=20), "hi")
+    result = run.wait(timeout=60, quiet=True)
+    assert result.ok and result.output == "from the backup"
+    assert 0.5 <= _failover_after(run) < 0.5 + 10
+    assert [e.error.type for e in run.events if e.kind == "failover"] == ["Timeout"]
+
+
+def test_a_stream_that_keeps_sending_may_run_longer_than_its_timeout():
+    # The streamed bound is the wait for each chunk: a long answer that keeps coming is not cut off.
+    with OpenAIServer(chunk_delay_s=0.25) as slow:
+        slow.reply("one two three four five six seven eight")
+        model = {"model": "openai/slow", "api_base": slow.base_url, "api_key": "sk-a", "timeout_s": 1.0}
+        run = Executor().run(Agent(name="a", model=model, stream=True), "hi")
+        result = run.wait(timeout=60, quiet=True)
+    assert result.ok and result.output == "one two three four five six seven eight"
+    assert result.steps[0].duration_s > 1.0
+
+
+def test_attempt_timeout_defaults_to_60_s_and_a_bad_one_is_a_config_error(openai_server):
+    from executus_nb.model.call import DEFAULT_TIMEOUT_S, attempt_timeout
+
+    assert DEFAULT_TIMEOUT_S == 60.0 and attempt_timeout() == 60.0
+    assert attempt_timeout(None, None, 20) == 20.0 and attempt_timeout(5, 9, 20) == 5.0
+    assert load_tiers({"fast": {"models": ["openai/a"], "timeout_s": 20}})["fast"].timeout_s == 20
+    with pytest.raises(ConfigError):
+        load_tiers({"fast": {"models": ["openai/a"], "timeout_s": 0}})
+    with pytest.raises(ConfigError, match="timeout_s"):
+        load_tiers({"fast": {"models": [{"model": "openai/a", "timeout_s": "soon"}]}})
+    # The socket's own timeout sits just behind the attempt's bound (litellm's default was 120 s).
+    model = {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "sk-a"}
+    assert Executor().run(Agent(name="a", model=model), "hi").wait(timeout=30, quiet=True).ok
+    assert "timeout_s" not in openai_server.last_request.json
+
+
+# -- max_steps counts every model call, failovers included ---------------------------------------
+
+
+def test_max_steps_bounds_model_calls_with_failover(openai_server, second_server):
+    openai_server.default = Fail(500)
+    for _ in range(10):
+        second_server.tool_call("add", {"a": 1, "b": 1})
+    ex = Executor(tiers={"fast": tier(openai_server, second_server, cooldown_s=0.0)})
+    run = ex.run(Agent(name="calc", tools=[add], tier="fast", max_steps=3), "loop forever")
+    result = run.wait(timeout=30, quiet=True)
+
+    assert openai_server.count + second_server.count == 3
+    assert len([s for s in result.steps if s.kind == "model"]) == 3
+    assert result.status is RunStatus.MAX_STEPS and result.error.type == "MaxStepsExceeded"
+    assert "max_steps=3" in result.error.message
+
+
+@pytest.mark.parametrize("max_steps", [1, 2, 4, 5])
+def test_model_calls_never_exceed_max_steps(openai_server, second_server, max_steps):
+    openai_server.default = Fail(429)
+    second_server.default = ToolCalls((ToolCall("add", '{"a": 2, "b": 2}'),))
+    ex = Executor(tiers={"fast": tier(openai_server, second_server, cooldown_s=0.0)})
+    result = ex.run(Agent(name="calc", tools=[add], tier="fast", max_steps=max_steps), "go").wait(
+        timeout=30, quiet=True)
+    assert openai_server.count + second_server.count == max_steps
+    assert result.status is RunStatus.MAX_STEPS
