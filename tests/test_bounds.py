@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import pytest
 
-from executus_nb import Agent, RunStatus, sim, tool
+from executus_nb import Agent, Executor, RunStatus, sim, tool
 from executus_nb.model.call import Completion
 from executus_nb.tool import stuck_tool_calls
 from executus_nb.types.events import RunFinished, ToolCallStarted
@@ -42,10 +46,10 @@ def settled():
     wait_until(lambda: stuck_tool_calls() == 0)
 
 
-def stubborn_async(seconds: float = 3):
+def stubborn_async(seconds: float = 2, name: str = "stubborn"):
     """An async tool that swallows the first cancellation and goes on sleeping."""
 
-    @tool(name="stubborn", timeout_s=30)
+    @tool(name=name, timeout_s=30)
     async def stubborn() -> str:
         """Ignores cancellation."""
         try:
@@ -57,8 +61,8 @@ def stubborn_async(seconds: float = 3):
     return stubborn
 
 
-def hung_sync(gate: threading.Event):
-    @tool(name="stubborn", timeout_s=None)
+def hung_sync(gate: threading.Event, name: str = "stubborn"):
+    @tool(name=name, timeout_s=None)
     def stubborn() -> str:
         """Never returns on its own."""
         gate.wait(WAIT)
@@ -169,3 +173,53 @@ def test_a_tool_that_obeys_cancellation_is_not_counted(executor, warm, settled):
     assert result.status is RunStatus.TIMEOUT
     assert "left running" not in result.error.message
     assert stuck_tool_calls() == 0
+
+
+def test_close_cancels_every_run_and_waits_for_no_hung_tool(warm, settled, gate):
+    executor = Executor()
+    tools = [hung_sync(gate, "hung"), stubborn_async(name="stubborn")]
+    runs = [executor.run(Agent(tools=[t], model=sim.scripted([sim.call(t.name), sim.reply("never")])), "go")
+            for t in tools]
+    for run in runs:
+        wait_until(lambda run=run: any(isinstance(ev, ToolCallStarted) for ev in run.events))
+    started = time.perf_counter()
+    executor.close()
+    assert time.perf_counter() - started < BOUND
+    assert [run.status for run in runs] == [RunStatus.CANCELLED, RunStatus.CANCELLED]
+    assert stuck_tool_calls() == 2
+
+
+CLOSE_SCRIPT = textwrap.dedent("""
+    import time
+    from executus_nb import Agent, Executor, sim, tool
+
+    @tool(timeout_s=None)
+    def hangs() -> str:
+        \"\"\"Hangs for an hour.\"\"\"
+        time.sleep(3600)
+        return "late"
+
+    with Executor() as executor:
+        run = executor.run(Agent(tools=[hangs], model=sim.scripted([sim.call("hangs"), sim.reply("x")])), "go")
+        while not any(ev.kind == "tool_call_started" for ev in run.events):
+            time.sleep(0.01)
+    print(run.status.value, flush=True)
+""")
+
+
+def test_a_script_whose_tool_hangs_exits_once_the_executor_is_closed():
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    with subprocess.Popen([sys.executable, "-c", CLOSE_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        try:
+            line = proc.stdout.readline()  # printed once the executor is closed
+            closed = time.perf_counter()
+            _, stderr = proc.communicate(timeout=WAIT)
+            exited = time.perf_counter() - closed
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert line.strip() == "cancelled", stderr
+    assert proc.returncode == 0, stderr
+    assert exited < 2.0

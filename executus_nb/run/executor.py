@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -271,6 +272,39 @@ class Executor:
         """Run to the end on the current loop and return the result."""
         run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane)
         return await _finish(run)
+
+    # -- shutting down ---------------------------------------------------------------
+    def close(self, timeout: float = 2.0) -> None:
+        """Cancel this executor's unfinished runs and wait at most ``timeout`` s for them to end.
+
+        Never hangs on a tool: a thread that does not return is let go (it is a daemon thread,
+        counted by ``executus_nb.tool.stuck_tool_calls()``), as is a task that ignores
+        cancellation.  Called on the runs' own loop (a notebook cell) it only cancels them.
+        """
+        pending = [run for run in self.runs if not run.done]
+        for run in pending:
+            run.cancel()
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        deadline = time.monotonic() + timeout
+        for run in pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if run._loop is None or run._loop is running:
+                continue  # not started, or on this loop: it finishes once the caller yields
+            try:
+                run._future.result(remaining)
+            except Exception:  # noqa: BLE001 — closing reports nothing: the run's result says what happened
+                pass
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- analysis --------------------------------------------------------------------
     def runs_df(self) -> pd.DataFrame:
