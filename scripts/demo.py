@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import nbformat  # noqa: E402
+from jupyter_client.manager import KernelManager  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbconvert import HTMLExporter  # noqa: E402
 
@@ -19,8 +21,17 @@ from nbconvert import HTMLExporter  # noqa: E402
 def main(notebook: str, outdir: str) -> int:
     path = Path(notebook)
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                   skip_cells_with_tag="skip-execution").execute()
+    # The kernel talks over local Unix sockets (IPC), not TCP: nothing is reachable from the
+    # network, and the kernel has no reason to warn that TCP traffic is unencrypted.
+    with tempfile.TemporaryDirectory(prefix="executus-demo-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        try:
+            NotebookClient(nb, km=km, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}},
+                           skip_cells_with_tag="skip-execution").execute()
+        finally:  # a kernel manager passed in is ours to stop (else the kernel warns its parent left)
+            if km.has_kernel:
+                km.shutdown_kernel(now=False)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     html_path = out / (path.stem + ".html")
