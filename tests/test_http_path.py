@@ -127,3 +127,42 @@ def test_prices_register_cost_and_unknown_model_cost_is_nan(openai_server):
     assert result.status is RunStatus.SUCCEEDED
     assert math.isnan(result.usage.cost_usd)
     assert math.isnan(ex.usage_df().cost_usd.iloc[0])
+
+
+@pytest.mark.parametrize(
+    ("status", "body_message", "error_type"),
+    [(429, "injected rate limit", "RateLimitError"), (500, "injected outage", "InternalServerError"),
+     (401, "injected bad key", "AuthenticationError"), (503, "injected overload", "ServiceUnavailableError")],
+)
+def test_error_text_shows_its_type_once_everywhere(openai_server, capsys, status, body_message, error_type):
+    from executus_nb.frames import runs_df
+    from executus_nb.nb.html import render_html, render_text
+    from executus_nb.nb.summary import summarize
+
+    openai_server.fail(status, {"error": {"message": body_message, "type": "server_error"}})
+    run = Executor().run(agent_for(openai_server), "hi")
+    result = run.wait(timeout=30)  # the terminal printer, as a script shows it
+    printed = capsys.readouterr().out
+
+    error = result.error
+    assert (error.type, error.message) == (error_type, body_message)  # no "litellm.X:", "X:", "OpenAIException -"
+    assert str(error) == f"{error_type}: {body_message}"
+    frame = runs_df([run])
+    shown = {
+        "str": str(error), "repr": repr(result), "runs_df": f"{frame.error_type[0]}: {frame.error_message[0]}",
+        "steps_df": str(run.steps_df().error_message[0]), "html": render_html(summarize(run.events)),
+        "text": render_text(summarize(run.events)), "printer": printed,
+    }
+    for where, text in shown.items():
+        assert f"{error_type}: {error_type}" not in text, where
+        assert "Exception -" not in text and "litellm." not in text, where
+    assert printed.count(f"{error_type}: {body_message}") >= 1
+    assert render_html(summarize(run.events)).count(f"<b>{error_type}</b>: {body_message}") == 1
+
+
+def test_error_info_never_repeats_its_type():
+    from executus_nb.types.events import ErrorInfo
+
+    assert str(ErrorInfo(type="RateLimitError", message="RateLimitError: slow down")) == "RateLimitError: slow down"
+    assert ErrorInfo(type="X", message="X: X: boom").message == "boom"
+    assert ErrorInfo(type="X", message="Xylophone: fine").message == "Xylophone: fine"
