@@ -135,4 +135,6 @@ def test_calls_without_an_id_get_one(provider_id):
     assert run.wait(timeout=30, quiet=True).ok
     df = run.tool_calls_df()
     assert df.call_id.is_unique and all(df.call_id)
+    if provider_id == "":  # the provider sent no id: none is made up in its name
+        assert df.provider_call_id.isna().all()
     _assert_answers_match(seen[-1])

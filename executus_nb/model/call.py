@@ -67,11 +67,11 @@ def _message_dict(message: Any) -> dict[str, Any]:
     if tool_calls:
         out["tool_calls"] = [
             {
-                "id": tc.id or f"call_{i}",
+                "id": tc.id or "",  # none sent: the loop gives it a run-unique one (call ids are its job)
                 "type": "function",
                 "function": {"name": tc.function.name or "", "arguments": tc.function.arguments or ""},
             }
-            for i, tc in enumerate(tool_calls)
+            for tc in tool_calls
         ]
     return out
 
