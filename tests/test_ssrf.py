@@ -29,6 +29,7 @@ ZONE: dict[str, list[str]] = {
     "meta.test": ["169.254.169.254"],
     "intranet.example.com": ["10.1.2.3"],
     "intranet-meta.test": ["169.254.169.254"],
+    "meta6.test": ["::ffff:169.254.169.254"],
     "evil.test": ["10.9.9.9"],
     "xn--intrnet-8wa.test": ["192.168.7.7"],
 }
@@ -233,6 +234,13 @@ ALLOW_LIST = [
     ("metadata-not-unlocked-by-name", "http://intranet-meta.test/", ["intranet-meta.test"], False),
     ("metadata-not-unlocked-by-explicit-cidr", "http://169.254.169.254/", ["169.254.169.254/32"], False),
     ("scheme-still-checked", "ftp://intranet.example.com/", ["intranet.example.com"], False),
+    # an IPv6 form of IPv4 is judged by its IPv4, for allow-lists too
+    ("nat64-in-v4-cidr", "http://[64:ff9b::10.1.2.3]/", ["10.0.0.0/8"], True),
+    ("6to4-in-v4-cidr", "http://[2002:c0a8:101::1]/", ["192.168.0.0/16"], True),
+    ("mapped-not-unlocked-by-v6-cidr", "http://[::ffff:10.0.0.1]/", ["::ffff:0:0/96"], False),
+    ("6to4-not-unlocked-by-6to4-cidr", "http://[2002:c0a8:101::1]/", ["2002::/16"], False),
+    ("nat64-not-unlocked-by-nat64-cidr", "http://[64:ff9b::10.0.0.1]/", ["64:ff9b::/96"], False),
+    ("mapped-metadata-not-unlocked-by-name", "http://meta6.test/", ["meta6.test"], False),
 ]
 
 
@@ -324,3 +332,57 @@ def test_resolver_with_no_answers_is_blocked(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(ssrf.socket, "getaddrinfo", lambda *a, **k: [])
     with pytest.raises(SSRFBlocked, match="no addresses"):
         check_url("http://empty.test/")
+
+
+METADATA_V4 = ["169.254.169.254", "100.100.100.200", "168.63.129.16", "169.254.170.2", "192.0.0.192"]
+
+
+def _metadata_forms(v4: str) -> dict[str, ipaddress.IPv6Address]:
+    """Every IPv6 spelling that carries ``v4``: transition forms and each RFC 6052 NAT64 layout."""
+    n = int(ipaddress.IPv4Address(v4))
+    local = 0x64FF9B0001 << 80  # 64:ff9b:1::/48
+    return {
+        **_embeddings(v4),
+        "nat64-local-96": ipaddress.IPv6Address(local | n),
+        "nat64-local-64": ipaddress.IPv6Address(local | (n << 24)),
+        "nat64-local-56": ipaddress.IPv6Address(local | ((n >> 24) << 64) | ((n & 0xFFFFFF) << 32)),
+        "nat64-local-48": ipaddress.IPv6Address(local | ((n >> 16) << 64) | ((n & 0xFFFF) << 40)),
+        "teredo-client": ipaddress.IPv6Address((0x20010000 << 96) | (0x01020304 << 64) | (~n & 0xFFFFFFFF)),
+    }
+
+
+# Every allow-list shape a user might write; none of them may unlock a metadata address.
+UNLOCKERS = [
+    ["0.0.0.0/0", "::/0"], ["169.254.0.0/16", "100.64.0.0/10", "168.63.129.16/32", "192.0.0.0/24"],
+    ["::ffff:0:0/96", "::/96", "2002::/16", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("allow", UNLOCKERS, ids=["everything", "v4-ranges", "v6-transition-ranges"])
+@pytest.mark.parametrize(
+    ("form", "ip"),
+    [pytest.param(f, ip, id=f"{f}-{v4}") for v4 in METADATA_V4 for f, ip in _metadata_forms(v4).items()],
+)
+def test_no_allow_list_unlocks_metadata_in_any_ipv6_form(form: str, ip: ipaddress.IPv6Address, allow: list[str]) -> None:
+    with pytest.raises(SSRFBlocked, match="metadata"):
+        check_url(f"http://[{ip}]/", allow_private=allow)
+
+
+@pytest.mark.parametrize("v4", METADATA_V4)
+def test_no_allow_list_unlocks_metadata_by_name_or_cidr(v4: str) -> None:
+    forms = [v4, *map(str, _metadata_forms(v4).values())]
+    zone = {f"m{i}.test": [addr] for i, addr in enumerate(forms)}
+    ZONE.update(zone)
+    try:
+        for name in zone:
+            with pytest.raises(SSRFBlocked, match="metadata"):
+                check_url(f"http://{name}/", allow_private=[name, f"{v4}/32", "0.0.0.0/0", "::/0"])
+    finally:
+        for name in zone:
+            ZONE.pop(name)
+
+
+def test_public_addresses_in_transition_forms_stay_allowed() -> None:
+    for form in ("mapped", "6to4", "nat64"):
+        check_url(f"http://[{_embeddings(PUBLIC_V4)[form]}]/")
+    assert ssrf.embedded_ipv4s(ipaddress.IPv6Address(PUBLIC_V6)) == ()
