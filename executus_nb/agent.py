@@ -19,6 +19,8 @@ class Agent(BaseModel):
     ``model`` nor ``tier`` the executor's default (an offline ``sim/`` model) is used.
     With ``output_type`` (a pydantic model) the final answer is validated into an
     instance; a failure is sent back to the model up to ``output_retries`` times.
+    Bounds: ``max_steps`` model calls, every attempt counted (a failover to the next
+    model of a tier is another call); ``max_runtime_s`` of wall clock after set-up.
     """
 
     # extra="forbid": a misspelt keyword (max_step=3) is an error naming the closest field, never ignored
