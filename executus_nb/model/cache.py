@@ -172,6 +172,7 @@ class ResponseCache:
         if key is not None and self._broken is None:
             try:
                 with self._lock:
+                    self._warned_keys.discard(key)
                     self._setup()
                     row = self._db.execute("SELECT entry FROM responses WHERE key = ?", (key,)).fetchone()
                 if row is not None:
@@ -209,8 +210,9 @@ class ResponseCache:
                     self._rollback()
                     raise
         except Exception as exc:  # locked, read-only, disk full: the answer is kept, only not cached
-            if warned:
-                self.faults += 1
+            if warned:  # this call's read already warned: one warning per call
+                with self._lock:
+                    self.faults += 1
             else:
                 self._fault("write", exc)
 
@@ -253,7 +255,8 @@ class ResponseCache:
         with self._lock:
             self.faults += 1
         where = "in memory" if self.path is None else f"at {str(self.path)!r}"
-        then = {"write": "the answer was kept but not cached",
+        then = {"write": "the answer was kept but not cached", "clear": "nothing was removed",
+                "key": "the call went to the model and is not cached",
                 "open": "every call goes to the model; delete the file to start a fresh cache"
                         if self._broken else "calls go to the model until it can be used",
                 }.get(action, "the call went to the model")
