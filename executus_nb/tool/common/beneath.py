@@ -18,10 +18,12 @@ import stat
 from collections import deque
 from pathlib import Path
 
-from executus_nb.errors import PathOutsideRoot, ToolError
+from executus_nb.errors import ConfigError, PathOutsideRoot, ToolError
 
 MAX_LINKS = 40  # symlinks followed in one path, as Linux allows
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LEAF = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _LEAF
+_SUPPORTED = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")  # not on Windows
 
 
 class _Escape(Exception):
@@ -32,6 +34,8 @@ class Workspace:
     """A root folder whose paths are opened beneath it (``root`` is resolved once, when made)."""
 
     def __init__(self, root: str | os.PathLike[str]):
+        if not _SUPPORTED:
+            raise ConfigError("file_tools needs a POSIX system (open relative to a directory, O_NOFOLLOW)")
         given = os.path.abspath(os.fspath(root))
         self.root = Path(os.path.realpath(given))
         # Absolute paths (the model's, or a symlink's target) may name the root either way.
@@ -98,7 +102,7 @@ class Workspace:
                 is_leaf = flags is not None and not any(p not in ("", ".") for p in pending)
                 try:
                     if is_leaf:
-                        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=stack[-1])
+                        fd = os.open(name, flags | _LEAF, 0o666, dir_fd=stack[-1])
                         return fd, "/".join([*names, name])
                     fd = self._open_dir(name, stack[-1], create_dirs)
                 except OSError as exc:
