@@ -80,6 +80,8 @@ def test_cost_comes_from_the_given_table_then_litellms_map_then_nan():
     assert 0 < cost_usd("gpt-4o-mini", 1000, 10) < cost_usd("gpt-4o-mini", 1000, 10, table)  # litellm's map
     assert cost_usd(MODEL, 100, 10, table) == pytest.approx(100 * 1e-6 + 10 * 2e-6)
     assert math.isnan(cost_usd(MODEL, 100, 10))
+    bare = price_table({"executus-bare-name": PRICE_A})  # a bare name prices it under any provider
+    assert cost_usd("openai/executus-bare-name", 100, 10, bare) == pytest.approx(100 * 1e-6 + 10 * 2e-6)
 
 
 @pytest.mark.parametrize("price, problem", [

@@ -84,9 +84,11 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int,
     From ``prices`` (the executor's table, see ``price_table``) first, then litellm's cost map;
     0 for unpriced ``sim/`` models, NaN for any other unknown model.
     """
-    if prices and model in prices:
-        price_in, price_out = prices[model]
-        return prompt_tokens * price_in + completion_tokens * price_out
+    if prices:
+        # As litellm's own map does, a price given for the bare name covers ``provider/name`` too.
+        price = prices.get(model) or (prices.get(model.split("/", 1)[1]) if "/" in model else None)
+        if price is not None:
+            return prompt_tokens * price[0] + completion_tokens * price[1]
     if model.startswith(SIM_PREFIX):
         return 0.0
     pricing = _litellm_pricing(model)
