@@ -227,9 +227,9 @@ def resolve_checked(url: str | httpx.URL, *, allow_private: Iterable[str] = ()) 
         if reason is None:
             continue
         where = f"{ip} is" if literal is not None else f"host {host!r} resolves to {ip},"
-        if is_metadata(ip):  # no allow-list entry unlocks these, in any spelling
+        if is_metadata(ip) and (names or networks):  # no allow-list entry unlocks these, in any spelling
             raise SSRFBlocked(text, f"{where} {reason}, which allow_private never unlocks")
-        if host_allowed or _in_networks(ip, networks):
+        if not is_metadata(ip) and (host_allowed or _in_networks(ip, networks)):
             continue
         raise SSRFBlocked(text, f"{where} {reason} (not globally routable)")
     return CheckedURL(url=parsed, host=host, port=port, addresses=addresses)
