@@ -1,13 +1,6 @@
 // FanoutGrid front end: one table for all cells; Python sends only the cells that changed.
-const STATUS_COLOR = {
-  queued: "#8c959f", running: "#bf8700", succeeded: "#1a7f37", failed: "#cf222e",
-  timeout: "#cf222e", cancelled: "#9a6700", max_steps: "#9a6700",
-};
-const METRIC_FMT = {
-  latency: (v) => (v == null ? "" : v.toFixed(2) + " s"),
-  cost: (v) => (v == null ? "" : "$" + v.toFixed(6)),
-  tokens: (v) => (v == null ? "" : String(v)),
-};
+// Python formats every figure and picks every status colour (cell.text, cell.hint, cell.title,
+// cell.color): this file shows those strings and never formats a number itself.
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -95,15 +88,17 @@ function render({ model, el: root }) {
     if (!cell || !td) return;
     const selected = td.classList.contains("executus-selected");
     td.className = "executus-cell executus-status-" + cell.status + (selected ? " executus-selected" : "");
-    td.style.borderLeft = "4px solid " + (STATUS_COLOR[cell.status] || "#6e7781");
+    td.style.borderLeft = "4px solid " + cell.color;
     const metric = model.get("metric");
-    const fmt = METRIC_FMT[metric];
+    const figure = el("div", "executus-cell-metric", (cell.text || {})[metric] || "");
+    const hint = (cell.hint || {})[metric];
+    if (hint) figure.title = hint;
     td.replaceChildren(
       el("div", "executus-cell-status", cell.status),
-      el("div", "executus-cell-metric", fmt(cell[metric])),
+      figure,
       el("div", "executus-cell-preview", cell.preview || ""),
     );
-    td.title = (cell.preview || "") + "\n" + cell.tokens + " tokens · " + METRIC_FMT.latency(cell.latency) + " · " + METRIC_FMT.cost(cell.cost);
+    td.title = cell.title || "";
     td.lastChild.style.cssText = "color:#57606a;white-space:nowrap;overflow:hidden;text-overflow:ellipsis";
   }
 
@@ -126,6 +121,7 @@ function render({ model, el: root }) {
     if (msg.header) {
       progress.textContent = msg.header.progress;
       totals.textContent = msg.header.totals;
+      totals.title = msg.header.cost_hint || "";
       root.classList.toggle("executus-done", !!msg.header.done);
       cancel.disabled = !!msg.header.done;
     }

@@ -13,6 +13,7 @@ from executus_nb.nb.summary import RunSummary, StepView
 from executus_nb.types.fmt import DETAIL_CHARS, esc, line, money_html, plural, show
 
 NAME_CHARS = 200  # a tool or model name as the model sent it may be anything
+SHOWN_CHARS = 2 * DETAIL_CHARS  # details arrive capped (with their notes) by the summary; this is a backstop
 
 GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#bf8700", "#0969da", "#6e7781"
 BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "timeout": RED,
@@ -47,7 +48,7 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
     tokens = f" · {s.tokens_in}→{s.tokens_out} tok" if s.kind == "model" and s.ok else ""
     mark = {"failed": "✗ ", "cancelled": "■ "}.get(s.state, "")
     label = esc(f"{mark}#{s.step} {s.kind} {s.name}", NAME_CHARS, multiline=False) + (" (cached)" if s.cached else "")
-    details = "".join(f"<b>{esc(t, NAME_CHARS)}</b><pre style=\"{PRE_STYLE}\">{esc(v, DETAIL_CHARS)}</pre>"
+    details = "".join(f"<b>{esc(t, NAME_CHARS)}</b><pre style=\"{PRE_STYLE}\">{esc(v, SHOWN_CHARS)}</pre>"
                       for t, v in s.details)
     if s.decision:
         details += f'<b>permission</b><pre style="{PRE_STYLE}">{esc(s.decision, DETAIL_CHARS)}</pre>'
@@ -85,7 +86,8 @@ def render_body(summary: RunSummary) -> str:
     timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
                 + "".join(_step_html(s, origin, span) for s in summary.steps) + "</div>")
     failovers = "".join(
-        f'<div class="executus-failover" style="color:#9a6700">↪ failover {esc(f, NAME_CHARS * 3, multiline=False)}</div>'
+        f'<div class="executus-failover" style="color:#9a6700">↪ failover '
+        f'{esc(f, NAME_CHARS * 3, multiline=False)}</div>'
         for f in summary.failovers)
     tail = ""
     if summary.error is not None:
@@ -94,7 +96,7 @@ def render_body(summary: RunSummary) -> str:
                 f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>")
     elif status == "succeeded":
         tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
-                f"{esc(show(summary.output), DETAIL_CHARS)}</div>")
+                f"{esc(show(summary.output), SHOWN_CHARS)}</div>")
     return f"{header}{timeline}{failovers}{tail}"
 
 

@@ -19,7 +19,7 @@ from executus_nb.types.events import (
     ToolCallStarted,
     utcnow,
 )
-from executus_nb.types.fmt import DETAIL_CHARS, clip, money, plural, pretty_text, safe_str, show
+from executus_nb.types.fmt import DETAIL_CHARS, UNKNOWN_TEXT, clip, money, plural, pretty_text, safe_str, show
 from executus_nb.types.status import RunStatus
 
 
@@ -70,7 +70,7 @@ class RunSummary:
 
     @property
     def cost_text(self) -> str:
-        return money(self.cost_usd)
+        return money(self.cost_usd, unknown=UNKNOWN_TEXT)
 
 
 def _message_body(m: Any) -> str:
@@ -134,7 +134,8 @@ class SummaryFold:
             self._sent = []
         elif isinstance(ev, ModelCallFinished) and step is not None:
             s = step
-            s.duration_s, s.ok, s.name, s.cached, s.error = ev.latency_s, ev.error is None, ev.model, ev.cached, ev.error
+            s.duration_s, s.ok, s.name, s.cached = ev.latency_s, ev.error is None, ev.model, ev.cached
+            s.error = ev.error
             s.tokens_in, s.tokens_out = ev.usage.prompt_tokens, ev.usage.completion_tokens
             if ev.message is not None:
                 s.details.append(("received", _messages_text([ev.message])))

@@ -24,6 +24,7 @@ MAX_DEPTH = 20  # levels of nesting shown before "… nested deeper than N level
 PARSE_CHARS = 200_000  # JSON text longer than this is shown as sent, not parsed
 PRICE_UNKNOWN = "price unknown: register it with Executor(prices=…)"
 UNKNOWN = "–"
+UNKNOWN_TEXT = "unknown"  # in plain text (reprs, the terminal), where no tooltip can explain a dash
 
 # Control and format characters that change how text is displayed rather than what it says:
 # C0 (but tab and newline), DEL, C1, bidi embeddings/overrides/isolates and marks, zero-width
@@ -76,10 +77,13 @@ def line(text: Any, limit: int = 300) -> str:
 
 
 # -- figures -------------------------------------------------------------------------------
-def money(value: float | None) -> str:
-    """``$0``, ``$0.0123`` / ``$0.00014`` (3 significant digits below a dollar), ``$1.23``; NaN is ``–``."""
+def money(value: float | None, *, unknown: str = UNKNOWN) -> str:
+    """``$0``, ``$0.0123`` / ``$0.00014`` (3 significant digits below a dollar), ``$1.23``.
+
+    An unknown price (NaN) is ``unknown``: ``–`` in views (with a tooltip), the word in plain text.
+    """
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return UNKNOWN
+        return unknown
     if value == 0:
         return "$0"
     sign, value = ("-" if value < 0 else ""), abs(value)

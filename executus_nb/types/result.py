@@ -17,7 +17,7 @@ from executus_nb.types.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from executus_nb.types.fmt import clip, money, safe_repr, safe_str
+from executus_nb.types.fmt import UNKNOWN_TEXT, clip, money, safe_repr, safe_str
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
@@ -164,7 +164,8 @@ class RunResult(BaseModel):
         # never raises and stays one short line, whatever the output holds (hostile, deep, huge)
         text = (
             f"RunResult(run_id={self.run_id!r}, agent={clip(self.agent, 200)!r}, status={self.status.value}, "
-            f"steps={len(self.steps)}, tokens={self.usage.total_tokens}, cost={money(self.usage.cost_usd)}"
+            f"steps={len(self.steps)}, tokens={self.usage.total_tokens}, "
+            f"cost={money(self.usage.cost_usd, unknown=UNKNOWN_TEXT)}"
         )
         if self.error is not None:
             text += f", error={clip(safe_str(self.error), 300)!r}"

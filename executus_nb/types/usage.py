@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from executus_nb.types.fmt import money
+from executus_nb.types.fmt import UNKNOWN_TEXT, money
 
 
 class Usage(BaseModel):
@@ -32,7 +32,7 @@ class Usage(BaseModel):
         )
 
     def __repr__(self) -> str:
-        cost = money(self.cost_usd)
+        cost = money(self.cost_usd, unknown=UNKNOWN_TEXT)
         return (
             f"Usage(requests={self.requests}, prompt_tokens={self.prompt_tokens}, "
             f"completion_tokens={self.completion_tokens}, total_tokens={self.total_tokens}, cost={cost})"
