@@ -148,6 +148,16 @@ def test_read_and_list_failures_are_tool_errors_without_the_host_path(layout, to
     assert_no_host_path(caught.value, root)
 
 
+def test_an_absolute_path_inside_the_root_is_shown_relative_in_errors(layout):
+    root, _ = layout
+    with pytest.raises(ToolError, match="cannot write 'a/" + LONG[:20]) as caught:
+        tools_for(root)["write_file"](f"{root}/a/{LONG}", "x")
+    assert_no_host_path(caught.value, root)
+    with pytest.raises(ToolError, match="no file 'a/missing.txt' in the workspace") as caught:
+        tools_for(root)["read_file"](f"{root}/a/missing.txt")
+    assert_no_host_path(caught.value, root)
+
+
 def test_a_permission_error_is_a_tool_error_without_the_host_path(layout, monkeypatch):
     root, _ = layout
     real_open = os.open

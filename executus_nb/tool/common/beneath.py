@@ -59,6 +59,13 @@ class Workspace:
         finally:
             os.close(root_fd)
 
+    def relative(self, path: str) -> str:
+        """``path`` as shown in messages: an absolute path inside the root relative to it, so no host path shows."""
+        if "\x00" in path or not os.path.isabs(path):
+            return path
+        parts = self._under_root(path)
+        return path if parts is None else "/".join(p for p in parts if p) or "."
+
     def _relative_parts(self, path: str) -> list[str]:
         if not os.path.isabs(path):
             parts = path.split(os.sep)

@@ -41,15 +41,16 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
         Args:
             path: The file's path relative to the workspace root, e.g. "notes/todo.txt".
         """
+        label = workspace.relative(path)
         try:
             fd, _ = workspace.open(path, _READ)
         except FileNotFoundError:
-            raise ToolError(f"no file {path!r} in the workspace; call list_dir to see what is there") from None
+            raise ToolError(f"no file {label!r} in the workspace; call list_dir to see what is there") from None
         except IsADirectoryError:
-            raise ToolError(f"{path!r} is a folder; call list_dir({path!r}) to see what is in it") from None
+            raise ToolError(f"{label!r} is a folder; call list_dir({label!r}) to see what is in it") from None
         except OSError as exc:
-            raise ToolError(f"cannot read {path!r}: {_reason(exc)}") from None
-        data, size = _read_bytes(fd, path, max_bytes)
+            raise ToolError(f"cannot read {label!r}: {_reason(exc)}") from None
+        data, size = _read_bytes(fd, label, max_bytes)
         truncated = len(data) > max_bytes
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text = decoder.decode(data[:max_bytes], final=not truncated)
@@ -64,20 +65,21 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
             path: The file's path relative to the workspace root, e.g. "notes/todo.txt".
             content: The complete new text of the file.
         """
+        label = workspace.relative(path)
         try:
             fd, shown = workspace.open(path, _WRITE, create_dirs=True)
         except IsADirectoryError:
-            raise ToolError(f"{path!r} is a directory; give a file path such as "
-                            f"'{path.rstrip('/') or '.'}/notes.txt'") from None
+            raise ToolError(f"{label!r} is a directory; give a file path such as "
+                            f"'{label.rstrip('/') or '.'}/notes.txt'") from None
         except (NotADirectoryError, FileExistsError):
-            raise ToolError(f"cannot create the folders for {path!r}: part of the path is a file") from None
+            raise ToolError(f"cannot create the folders for {label!r}: part of the path is a file") from None
         except OSError as exc:
-            raise ToolError(f"cannot write {path!r}: {_reason(exc)}") from None
+            raise ToolError(f"cannot write {label!r}: {_reason(exc)}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(content.encode("utf-8", errors="replace"))
         except OSError as exc:
-            raise ToolError(f"cannot write {path!r}: {_reason(exc)}") from None
+            raise ToolError(f"cannot write {label!r}: {_reason(exc)}") from None
         return f"wrote {len(content)} characters to {shown}"
 
     def list_dir(path: str = ".") -> str:
@@ -86,20 +88,21 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
         Args:
             path: The folder's path relative to the workspace root; "." is the root itself.
         """
+        label = workspace.relative(path)
         try:
             fd, shown = workspace.open(path)
         except FileNotFoundError:
-            raise ToolError(f"no folder {path!r} in the workspace; call list_dir('.') to see the root") from None
+            raise ToolError(f"no folder {label!r} in the workspace; call list_dir('.') to see the root") from None
         except NotADirectoryError:
-            raise ToolError(f"{path!r} is a file, not a folder; call read_file({path!r}) to read it") from None
+            raise ToolError(f"{label!r} is a file, not a folder; call read_file({label!r}) to read it") from None
         except OSError as exc:
-            raise ToolError(f"cannot list {path!r}: {_reason(exc)}") from None
+            raise ToolError(f"cannot list {label!r}: {_reason(exc)}") from None
         try:
             with os.scandir(fd) as it:
                 entries = sorted(it, key=lambda e: e.name)
                 lines = [_describe(e) for e in entries[:MAX_ENTRIES]]  # while the folder is held open
         except OSError as exc:
-            raise ToolError(f"cannot list {path!r}: {_reason(exc)}") from None
+            raise ToolError(f"cannot list {label!r}: {_reason(exc)}") from None
         finally:
             os.close(fd)
         if not entries:
@@ -123,14 +126,14 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else type(exc).__name__
 
 
-def _read_bytes(fd: int, path: str, max_bytes: int) -> tuple[bytes, int]:
+def _read_bytes(fd: int, label: str, max_bytes: int) -> tuple[bytes, int]:
     """Up to ``max_bytes + 1`` bytes of an open regular file and its size (the extra byte marks truncation)."""
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise ToolError(f"{path!r} is a folder; call list_dir({path!r}) to see what is in it")
+            raise ToolError(f"{label!r} is a folder; call list_dir({label!r}) to see what is in it")
         if not stat.S_ISREG(info.st_mode):
-            raise ToolError(f"{path!r} is not a regular file and cannot be read")
+            raise ToolError(f"{label!r} is not a regular file and cannot be read")
         f = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -139,7 +142,7 @@ def _read_bytes(fd: int, path: str, max_bytes: int) -> tuple[bytes, int]:
         try:
             return f.read(max_bytes + 1), info.st_size
         except OSError as exc:
-            raise ToolError(f"cannot read {path!r}: {_reason(exc)}") from None
+            raise ToolError(f"cannot read {label!r}: {_reason(exc)}") from None
 
 
 def _describe(entry: os.DirEntry[str]) -> str:
