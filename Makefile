@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# setuptools' notice on every editable install ("Editable installation… be careful with folders…") is
+# for its own maintainers' users, not ours; the install is quiet otherwise.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
 export JUPYTER_PLATFORM_DIRS := 1
 
 .PHONY: demo lab test test-unit test-notebooks test-browser notebooks bench chromium clean
@@ -12,13 +15,13 @@ export JUPYTER_PLATFORM_DIRS := 1
 $(VENV)/.demo: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[notebook]'
+	$(EDITABLE) '.[notebook]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(EDITABLE) '.[dev]'
 	touch $@ $(VENV)/.demo
 
 ## demo: execute notebooks/01_quickstart.ipynb headless on the sim/ model; HTML under build/
