@@ -178,7 +178,8 @@ def test_secret_values_come_from_keys_every_private_header_and_url_credentials()
 
 
 def test_structured_secrets_give_their_secret_parts_not_their_boilerplate():
-    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nQWxhZGRpbjpvcGVuIHNlc2FtZQ\n-----END PRIVATE KEY-----\n"
+    pem = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nQWxhZGRpbjpvcGVuIHNlc2FtZQ\n"
+           "-----END PRIVATE KEY-----\n")
     creds = json.dumps({"type": "service_account", "project_id": "my-project-123", "private_key": pem,
                         "client_secret": "client-secret-0123"})
     found = set(params_secrets({"vertex_credentials": creds}))
@@ -213,7 +214,8 @@ def test_reprs_and_dumps_mask_keys_private_headers_and_url_credentials():
 # -- errors carry no secret in their chain ---------------------------------------------------------
 
 BAD_CONFIGS = {
-    "agent model without a name": lambda: Agent(model={"api_key": API_KEY, "extra_headers": {"X-Api-Key": XHEADER_KEY}}),
+    "agent model without a name": lambda: Agent(model={"api_key": API_KEY,
+                                                       "extra_headers": {"X-Api-Key": XHEADER_KEY}}),
     "agent bad bound": lambda: Agent(model={"model": "openai/x", "api_key": API_KEY,
                                             "headers": {"Authorization": f"Bearer {HEADER_KEY}"}}, max_steps=-1),
     "agent bad model type": lambda: Agent(model={"model": 12345, "api_key": API_KEY}),
@@ -231,6 +233,20 @@ def test_a_configuration_error_has_no_secret_anywhere_in_its_chain(make):
         make()
     assert info.value.__context__ is None and info.value.__cause__ is None
     assert leaks({f"chain {i}": t for i, t in enumerate(chain_texts(info.value))}) == []
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", f'fast:\n  - model: openai/x\n    api_key: "{API_KEY}\n  bad: ['),
+    (".toml", f'[fast]\nmodels = [{{model = "openai/x", api_key = "{API_KEY}" bad}}]'),
+])
+def test_a_tier_file_with_a_syntax_error_does_not_quote_its_key(tmp_path, suffix, text):
+    path = tmp_path / f"tiers{suffix}"
+    path.write_text(text)
+    for source in (path, text) if suffix == ".toml" else (path,):
+        with pytest.raises(ConfigError, match="line") as info:
+            Executor(tiers=source)
+        assert info.value.__context__ is None
+        assert leaks({f"chain {i}": t for i, t in enumerate(chain_texts(info.value))}) == []
 
 
 def test_a_model_call_error_has_no_secret_in_its_chain(openai_server):
@@ -353,7 +369,7 @@ def test_every_artifact_of_runs_that_saw_echoed_secrets_is_clean(openai_server, 
         texts[f"executor.{name}"] = getattr(executor, name)().to_csv()
     texts["fanout.to_df"] = fan.to_df().to_csv()
     texts["fanout view"] = fan.view().html() + widget_states(fan.view().widget)
-    texts["repr(executor)"] = repr(executor) + repr(executor.tiers) + repr(agent) + agent.model_dump_json(exclude={"tools"})
+    texts["reprs"] = repr(executor) + repr(executor.tiers) + repr(agent) + agent.model_dump_json(exclude={"tools"})
     texts.update({f"generate error {i}": t for i, t in enumerate(chain_texts(generated.value))})
     jsonl.close()
     texts["jsonl"] = (tmp_path / "events.jsonl").read_text()

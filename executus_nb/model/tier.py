@@ -95,19 +95,35 @@ def load_tiers(source: str | Path | Mapping[str, Any]) -> dict[str, Tier]:
         data: Any = source
     else:
         path = Path(source) if isinstance(source, Path) or "\n" not in str(source) else None
-        if path is not None and path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        else:
-            text = path.read_text(encoding="utf-8") if path is not None else str(source)
-            try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"tier TOML is invalid: {exc}") from None
+        data = _read_tier_file(path, source)
     if not isinstance(data, Mapping):
         raise ConfigError("tiers must be a mapping of tier name to models")
     return parse_tiers(data.get("tiers", data))
+
+
+def _read_tier_file(path: Path | None, source: str | Path) -> Any:
+    """Parse a tier file or TOML text; a syntax error is a ``ConfigError`` naming the place only.
+
+    YAML's own message quotes the offending line (maybe an API key), so it is left out, and
+    the error is raised outside the handler so the parser's error is not its ``__context__``.
+    """
+    if path is not None and path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            error = ConfigError(f"tier YAML {str(path)!r} is invalid{where}: {problem}")
+    else:
+        text = path.read_text(encoding="utf-8") if path is not None else str(source)
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            error = ConfigError(f"tier TOML is invalid: {exc}")  # position only, never the text
+    raise error
 
 
 def tiers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Tier]:
