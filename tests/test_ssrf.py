@@ -363,7 +363,9 @@ UNLOCKERS = [
     ("form", "ip"),
     [pytest.param(f, ip, id=f"{f}-{v4}") for v4 in METADATA_V4 for f, ip in _metadata_forms(v4).items()],
 )
-def test_no_allow_list_unlocks_metadata_in_any_ipv6_form(form: str, ip: ipaddress.IPv6Address, allow: list[str]) -> None:
+def test_no_allow_list_unlocks_metadata_in_any_ipv6_form(
+    form: str, ip: ipaddress.IPv6Address, allow: list[str]
+) -> None:
     with pytest.raises(SSRFBlocked, match="metadata"):
         check_url(f"http://[{ip}]/", allow_private=allow)
 
