@@ -69,8 +69,8 @@ class BoundedDecoder:
 def content_decoder(values: Sequence[str], where: str) -> BoundedDecoder:
     """The decoder for a response's ``Content-Encoding`` values, or ``ToolError`` if they are refused.
 
-    ``identity`` and codings httpx ignores pass the body through; ``br`` and
-    ``zstd`` are refused (never asked for); more than one layer is refused.
+    ``identity`` and codings httpx ignores pass the body through; ``br``,
+    ``zstd`` and ``compress`` are refused (never asked for); so is more than one layer.
     """
     layers = [v.strip().lower() for v in values]
     refused = [v for v in layers if v in _NOT_DECODED]
