@@ -241,10 +241,10 @@ def test_exhausted_script_does_not_hide_the_output_validation_error_being_tested
 # -- functions: sync off the loop, async awaited ------------------------------------------
 
 
-def _timed_pair(executor, model) -> float:
+def _timed_runs(executor, model, n: int = 2) -> float:
     started = time.perf_counter()
-    runs = [executor.run(Agent(model=model), f"p{i}") for i in range(2)]
-    assert [r.wait(timeout=WAIT, quiet=True).output for r in runs] == ["slept", "slept"]
+    runs = [executor.run(Agent(model=model), f"p{i}") for i in range(n)]
+    assert [r.wait(timeout=WAIT, quiet=True).output for r in runs] == ["slept"] * n
     return time.perf_counter() - started
 
 
@@ -254,7 +254,7 @@ def test_a_blocking_sync_function_does_not_stall_other_runs(executor, warm):
         return sim.reply("slept")
 
     model = sim.function(sleepy)
-    concurrent = _timed_pair(executor, model)
+    concurrent = _timed_runs(executor, model, 2)
     started = time.perf_counter()
     for i in range(2):
         assert executor.run(Agent(model=model), f"s{i}").wait(timeout=WAIT, quiet=True).output == "slept"
@@ -262,6 +262,9 @@ def test_a_blocking_sync_function_does_not_stall_other_runs(executor, warm):
     # on the loop the two sleeps add up (~1 s, as sequential); off it they overlap (~0.5 s)
     assert sequential >= 1.0
     assert concurrent < 0.8 * sequential, (concurrent, sequential)
+    # more at once than the loop's default thread pool holds (6 workers on 2 cores, so >= 1.5 s there)
+    many = _timed_runs(executor, model, 13)
+    assert many < sequential, (many, sequential)
 
 
 def test_an_async_function_is_awaited_on_the_loop(executor, warm):
@@ -273,7 +276,7 @@ def test_an_async_function_is_awaited_on_the_loop(executor, warm):
         return sim.reply("slept")
 
     model = sim.function(thinker)
-    assert _timed_pair(executor, model) < 1.0  # awaited one after the other they would take >= 1 s
+    assert _timed_runs(executor, model) < 1.0  # awaited one after the other they would take >= 1 s
     assert len(loops) == 2 and loops[0] is loops[1]
 
 

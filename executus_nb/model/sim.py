@@ -10,6 +10,7 @@ A script asked for a turn it does not have fails with ``SimScriptExhausted``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import json
@@ -201,13 +202,23 @@ def _lookup(model: str) -> _SimModel:
 
 
 async def _call_function(sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> Any:
-    """Await an async function on the loop; run a sync one in a thread (unless it is one of ours)."""
+    """Await an async function on the loop; run a sync one in a thread (unless it is one of ours).
+
+    The threads are the sync tools' daemon threads, not the loop's small default pool, which
+    litellm uses too: many slow sim functions neither queue behind each other nor block exit.
+    """
     fn = sim_model.fn
     assert fn is not None
     if sim_model.inline or _is_async(fn):
         result = fn(messages, tools)
     else:
-        result = await asyncio.to_thread(fn, messages, tools)
+        from executus_nb.tool.threads import start_in_tool_thread
+
+        call = start_in_tool_thread(functools.partial(fn, messages, tools), {}, getattr(fn, "__name__", "sim"))
+        try:
+            result = await call.future
+        finally:
+            call.abandon()  # no-op once done; on cancel, frees the slot
     if inspect.isawaitable(result):  # e.g. a sync wrapper returning a coroutine
         result = await result
     return result
