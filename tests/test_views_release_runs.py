@@ -134,3 +134,35 @@ def test_view_buttons_act_from_another_thread_and_release_the_run(shown, button)
     del calls, result
     gc.collect()
     assert run() is None and executor() is None
+
+
+def test_grid_click_handled_on_another_threads_loop_runs_on_the_runs_loop(shown):
+    """A comm handler on a subshell thread (its own running loop) hands the click to the runs' loop."""
+
+    async def main():
+        fan = Executor().fanout(Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("x")] * 2,
+                                                                                   name="views-thread")])
+        await fan
+        grid = fan.view()
+        seen: list[str] = []
+        select = grid.select
+        grid.select = lambda row, col: (seen.append(threading.current_thread().name), select(row, col))
+
+        def subshell():
+            async def handle():
+                _front_end_click(grid, "1,0")
+
+            asyncio.run(handle())
+
+        worker = threading.Thread(target=subshell, name="subshell-1")
+        worker.start()
+        worker.join()
+        for _ in range(500):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        return fan, grid, seen
+
+    fan, grid, seen = asyncio.run(main())
+    assert seen == [threading.current_thread().name]  # the loop's thread, not the handler's
+    assert grid._detail.children == (fan.runs[1].view().widget,)

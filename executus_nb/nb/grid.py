@@ -11,6 +11,7 @@ grid never keeps its fan-out's runs alive.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,10 @@ class FanoutGrid:
     def is_final(self) -> bool:
         """True once every cell has finished."""
         return self._finished >= len(self.fanout.cells)
+
+    def home_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the fan-out's runs live on: widget callbacks do their work there."""
+        return next((run._loop for run in self.fanout.runs if run._loop is not None), None)
 
     def _patch(self, indices: Any) -> dict[str, Any]:
         cells = {}

@@ -14,6 +14,7 @@ The callbacks reach the view through a weak reference; the run owns its view.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,10 @@ class RunView:
     def is_final(self) -> bool:
         """True once the run has finished."""
         return self.run.status.is_final
+
+    def home_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the run lives on: widget callbacks do their work there."""
+        return self.run._loop
 
     def _on_event(self, event: Any) -> None:
         if getattr(event, "kind", None) == "run_finished":
@@ -166,15 +171,29 @@ def widget_bundle(widget: widgets.Widget, text: str, html_: str) -> dict[str, An
 
 
 def weak_callback(owner: Any, act: Callable[..., Any]) -> Callable[..., None]:
-    """A widget callback that calls ``act(owner, *args)`` while ``owner`` lives, holding it only weakly.
+    """A widget callback that runs ``act(owner, *args)`` on ``owner.home_loop()``, holding ``owner`` weakly.
 
-    ``act`` must not capture ``owner`` itself (it is handed in), or the reference is strong again.
+    ipykernel 7 may run a comm handler on another thread (a JupyterLab comm subshell), so the
+    work is handed to the runs' loop with ``call_soon_threadsafe`` unless the handler is already
+    on it (or that loop no longer runs).  ``act`` must not capture ``owner`` (it is handed in).
     """
     ref = weakref.ref(owner)
 
     def callback(*args: Any) -> None:
         target = ref()
-        if target is not None:
+        if target is None:
+            return
+        loop = target.home_loop()
+        if loop is None or not loop.is_running() or _running_loop() is loop:
             act(target, *args)
+        else:
+            loop.call_soon_threadsafe(act, target, *args)
 
     return callback
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
