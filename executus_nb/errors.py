@@ -35,10 +35,6 @@ class NoPendingApproval(UserError):
     """``run.approve()`` / ``run.deny()`` found no tool call waiting for that answer."""
 
 
-class SimScriptExhausted(ExecutusError):
-    """A ``sim.scripted`` model was asked for a turn its script does not have: add turns to the script."""
-
-
 class ToolError(ExecutusError):
     """A tool failed; the message is shown to the model as the tool result."""
 
@@ -71,6 +67,16 @@ class ModelCallError(RunError):
         super().__init__(message, error_type=error_type, run_id=run_id)
         self.provider = provider
         self.status_code = status_code
+
+
+class SimScriptExhausted(ModelCallError):
+    """A ``sim.scripted`` model was asked for a turn its script does not have: add turns to the script.
+
+    Not retryable and not failed over: another try of the same script cannot do better.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None):
+        super().__init__(message, error_type="SimScriptExhausted", provider="sim", run_id=run_id)
 
 
 class OutputValidationError(RunError):

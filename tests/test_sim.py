@@ -212,6 +212,15 @@ def test_exhausted_script_is_its_own_error_naming_the_script_and_the_turn(execut
     assert sim.SimScriptExhausted is SimScriptExhausted
 
 
+def test_generate_with_an_exhausted_script_raises_sim_script_exhausted(executor):
+    class Point(BaseModel):
+        x: int
+
+    model = sim.scripted([sim.call("add", a=1, b=2)], name="calls-then-ends")
+    with pytest.raises(sim.SimScriptExhausted, match="'sim/calls-then-ends' has 1 turn and the run asks for turn 2"):
+        executor.generate(Point, "a point", model=model)
+
+
 def test_exhausted_script_is_not_failed_over_like_a_provider_outage():
     short = sim.scripted([sim.call("add", a=1, b=2)], name="short-primary")
     backup = sim.scripted([sim.reply("backup answered")], name="backup")

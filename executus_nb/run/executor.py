@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from executus_nb.agent import Agent
-from executus_nb.errors import ConfigError, ModelCallError, OutputValidationError, UserError, unknown_option
+from executus_nb.errors import (
+    ConfigError,
+    ModelCallError,
+    OutputValidationError,
+    SimScriptExhausted,
+    UserError,
+    unknown_option,
+)
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
@@ -76,6 +83,8 @@ def _generated(run: Run, result: RunResult) -> Any:
     if error is not None and error.type == "OutputValidationError":
         last = [ev for ev in run.log.events if ev.kind == "output_rejected"][-1]
         raise OutputValidationError(error.message, raw_text=last.raw, errors=last.errors, run_id=run.run_id)
+    if error is not None and error.type == "SimScriptExhausted":
+        raise SimScriptExhausted(error.message, run_id=run.run_id)
     message = str(error) if error else f"the run ended {result.status.value}"
     raise ModelCallError(message, error_type=error.type if error else "RunError", provider=error and error.provider,
                          status_code=error and error.status_code, run_id=run.run_id)
