@@ -31,7 +31,8 @@ MIN_PREFIX_LEN = 8  # a secret's echo is redacted from this many leading charact
 # Parameter, environment-variable and header names that say they hold a secret.  ``tokens``
 # (``max_tokens``) and ``author`` (``GIT_AUTHOR_NAME``) are counts and names, not secrets.
 SECRET_NAME = re.compile(
-    r"key|secret|token(?!s|i[sz])|passw|pwd|credential|auth(?!or)|signature|cookie|bearer|private", re.IGNORECASE)
+    r"key|secret|token(?!s|i[sz])|pass(?!age|ive|port|thr)|pwd|credential|auth(?!or)|signature|cookie|bearer"
+    r"|private|(?:^|_)pat(?:$|_)", re.IGNORECASE)
 # Query parameters of a URL that carry credentials (``?key=``, ``?sig=``, ``?access_token=``…).
 _QUERY_SECRET_NAME = re.compile(rf"{SECRET_NAME.pattern}|^(sig|sas|code|pass|session)$", re.IGNORECASE)
 # Headers known not to carry credentials; every other header value counts as a secret.
@@ -108,14 +109,16 @@ def secret_values(value: Any) -> list[str]:
 
 
 def auth_value_secrets(value: str) -> list[str]:
-    """The secrets in an ``Authorization``-style value: the credential after the scheme, Basic's parts."""
+    """The secrets in a header value: the credential after an auth scheme (``Bearer``, ``Basic``: also
+    ``user:pass``, any ``Scheme credential``), the values of ``name=value`` pairs (cookies), or the value."""
     value = value.strip()
     scheme, _, credential = value.partition(" ")
-    if not (credential and scheme.lower() in _AUTH_SCHEMES):
-        return [value]
-    # The credential only: "Bearer " + its first letters would match other people's tokens.
     credential = credential.strip()
-    found = [credential]
+    if not credential or " " in credential or not scheme.isalpha():
+        pairs = [v.strip() for part in re.split(r"[;,&]", value) if "=" in part for v in [part.split("=", 1)[1]]]
+        return [value, *pairs]
+    # A known scheme gives its credential only: "Bearer " + a few letters would match other tokens.
+    found = [credential] if scheme.lower() in _AUTH_SCHEMES else [value, credential]
     if scheme.lower() == "basic":
         try:
             pair = base64.b64decode(credential + "=" * (-len(credential) % 4), validate=True).decode()
@@ -139,11 +142,12 @@ def header_secrets(headers: Mapping[str, Any]) -> list[str]:
 
 
 def url_secrets(url: str) -> list[str]:
-    """Credentials in a URL: userinfo (user, password, ``user:pass``) and key-like query values."""
+    """Credentials in a URL: userinfo (user, password, ``user:pass``) and key-like query (or fragment,
+    ``#access_token=``) values."""
     try:
         parts = urlsplit(url.strip())
         user, password = parts.username, parts.password
-        query = parse_qsl(parts.query, keep_blank_values=False)
+        query = parse_qsl(parts.query, keep_blank_values=False) + parse_qsl(parts.fragment, keep_blank_values=False)
     except ValueError:
         return []
     found: list[str] = []
@@ -158,7 +162,7 @@ def url_secrets(url: str) -> list[str]:
 
 
 def _has_url_credentials(text: str) -> bool:
-    return "://" in text and ("@" in text or "?" in text)
+    return "://" in text and ("@" in text or "?" in text or "#" in text)
 
 
 def params_secrets(params: Mapping[str, Any]) -> list[str]:
@@ -190,8 +194,16 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return found
 
 
+def _mask_pairs(text: str) -> str:
+    """``a=1&key=s`` with the values of key-like names as ``***``."""
+    return "&".join(
+        f"{name}={MASK}" if sep and _QUERY_SECRET_NAME.search(unquote(name)) else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in text.split("&"))
+    )
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its userinfo and key-like query values replaced by ``***`` (for reprs and dumps)."""
+    """``url`` with its userinfo and key-like query (and fragment) values as ``***`` (for reprs and dumps)."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -199,12 +211,8 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    query = "&".join(
-        f"{pair.partition('=')[0]}={MASK}" if "=" in pair and _QUERY_SECRET_NAME.search(unquote(pair.partition("=")[0]))
-        else pair
-        for pair in parts.query.split("&")
-    ) if parts.query else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    masked = parts._replace(netloc=netloc, query=_mask_pairs(parts.query), fragment=_mask_pairs(parts.fragment))
+    return urlunsplit(masked)
 
 
 def mask_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -167,12 +167,15 @@ def test_secret_values_come_from_keys_every_private_header_and_url_credentials()
         "aws_secret_access_key": "aws-secret-0123",
         "extra_headers": {"Authorization": "Bearer bearer-0123456", "X-Custom": "custom-0123456",
                           "Content-Type": "application/json", "anthropic-version": "2023-06-01"},
-        "headers": {"Proxy-Authorization": "Basic " + b64("proxyuser:proxy-pass-01")},
+        "headers": {"Proxy-Authorization": "Basic " + b64("proxyuser:proxy-pass-01"), "X-Auth": "SSWS ssws-0123456",
+                    "Cookie": "session=cookie-0123456; theme=dark"},
+        "base_url": "https://h.example/callback#access_token=fragment-0123",
         "api_base": "https://urluser:url-pass-01@h.example/v1?api-version=2024-02-01&key=query-key-01&sig=sig-0123456",
     }
     found = set(params_secrets(params))
     assert {"k-0123456789", "aws-secret-0123", "bearer-0123456", "custom-0123456", "proxyuser:proxy-pass-01",
-            "proxy-pass-01", "urluser:url-pass-01", "url-pass-01", "query-key-01", "sig-0123456"} <= found
+            "proxy-pass-01", "urluser:url-pass-01", "url-pass-01", "query-key-01", "sig-0123456", "ssws-0123456",
+            "cookie-0123456", "fragment-0123"} <= found
     for public in ("application/json", "2023-06-01", "2024-02-01", "100000", "Bearer bearer-0123456"):
         assert public not in found
 
@@ -188,12 +191,13 @@ def test_structured_secrets_give_their_secret_parts_not_their_boilerplate():
 
 
 def test_environment_secrets_are_secret_named_values_and_url_credentials_not_paths():
-    env = {"MY_SERVICE_TOKEN": "env-token-0123", "DB_PASSWORD": "db-pass-0123", "GIT_AUTHOR_NAME": "Ada Lovelace",
+    env = {"MY_SERVICE_TOKEN": "env-token-0123", "DB_PASS": "db-pass-0123", "GIT_AUTHOR_NAME": "Ada Lovelace",
+           "GITHUB_PAT": "github-pat-0123", "PASSPORT_OFFICE": "Somewhere far",
            "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/sa.json", "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
            "DATABASE_URL": "postgres://dbuser:dburl-pass-01@db/app", "MAX_TOKENS": "200000"}
     found = set(environment_secrets(env))
-    assert {"env-token-0123", "db-pass-0123", "dburl-pass-01"} <= found
-    assert not found & {"Ada Lovelace", "/home/me/sa.json", "/tmp/ssh-x/agent.1", "200000"}
+    assert {"env-token-0123", "db-pass-0123", "dburl-pass-01", "github-pat-0123"} <= found
+    assert not found & {"Ada Lovelace", "Somewhere far", "/home/me/sa.json", "/tmp/ssh-x/agent.1", "200000"}
 
 
 def test_reprs_and_dumps_mask_keys_private_headers_and_url_credentials():
