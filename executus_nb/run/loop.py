@@ -50,6 +50,7 @@ from executus_nb.types.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from executus_nb.types.fmt import plural
 from executus_nb.types.result import sum_usage
 from executus_nb.types.status import RunStatus
 
@@ -249,7 +250,7 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
                 return RunStatus.FAILED, None, ErrorInfo(
                     type="OutputValidationError",
                     message=f"the answer did not validate as {agent.output_type.__name__} after "
-                            f"{rejected + 1} attempts: {problems}. Raw text: {message.get('content')!r}")
+                            f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}")
             state.messages.append({"role": "user", "content": feedback})
             continue
         for step, tc, provider_id in steps:
