@@ -97,7 +97,7 @@ def test_hung_sync_tools_of_cancelled_runs_give_their_threads_back(executor, war
     wait_until(lambda: sum(ev.kind == "tool_call_started" for ev in run.events) == 20)
     run.cancel()
     assert run.wait(timeout=WAIT).status is RunStatus.CANCELLED
-    assert stuck_tool_calls() == 20
+    wait_until(lambda: stuck_tool_calls() == 20)  # each hung call is let go and counted
     model = sim.scripted([sim.call("trivial"), sim.reply("done")])
     result = executor.run(Agent(tools=[trivial], model=model), "go").wait(timeout=WAIT)
     assert result.ok and result.steps[1].result == "ok"
