@@ -118,10 +118,10 @@ def seconds(value: float | None) -> str:
 
 
 def count(value: int | None) -> str:
-    """A count such as tokens (``1,234``); unknown is ``–``."""
+    """A count such as tokens (``1234``, as in the headers and frames); unknown is ``–``."""
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return UNKNOWN
-    return f"{int(value):,}"
+    return str(int(value))
 
 
 METRIC_TEXT = {"latency": seconds, "cost": money, "tokens": count}
