@@ -6,6 +6,7 @@ import pytest
 
 from executus_nb import Agent, ConfigError, Executor, sim
 from executus_nb.errors import UnknownOptionError
+from executus_nb.model.tier import Tier
 from executus_nb.tool.policy import Policy
 
 
@@ -45,6 +46,7 @@ def test_a_typo_beside_another_problem_reports_both_without_the_input():
     (lambda: Executor(tier={}), "tier", "tiers"),
     (lambda: Executor(max_runing=2), "max_runing", "max_running"),
     (lambda: Executor(tiers={"t": {"models": ["sim/x"], "backof_s": 1}}), "backof_s", "backoff_s"),
+    (lambda: Tier(name="t", models=["sim/x"], cooldown=5), "cooldown", "cooldown_s"),
     (lambda: Policy().deny("web_fetch", hosts="*.evil.example"), "hosts", "host"),
     (lambda: Policy().allow("search", arg={"q": "*"}), "arg", "args"),
     (lambda: Policy(defualt="deny"), "defualt", "default"),

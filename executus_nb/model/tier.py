@@ -46,6 +46,16 @@ class Tier(BaseModel):
     backoff_s: float = Field(default=0.1, ge=0)
     timeout_s: float | None = Field(default=None, gt=0)  # per attempt; None: 60 s (a model's own wins)
 
+    def __init__(self, **data: Any) -> None:
+        # Built directly (Tier(...)) or from a dict: a ConfigError either way, a typo with a suggestion;
+        # raised outside the handler so pydantic's error (holding the input, API keys) is not its context.
+        try:
+            super().__init__(**data)
+            return
+        except ValidationError as exc:
+            error = config_error(exc, f"tier {data.get('name', '?')!r}", type(self).model_fields)
+        raise error
+
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, value: Any) -> Any:
@@ -80,12 +90,7 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
             tiers[name] = entry
             continue
         body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
-        try:
-            tiers[name] = Tier(name=name, **body)
-            continue
-        except ValidationError as exc:
-            error = config_error(exc, f"tier {name!r}", Tier.model_fields)  # never echoes the input (API keys)
-        raise error  # outside the handler: pydantic's error, holding the input, is not its __context__
+        tiers[name] = Tier(name=name, **body)  # a bad entry is a ConfigError that never echoes the input
     return tiers
 
 
