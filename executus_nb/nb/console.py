@@ -37,7 +37,11 @@ class StepPrinter:
         self.events_folded = 0  # work done: each event is folded exactly once
         self._thread = threading.Thread(target=self._drain, name="executus-printer", daemon=True)
         self._thread.start()
-        self._unsubscribe = log.subscribe(self._queue.put, replay=True)
+        self._unsubscribe = log.subscribe(self, replay=True)
+
+    def __call__(self, event: Any) -> None:
+        """Take one event to print (O(1): it is only queued; the printer thread does the work)."""
+        self._queue.put(event)
 
     # -- the printer thread --------------------------------------------------------------
     def _drain(self) -> None:
