@@ -137,6 +137,10 @@ class CacheWarning(ExecutusWarning):
     """The response cache failed (unreadable, locked, corrupt, full): the call went to the model instead."""
 
 
+class StuckCallWarning(ExecutusWarning):
+    """A tool call (or run step) kept running after its caller gave up; see ``executus_nb.tool.stuck_tool_calls()``."""
+
+
 def config_error(exc: Exception, what: str, fields: Iterable[str] = ()) -> ConfigError:
     """A ``ConfigError`` from a pydantic ``ValidationError``: each field and what is wrong with it.
 
