@@ -10,13 +10,15 @@ DOM facts (see ``executus_nb/nb/runview.py``, ``grid.py``, ``grid.js``, ``grid_h
   ``td.executus-cell.executus-status-<status>[data-key="r,c"]``; the header holds
   ``select.executus-metric`` and ``button.executus-cancel`` ("Cancel all").  The anywidget
   sits in an ipywidgets VBox whose second child (a VBox) receives the RunView of a
-  clicked cell.  When every cell is done, the display is replaced in place by static
-  HTML inside ``.jp-RenderedHTMLCommon``: ``div.executus-fanout`` with
-  ``td.executus-cell.executus-status-<status>`` (no ``data-key``), no Cancel, no select.
+  clicked cell.  When every cell is done, the display is updated in place with the final
+  bundle: the widget again (still live: click a cell, switch the metric) with the finished
+  grid as static ``text/html`` beside it (``div.executus-fanout`` with
+  ``td.executus-cell.executus-status-<status>``, no ``data-key``) for renderers without a
+  kernel; JupyterLab renders the widget, so no static grid appears in the page.
 
 So ``LIVE_CELL`` (``[data-key]``) matches only the widget and ``CELL`` either form.  A
 page-side watcher (MutationObserver) records what the live grid showed, because the
-short fan-out can finish (and turn static) before Playwright polls.
+short fan-out can finish before Playwright polls.
 
 The click test uses the display the user gets by default (``fan`` as a cell value) with
 slower models (10 prompts × 1.0/0.5/0.2 s, concurrency 2: ~9 s in all) so that cells are
@@ -39,12 +41,16 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, page_log
 from tests.browser.test_lab import (
+    CANCEL_WITHIN_MS,
     LIVE_RUNVIEW,
     RUNVIEW,
+    SETUP_TIMEOUT_MS,
+    click_to_effect_s,
     has_class,
     open_notebook,
     prompt,
     run_all_cells,
+    time_click,
 )
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -101,6 +107,8 @@ FAN_SUMMARY = '''\
 await fan
 print(fan.counts())'''
 
+FAN_AGAIN = "fan"  # shown again once finished
+
 CELL = ".jp-OutputArea-output .executus-fanout td.executus-cell"
 LIVE_CELL = ".jp-OutputArea-output .executus-fanout td.executus-cell[data-key]"
 STATIC_FANOUT = ".jp-RenderedHTMLCommon .executus-fanout"
@@ -156,7 +164,7 @@ def _answer_approval(page, build_dir: Path, button: str, screenshot: str | None)
     deny = live.locator("button.executus-deny")
     always = live.locator("button.executus-always")
     cancel = live.locator("> button.executus-cancel")
-    approve.wait_for(timeout=RUN_TIMEOUT_MS)
+    approve.wait_for(timeout=SETUP_TIMEOUT_MS)
     for b, text in ((approve, "Approve"), (deny, "Deny"), (always, "Always allow for this run")):
         expect(b).to_be_visible()
         expect(b).to_have_text(text)
@@ -169,11 +177,16 @@ def _answer_approval(page, build_dir: Path, button: str, screenshot: str | None)
     expect(prompt(page, 1)).to_have_text(re.compile(r"^\s*\[\*\]:\s*$"))
     if screenshot:
         page.screenshot(path=str(build_dir / screenshot))
+    # answered within the bound a Cancel has (2 s from the click), measured in the page
+    time_click(page, f"{LIVE_RUNVIEW} button.{button}", f"{LIVE_RUNVIEW} button.executus-approve", gone=True)
     t0 = time.monotonic()
     live.locator(f"button.{button}").click()
+    answered = click_to_effect_s(page)
     view = page.locator(RUNVIEW)
     expect(view).to_have_class(has_class("executus-status-succeeded"), timeout=RUN_TIMEOUT_MS)
-    print(f"{button} click -> succeeded in {time.monotonic() - t0:.2f} s")
+    print(f"{button} click -> answered (buttons gone) in {answered:.2f} s; succeeded "
+          f"{time.monotonic() - t0:.2f} s after Playwright began to click")
+    assert answered <= CANCEL_WITHIN_MS / 1000, answered
     expect(page.locator(".executus-approve, .executus-deny, .executus-always")).to_have_count(0)
 
 
@@ -254,11 +267,13 @@ def count_status(page, status: str):
     return page.locator(f"{CELL}.executus-status-{status}")
 
 
-def test_fanout_grid_live_then_static(page, notebooks, build_dir):
-    """The spec'd 5×3 fan-out as a cell value: 15 live cells, then static HTML with 10 succeeded, 5 failed."""
+def test_fanout_grid_stays_live_when_finished(page, notebooks, build_dir):
+    """The spec'd 5×3 fan-out as a cell value: 15 live cells, 10 succeeded and 5 failed; once every cell
+    has finished the grid is still live: a click on a cell opens its RunView, in the first display and
+    in ``fan`` shown again after ``await fan`` in a later cell."""
     from playwright.sync_api import expect
 
-    open_fresh(page, notebooks, "fanout.ipynb", [FAN_SETUP, FAN, FAN_SUMMARY])
+    open_fresh(page, notebooks, "fanout.ipynb", [FAN_SETUP, FAN, FAN_SUMMARY, FAN_AGAIN])
     page.evaluate(GRID_WATCH_JS)
     t0 = time.monotonic()
     run_all_cells(page)
@@ -266,31 +281,67 @@ def test_fanout_grid_live_then_static(page, notebooks, build_dir):
         # the anywidget rendered (live cells carry data-key); it may already be final by now
         page.locator(LIVE_CELL).first.wait_for(state="attached", timeout=RUN_TIMEOUT_MS)
         t_live = time.monotonic() - t0
-        expect(count_status(page, "succeeded")).to_have_count(10, timeout=RUN_TIMEOUT_MS)
-        expect(count_status(page, "failed")).to_have_count(5)
-        expect(page.locator(CELL)).to_have_count(15)
-        # every cell finished: the display turned into static HTML (same hooks, no live cells)
-        expect(page.locator(STATIC_FANOUT)).to_have_count(1, timeout=5_000)
-        expect(page.locator(LIVE_CELL)).to_have_count(0)
-        expect(page.locator(".executus-fanout")).to_have_count(1)
-        static = page.locator(STATIC_FANOUT)
-        expect(static).to_contain_text("15/15 done")
-        expect(static).to_contain_text("5 failed")
-        expect(static.locator("td.executus-cell.executus-status-failed").first).to_contain_text("RuntimeError")  # "model down" is clipped away (see report)
-        expect(static.locator("td.executus-cell.executus-status-succeeded").first).to_contain_text(
+        first = grid_in(page, 1)
+        expect(first.locator("td.executus-cell.executus-status-succeeded")).to_have_count(10, timeout=RUN_TIMEOUT_MS)
+        expect(first.locator("td.executus-cell.executus-status-failed")).to_have_count(5)
+        expect(first.locator("td.executus-cell[data-key]")).to_have_count(15)
+        # every cell finished: the display is the live widget still (no static grid in the page)
+        expect(first).to_contain_text("15/15 done", timeout=5_000)
+        expect(first).to_contain_text("5 failed")
+        expect(page.locator(STATIC_FANOUT)).to_have_count(0)
+        expect(first.locator("td.executus-cell.executus-status-failed").first).to_contain_text("RuntimeError")
+        expect(first.locator("td.executus-cell.executus-status-succeeded").first).to_contain_text(
             "answer to question 0")
-        assert page.evaluate("window.__fanLiveMax") == 15, grid_history(page)
+        assert page.evaluate("window.__fanLiveMax") >= 15, grid_history(page)
         live_statuses = page.evaluate("window.__fanLiveStatuses")
         assert {"succeeded", "failed"} & set(live_statuses) or "running" in live_statuses, live_statuses
         expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
         assert "'succeeded': 10" in output_text(page, 2) and "'failed': 5" in output_text(page, 2)
+        expect(prompt(page, 3)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
+        # a finished cell, clicked in the first display, opens its RunView below that grid
+        t0 = time.monotonic()
+        first.locator('td.executus-cell[data-key="1,1"]').click()
+        below = detail_in(page, 1)
+        expect(below).to_have_count(1, timeout=5_000)
+        print(f"finished cell click -> RunView in {time.monotonic() - t0:.2f} s")
+        expect(below).to_have_class(has_class("executus-status-succeeded"))
+        expect(below.locator(".executus-output")).to_have_text("answer to question 1")
+        # the metric select still recolours the finished grid
+        first.locator("select.executus-metric").select_option("tokens")
+        expect(first.locator('td.executus-cell[data-key="1,1"] .executus-cell-metric')).to_have_text(
+            re.compile(r"^\d+$"))
+        # `fan` shown again after `await fan`: live too; a click there opens that cell's RunView
+        again = grid_in(page, 3)
+        expect(again.locator("td.executus-cell[data-key]")).to_have_count(15, timeout=RUN_TIMEOUT_MS)
+        expect(again).to_contain_text("15/15 done")
+        again.locator('td.executus-cell[data-key="4,2"]').click()
+        below_again = detail_in(page, 3)
+        expect(below_again).to_have_count(1, timeout=5_000)
+        expect(below_again).to_have_class(has_class("executus-status-failed"))
+        expect(below_again.locator(".executus-error")).to_contain_text("model down")
+        # the step of that failed run opens its details on click
+        step = below_again.locator(".executus-step").first
+        step.locator("summary").click()
+        expect(step.locator(".executus-details")).to_be_visible(timeout=5_000)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n"
                              f"{failure_context(page)}") from None
     print(f"live grid after {t_live:.1f} s; live statuses seen {live_statuses}; "
           f"history:\n{grid_history(page)}")
-    page.locator(STATIC_FANOUT).scroll_into_view_if_needed()
+    first.scroll_into_view_if_needed()
     page.screenshot(path=str(build_dir / "fanout_done.png"))
+
+
+def grid_in(page, cell: int):
+    """The live grid displayed by code cell ``cell``."""
+    return page.locator(".jp-CodeCell").nth(cell).locator(
+        ".jp-OutputArea-output .executus-fanout:has(td.executus-cell[data-key])")
+
+
+def detail_in(page, cell: int):
+    """The RunView shown below the grid of code cell ``cell`` (the grid's VBox holds it)."""
+    return page.locator(".jp-CodeCell").nth(cell).locator(
+        ".jp-OutputArea-output .widget-vbox:has(> .executus-fanout) .executus-runview")
 
 
 def test_fanout_click_cell_opens_runview(page, notebooks, build_dir):
@@ -330,10 +381,11 @@ def test_fanout_click_cell_opens_runview(page, notebooks, build_dir):
             shot_live = True
         else:
             shot_live = False
-        # the end: static HTML replaces the grid (and the RunView under it)
-        expect(page.locator(STATIC_FANOUT)).to_have_count(1, timeout=RUN_TIMEOUT_MS)
-        expect(count_status(page, "succeeded")).to_have_count(20)
-        expect(count_status(page, "failed")).to_have_count(10)
+        # the end: the grid is still the live widget, every cell final
+        expect(grid).to_contain_text("30/30 done", timeout=RUN_TIMEOUT_MS)
+        expect(page.locator(f"{LIVE_CELL}.executus-status-succeeded")).to_have_count(20)
+        expect(page.locator(f"{LIVE_CELL}.executus-status-failed")).to_have_count(10)
+        expect(page.locator(STATIC_FANOUT)).to_have_count(0)
         if not shot_live:
             pytest.fail("every cell finished before the screenshot of the live grid; slow the models down")
     except AssertionError as exc:
@@ -362,8 +414,8 @@ def test_fanout_cancel_all(page, notebooks, build_dir):
         elapsed = time.monotonic() - t0
         print(f"cancel-all click -> 10 cancelled in {elapsed:.2f} s")
         assert elapsed <= CANCEL_ALL_WITHIN_MS / 1000 + 0.25, elapsed
-        expect(page.locator(STATIC_FANOUT)).to_have_count(1, timeout=5_000)
-        expect(page.locator(STATIC_FANOUT)).to_contain_text("10/10 done")
+        live_grid = page.locator(".jp-OutputArea-output .executus-fanout:has(td.executus-cell[data-key])")
+        expect(live_grid).to_contain_text("10/10 done", timeout=5_000)
         expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
         assert "'done': 10" in output_text(page, 2), output_text(page, 2)
     except AssertionError as exc:
