@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import time
 import pytest
 
 from executus_nb import Agent, RunStatus, sim, tool
-from executus_nb.errors import ToolTimeoutError
+from executus_nb.errors import StuckCallWarning, ToolTimeoutError
 from executus_nb.tool import stuck_tool_calls
 
 WAIT = 120  # a guard against hanging, not a speed bound
@@ -54,7 +53,7 @@ def trivial() -> str:
     return "ok"
 
 
-def test_32_hung_sync_tools_do_not_starve_a_trivial_one(release, caplog):
+def test_32_hung_sync_tools_do_not_starve_a_trivial_one(release):
     hangs = hanging_tool(release)
 
     async def main():
@@ -63,7 +62,7 @@ def test_32_hung_sync_tools_do_not_starve_a_trivial_one(release, caplog):
         answer = await trivial.invoke({})
         return hung, answer, time.perf_counter() - started
 
-    with caplog.at_level(logging.WARNING, logger="executus_nb"):
+    with pytest.warns(StuckCallWarning) as warned:
         hung, answer, elapsed = asyncio.run(main())
     assert all(isinstance(err, ToolTimeoutError) for err in hung)
     assert answer == "ok"
@@ -74,8 +73,7 @@ def test_32_hung_sync_tools_do_not_starve_a_trivial_one(release, caplog):
     assert counts == list(range(1, 33))
     assert "hangs timed out after 0.2 s; its thread is still running" in str(hung[0])
     assert "stuck_tool_calls()" in str(hung[0])
-    warnings = [r for r in caplog.records if "'hangs' is still running in its thread" in r.getMessage()]
-    assert len(warnings) == 32 and all(r.levelno == logging.WARNING for r in warnings)
+    assert sum("'hangs' is still running in its thread" in str(w.message) for w in warned) == 32
     release.set()
     wait_until(lambda: stuck_tool_calls() == 0)  # a stuck call that returns is no longer counted
 
@@ -103,7 +101,7 @@ def test_hung_sync_tools_of_cancelled_runs_give_their_threads_back(executor, war
     assert result.ok and result.steps[1].result == "ok"
 
 
-def test_an_async_tool_that_swallows_cancellation_is_bounded_by_its_timeout(caplog):
+def test_an_async_tool_that_swallows_cancellation_is_bounded_by_its_timeout():
     @tool(timeout_s=0.2)
     async def stubborn() -> str:
         """Ignores the first cancellation."""
@@ -123,13 +121,12 @@ def test_an_async_tool_that_swallows_cancellation_is_bounded_by_its_timeout(capl
             await asyncio.sleep(0.05)
         return caught.value, elapsed, counted
 
-    with caplog.at_level(logging.WARNING, logger="executus_nb"):
+    with pytest.warns(StuckCallWarning, match="'stubborn' ignored cancellation"):
         error, elapsed, counted = asyncio.run(main())
     assert elapsed < 0.2 + 0.5
     assert counted == 1
     assert "stubborn timed out after 0.2 s and ignored cancellation" in str(error)
     assert "1 stuck tool call(s)" in str(error)
-    assert any("'stubborn' ignored cancellation" in r.getMessage() for r in caplog.records)
 
 
 SCRIPT = textwrap.dedent("""

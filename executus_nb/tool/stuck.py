@@ -2,7 +2,7 @@
 
 A sync tool's thread cannot be killed, and an async task may swallow cancellation.
 Neither may hold up a run's bounds, ``Executor.close()`` or interpreter exit, so
-they are let go — counted here and logged once as a warning — and
+they are let go — counted here, each with a ``StuckCallWarning`` — and
 ``stuck_tool_calls()`` tells the user how many are still running.
 """
 
@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
+
+from executus_nb.errors import StuckCallWarning
 
 logger = logging.getLogger("executus_nb")
 
@@ -26,7 +29,7 @@ def stuck_tool_calls() -> int:
     """How many calls are still running after their caller gave up (a timeout, a run bound, ``cancel()``).
 
     Sync tools whose thread has not returned, plus async tools and run steps that ignored
-    cancellation.  Each one also logged a warning on the ``executus_nb`` logger.
+    cancellation.  Each one also gave a ``StuckCallWarning`` when it was let go.
     """
     with _lock:
         return _threads + sum(1 for task in _tasks if not task.done())
@@ -38,8 +41,8 @@ def thread_stuck(what: str) -> int:
     with _lock:
         _threads += 1
     total = stuck_tool_calls()
-    logger.warning("%s is still running in its thread after its caller stopped waiting; %d stuck tool "
-                   "call(s) in this process (executus_nb.tool.stuck_tool_calls())", what, total)
+    _warn(f"{what} is still running in its thread after its caller stopped waiting; {total} stuck tool "
+          "call(s) in this process (executus_nb.tool.stuck_tool_calls())")
     return total
 
 
@@ -56,8 +59,8 @@ def let_go(task: asyncio.Future, what: str) -> int:
         _tasks.add(task)
     task.add_done_callback(_forget)
     total = stuck_tool_calls()
-    logger.warning("%s ignored cancellation and was left running in the background; %d stuck tool call(s) "
-                   "in this process (executus_nb.tool.stuck_tool_calls())", what, total)
+    _warn(f"{what} ignored cancellation and was left running in the background; {total} stuck tool call(s) "
+          "in this process (executus_nb.tool.stuck_tool_calls())")
     return total
 
 
@@ -78,6 +81,15 @@ async def stop(task: asyncio.Future, what: str, grace_s: float = GRACE_S) -> boo
         return True
     let_go(task, what)
     return False
+
+
+def _warn(message: str) -> None:
+    """Give a ``StuckCallWarning``; where warnings are errors (``-W error``) log it instead, so that
+    reporting a stuck call never changes what its caller sees (its timeout error, the run's bound)."""
+    try:
+        warnings.warn(StuckCallWarning(message), stacklevel=3)
+    except StuckCallWarning:
+        logger.warning(message)
 
 
 def _forget(task: asyncio.Future) -> None:
