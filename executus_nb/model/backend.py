@@ -3,13 +3,13 @@
 litellm takes seconds to import and, unless told otherwise, fetches its price
 list from the network at import.  ``litellm()`` imports it on first use with
 the local cost map, silences its banners and registers the ``sim/`` provider.
-``prepare()`` also pays litellm's one-off first-call costs, so they land in set-up,
-not in a run's ``max_runtime_s`` or its first step's latency.
+``prepare()`` (in a worker thread) and ``warm_up()`` (on the loop) also pay litellm's
+one-off first-call costs, so they land in set-up, not in a run's ``max_runtime_s`` or
+its first step's latency.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import threading
@@ -21,6 +21,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _warm_lock = threading.Lock()
+_prepared = False
 _warmed = False
 
 
@@ -59,46 +60,54 @@ def litellm() -> ModuleType:
 
 
 def ready() -> bool:
-    """True once ``prepare()`` has run: litellm imported, configured and warmed up."""
+    """True once litellm is imported, configured and warmed up (``prepare()`` then ``warm_up()``)."""
     return _warmed
 
 
 def prepare() -> ModuleType:
-    """litellm, imported and warmed up once: its first call's lazy imports and tokenizer load happen here.
+    """litellm, imported once, with its one-off synchronous costs paid (the tokenizer ``sim/`` counts with).
 
-    Blocking (seconds on first use): call it from a worker thread with no running event loop.
+    Blocking (seconds on first use): call it from a worker thread, then await ``warm_up()``.
     """
-    global _warmed
+    global _prepared
     lm = litellm()
-    if _warmed:
-        return lm
     with _warm_lock:
-        if not _warmed:
+        if not _prepared:
             try:
-                asyncio.run(_first_calls(lm))
+                lm.token_counter(model="gpt-4o-mini", messages=_MESSAGES, tools=_TOOLS)
+                lm.token_counter(model="gpt-4o-mini", text="ready", count_response_tokens=True)
             except Exception:  # noqa: BLE001 - only a speed-up: a real fault shows on the run's own call
                 pass
-            gc.freeze()  # the tokenizer and the modules just loaded are long-lived too
-            _warmed = True
+            gc.freeze()  # the tokenizer is long-lived too
+            _prepared = True
     return lm
 
 
-async def _first_calls(lm: ModuleType) -> None:
-    # litellm defers imports (provider types, logging, the tokenizer the sim/ counts with) to the first
-    # acompletion; one offline call of each kind, with a tool, pays them on a private loop in this thread.
+async def warm_up() -> None:
+    """One offline ``sim/`` call, plain and streamed, on the running loop: once per process.
+
+    litellm's first ``acompletion`` imports more of itself (~0.2 s). Paid here, in set-up,
+    it is in no run's bound nor first step.  On the run's own loop, not a private one:
+    litellm's logging worker binds to the loop it first runs on, and moving it to another
+    loop later re-runs its callbacks.
+    """
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True  # first: runs started meanwhile do not warm up again
+    lm = prepare()
     from executus_nb.model import sim
 
     model = sim.scripted([sim.reply("ready")], name="executus-warm-up")
-    messages = [{"role": "user", "content": "warm up"}]
-    tools = [{"type": "function", "function": {"name": "noop", "description": "Do nothing.",
-                                               "parameters": {"type": "object", "properties": {}}}}]
-    await lm.acompletion(model=model, messages=messages, tools=tools, max_retries=0)
-    stream = await lm.acompletion(model=model, messages=messages, tools=tools, max_retries=0, stream=True,
-                                  stream_options={"include_usage": True})
-    lm.stream_chunk_builder([chunk async for chunk in stream], messages=messages)
-    # litellm's logging worker started on this private loop: let it finish and stop it, so no task of a
-    # closed loop is left pending ("Task was destroyed but it is pending!") and the next loop starts anew.
-    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+    try:
+        await lm.acompletion(model=model, messages=_MESSAGES, tools=_TOOLS, max_retries=0)
+        stream = await lm.acompletion(model=model, messages=_MESSAGES, tools=_TOOLS, max_retries=0, stream=True,
+                                      stream_options={"include_usage": True})
+        lm.stream_chunk_builder([chunk async for chunk in stream], messages=_MESSAGES)
+    except Exception:  # noqa: BLE001 - only a speed-up, as above
+        pass
 
-    await GLOBAL_LOGGING_WORKER.flush()
-    await GLOBAL_LOGGING_WORKER.stop()
+
+_MESSAGES = [{"role": "user", "content": "warm up"}]
+_TOOLS = [{"type": "function", "function": {"name": "noop", "description": "Do nothing.",
+                                            "parameters": {"type": "object", "properties": {}}}}]

@@ -226,6 +226,7 @@ class Executor:
 
         if not backend.ready():
             await asyncio.to_thread(backend.prepare)
+            await backend.warm_up()
 
     # -- running ---------------------------------------------------------------------
     def run(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
