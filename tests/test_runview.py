@@ -94,7 +94,7 @@ def test_text_rendering_is_compact_and_deterministic():
     run = ex.run(Agent(name="calc", tools=[noop], model=model), "go", run_id="fixedrunid01")
     run.wait(quiet=True)
     text = render_text(summarize(run.events), steps=False)
-    assert re.fullmatch(r"Run fixedrunid01 · calc · sim/scripted-[0-9a-f]{10} · succeeded · 3 steps · 102→8 tok · \$0\.000000", text)
+    assert re.fullmatch(r"Run fixedrunid01 · calc · sim/scripted-[0-9a-f]{10} · succeeded · 3 steps · 102→8 tok · \$0", text)
     lines = render_text(summarize(run.events)).splitlines()
     assert len(lines) == 4
     assert re.fullmatch(r"  #1   model sim/scripted-[0-9a-f]{10} \d+\.\d\ds 41→7 tok", lines[1])
@@ -112,7 +112,7 @@ def test_mimebundle_is_widget_with_static_fallbacks_running_or_finished():
     run, live, final = asyncio.run(main())
     assert set(live) == {"application/vnd.jupyter.widget-view+json", "text/html", "text/plain"}
     assert "executus-status-queued" in live["text/html"]
-    assert live["text/plain"] == f"Run {run.run_id} · calc · {run.model} · queued · 0 steps · 0→0 tok · $0.000000"
+    assert live["text/plain"] == f"Run {run.run_id} · calc · {run.model} · queued · 0 steps · 0→0 tok · $0"
     widget = "application/vnd.jupyter.widget-view+json"
     assert set(final) == {widget, "text/html", "text/plain"}
     assert final[widget]["model_id"] == live[widget]["model_id"] == run.view().widget.model_id
