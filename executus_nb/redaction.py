@@ -13,6 +13,7 @@ records of every logger are redacted as they are made.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ MIN_PREFIX_LEN = 8  # a secret's echo is redacted from this many leading charact
 # Parameter, environment-variable and header names that say they hold a secret.  ``tokens``
 # (``max_tokens``) and ``author`` (``GIT_AUTHOR_NAME``) are counts and names, not secrets.
 SECRET_NAME = re.compile(
-    r"key|secret|token(?!s|i[sz])|pass(?!age|ive|port|thr)|pwd|credential|auth(?!or)|signature|cookie|bearer"
+    r"key|secret|token(?!s|i[sz])|pass(?!age|ive|port|thr|env)|pwd|credential|auth(?!or)|signature|cookie|bearer"
     r"|private|(?:^|_)pat(?:$|_)", re.IGNORECASE)
 # Query parameters of a URL that carry credentials (``?key=``, ``?sig=``, ``?access_token=``…).
 _QUERY_SECRET_NAME = re.compile(rf"{SECRET_NAME.pattern}|^(sig|sas|code|pass|session)$", re.IGNORECASE)
@@ -40,11 +41,12 @@ PUBLIC_HEADERS = frozenset({
     "accept", "accept-encoding", "accept-language", "cache-control", "connection", "content-type",
     "content-length", "host", "origin", "referer", "http-referer", "user-agent", "x-title",
     "anthropic-version", "anthropic-beta", "openai-beta", "x-stainless-lang", "x-stainless-package-version",
-    "x-request-id", "x-client-request-id", "idempotency-key-ttl",
+    "x-request-id", "x-client-request-id", "idempotency-key",
 })
 _AUTH_SCHEMES = ("bearer", "basic", "token", "apikey", "api-key", "key", "digest", "sharedaccesssignature")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """True when a parameter or variable name says it holds a secret (``api_key``, ``AWS_SECRET…``)."""
     return bool(SECRET_NAME.search(name))
@@ -293,6 +295,7 @@ class Redactor:
         self._heads: dict[str, tuple[str, ...]] = {}
         self._pattern: re.Pattern[str] | None = None
         self._needles: tuple[str, ...] = ()
+        self._environ_seen: dict[Any, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -324,7 +327,17 @@ class Redactor:
         self.add(*params_secrets(params))
 
     def add_environment(self, environ: Mapping[str, str] | None = None) -> None:
-        """Register the secrets of the environment (see ``environment_secrets``)."""
+        """Register the secrets of the environment (see ``environment_secrets``).
+
+        Called for every run: ``os.environ`` is only read again when it changed since the last call.
+        """
+        if environ is None:
+            # os.environ's undecoded dict (CPython) is ~50x cheaper to copy and compare than decoding it.
+            raw = getattr(os.environ, "_data", None)
+            snapshot = dict(raw) if isinstance(raw, dict) else dict(os.environ)
+            if snapshot == self._environ_seen:
+                return
+            self._environ_seen = snapshot
         self.add(*environment_secrets(environ))
 
     def redact(self, text: str) -> str:
