@@ -44,13 +44,14 @@ def _assert_answers_match(messages: list[dict]) -> None:
     assert answered == asked
 
 
-def test_two_calls_with_one_id_in_a_turn_keep_their_own_decisions():
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_calls_with_one_id_in_a_turn_keep_their_own_decisions(stream):
     model, seen = _recording([
         sim.calls(sim.call("erase", x="a", call_id="dup"), sim.call("read", x="b", call_id="dup")),
         sim.reply("done"),
     ])
     ex = Executor(policy=Policy().deny("erase"))
-    run = ex.run(Agent(name="a", tools=[read, erase], model=model), "go")
+    run = ex.run(Agent(name="a", tools=[read, erase], model=model, stream=stream), "go")
     result = run.wait(timeout=30, quiet=True)
 
     assert result.status is RunStatus.SUCCEEDED
