@@ -66,31 +66,33 @@ def _front_end_click(grid, key: str) -> None:
     grid.grid._handle_custom_msg({"type": "select", "key": key}, [])
 
 
-def _fanout_round(shown: Shown, rows: int) -> tuple[list[weakref.ref], weakref.ref]:
-    async def main():
-        ex = Executor()
-        fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(rows)],
-                        models=[sim.scripted([sim.reply("a")] * rows, name="views-a"),
-                                sim.scripted([sim.reply("b")] * rows, name="views-b")], concurrency=8)
-        fan._ipython_display_()  # shown while it runs: the display is updated in place at the end
-        await fan
-        grid = fan.view()
-        _front_end_click(grid, "0,1")  # finished, the grid still opens a cell's RunView
-        assert grid._detail.children == (fan.runs[1].view().widget,)
-        fan._ipython_display_()  # and shown again after the await
-        fan.runs[2]._ipython_display_()
-        return [weakref.ref(run) for run in fan.runs], weakref.ref(ex)
-
-    return asyncio.run(main())
+async def _fanout_round(shown: Shown, rows: int) -> tuple[list[weakref.ref], weakref.ref]:
+    """One round on the caller's loop: show, use and finish a fan-out; weak references to what it made."""
+    ex = Executor()
+    fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(rows)],
+                    models=[sim.scripted([sim.reply("a")] * rows, name="views-a"),
+                            sim.scripted([sim.reply("b")] * rows, name="views-b")], concurrency=8)
+    fan._ipython_display_()  # shown while it runs: the display is updated in place at the end
+    await fan
+    grid = fan.view()
+    _front_end_click(grid, "0,1")  # finished, the grid still opens a cell's RunView
+    assert grid._detail.children == (fan.runs[1].view().widget,)
+    fan._ipython_display_()  # and shown again after the await
+    fan.runs[2]._ipython_display_()
+    return [weakref.ref(run) for run in fan.runs], weakref.ref(ex)
 
 
 def test_shown_fanout_views_release_every_run_after_del(shown):
     widget = "application/vnd.jupyter.widget-view+json"
-    for _ in range(3):  # repeated fan-outs with views: nothing accumulates
-        runs, executor = _fanout_round(shown, rows=60)
-        gc.collect()
-        alive = sum(ref() is not None for ref in runs)
-        assert alive == 0 and executor() is None, f"{alive} of {len(runs)} runs still alive"
+
+    async def kernel():  # the loop lives on between rounds, as a kernel's does
+        for _ in range(3):  # repeated fan-outs with views: nothing accumulates
+            runs, executor = await _fanout_round(shown, rows=60)
+            gc.collect()
+            alive = sum(ref() is not None for ref in runs)
+            assert alive == 0 and executor() is None, f"{alive} of {len(runs)} runs still alive"
+
+    asyncio.run(kernel())
     assert shown.bundles and all(widget in b and "text/html" in b for b in shown.bundles)
     assert any("120/120 done" in b["text/html"] for b in shown.bundles)
 

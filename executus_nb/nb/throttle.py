@@ -65,5 +65,5 @@ class Throttle:
         self._last = time.monotonic()
         self.draws += 1
         self._draw()
-        if self.idle_tick_s:
+        if self.idle_tick_s and not self._closed:  # a draw may close it (a view's final state)
             self._tick = self._later(self.idle_tick_s)
