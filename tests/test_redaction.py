@@ -387,3 +387,24 @@ def test_every_artifact_of_runs_that_saw_echoed_secrets_is_clean(openai_server, 
 
     assert len(exporter.get_finished_spans()) > 10 and "***" in texts["jsonl"]
     assert leaks(texts) == []
+
+
+def test_a_tool_call_waiting_for_approval_shows_its_arguments_redacted():
+    from executus_nb import sim
+    from executus_nb.tool.policy import Policy
+
+    @tool(permission="ask")
+    def send(to: str) -> str:
+        """Send a message."""
+        return "sent"
+
+    key = "apprK3y0123456789zz"
+    agent = Agent(name="asker", tools=[send], model={"model": sim.scripted([sim.call("send", to=f"x {key}"),
+                                                                             sim.reply("done")]), "api_key": key})
+    run = Executor(policy=Policy(approver="code", ask_timeout_s=60)).run(agent, "go")
+    request = run.wait_for_approval(timeout=WAIT)
+    assert request is not None
+    shown = repr(request) + repr(run.pending_approvals)
+    assert request.arguments == {"to": "x ***"} and key[:8] not in shown
+    run.approve(request.call_id)
+    assert run.wait(timeout=WAIT).ok

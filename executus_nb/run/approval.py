@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from executus_nb.errors import NoPendingApproval
+from executus_nb.redaction import redactor
 from executus_nb.run.ports import GateVerdict, ToolCallRequest
 
 Decision = Literal["allow", "deny"]
@@ -52,10 +53,11 @@ class Pending:
     answered: bool = False
 
     def public(self) -> ApprovalRequest:
-        """What code waiting for approvals is given."""
+        """What code waiting for approvals is given (shown in cells: secrets redacted, as in the events)."""
         r = self.request
-        return ApprovalRequest(call_id=r.call_id, name=r.name, arguments=dict(r.arguments),
-                               raw_arguments=r.raw_arguments, rule=self.rule, step=r.step, run_id=r.run_id)
+        return ApprovalRequest(call_id=r.call_id, name=r.name, arguments=redactor.scrub(dict(r.arguments)),
+                               raw_arguments=redactor.redact(r.raw_arguments), rule=self.rule, step=r.step,
+                               run_id=r.run_id)
 
 
 class Approvals:
