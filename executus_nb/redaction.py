@@ -387,12 +387,15 @@ class Redactor:
                 text = repr(value)
             except Exception:  # noqa: BLE001 - an object that cannot show itself shows nothing
                 return MASK
-            return self.redact(text) if self.redact(text) != text else value
+            clean = self.redact(text)
+            return value if clean == text else clean
         depth += 1
         if isinstance(value, dict):
             out: dict[Any, Any] | None = None
             for n, (key, item) in enumerate(value.items()):
-                new_key, new_item = self._scrub(key, depth), self._scrub(item, depth)
+                # short strings and numbers (most keys and values of a message) need no call
+                new_key = key if type(key) is str and len(key) < MIN_SECRET_LEN else self._scrub(key, depth)
+                new_item = item if type(item) in _ATOMS else self._scrub(item, depth)
                 if out is None and (new_key is not key or new_item is not item):
                     out = dict(list(value.items())[:n])
                 if out is not None:
@@ -404,6 +407,8 @@ class Redactor:
                 return value
             return kind(new) if kind in (list, tuple) else new
         if isinstance(value, BaseModel):
+            if _holds_no_text(kind):
+                return value
             changed = {}
             for name, item in value.__dict__.items():
                 clean = self._scrub(item, depth)
@@ -413,6 +418,12 @@ class Redactor:
         if isinstance(value, str):  # a str subclass
             return self.redact(value)
         return value
+
+
+@functools.lru_cache(maxsize=512)
+def _holds_no_text(model: type[BaseModel]) -> bool:
+    """True for a pydantic model whose fields are all numbers or booleans (``Usage``): nothing to redact."""
+    return all(field.annotation in (int, float, bool) for field in model.model_fields.values())
 
 
 redactor = Redactor()
