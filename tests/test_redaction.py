@@ -328,14 +328,16 @@ def test_every_artifact_of_runs_that_saw_echoed_secrets_is_clean(openai_server, 
     # 2. tool-call arguments and the reply echo them (the tool repeats its arguments too)
     openai_server.enqueue(ToolCalls((ToolCall("lookup", json.dumps({"q": ECHO})),)))
     replied = executor.run(agent, "second")
+    replied.wait(timeout=WAIT)  # one at a time: each run takes its own queued turn
     # 3. the same, streamed
     openai_server.enqueue(ToolCalls((ToolCall("lookup", json.dumps({"q": ECHO})),)))
     streamed = executor.run(agent.model_copy(update={"stream": True, "name": "streamed"}), "third")
     # 4. userinfo and query in api_base (the client refuses them: its error names the URL)
+    streamed.wait(timeout=WAIT)
     by_url = executor.run(url_agent, "fourth")
+    by_url.wait(timeout=WAIT)
     runs = [failed, replied, streamed, by_url]
-    for run in runs[1:]:
-        run.wait(timeout=WAIT)
+    assert openai_server.pending == 0
     assert replied.result.ok and streamed.result.ok, (replied.result, streamed.result)
     # 5. a fan-out model's own key
     openai_server.default = Reply(f"fan: {FAN_ECHO}")
