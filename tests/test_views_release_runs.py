@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 import threading
 import weakref
 
@@ -168,3 +171,23 @@ def test_grid_click_handled_on_another_threads_loop_runs_on_the_runs_loop(shown)
     fan, grid, seen = asyncio.run(main())
     assert seen == [threading.current_thread().name]  # the loop's thread, not the handler's
     assert grid._detail.children == (fan.runs[1].view().widget,)
+
+
+def test_runs_that_loaded_the_model_backend_are_released_in_a_fresh_process():
+    """The first fan-out of a process (the one whose runs import litellm) is freed after ``del`` too."""
+    script = (
+        "import gc, weakref\n"
+        "from executus_nb import Agent, Executor, sim\n"
+        "ex = Executor()\n"
+        "agent = Agent(name='a', model=sim.scripted([sim.reply('hi')]))\n"
+        "fan = ex.fanout(agent, prompts=[f'q{i}' for i in range(20)], models=[sim.echo()])\n"
+        "fan.wait()\n"
+        "refs = [weakref.ref(run) for run in fan.runs]\n"
+        "del ex, fan\n"
+        "gc.collect()\n"
+        "print(sum(ref() is not None for ref in refs))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0", done.stdout + done.stderr

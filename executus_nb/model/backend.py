@@ -10,7 +10,6 @@ its first step's latency.
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 import warnings
@@ -52,9 +51,9 @@ def litellm() -> ModuleType:
             from executus_nb.model.sim import install_provider
 
             install_provider(lm)
-            # litellm leaves ~400k long-lived objects; keep them out of every later full
-            # garbage collection (they are freed normally by reference counting).
-            gc.freeze()
+            # No gc.freeze() here: it would also freeze every object alive at this moment (the
+            # user's executor and the runs that triggered this import), so their reference
+            # cycles could never be collected; measured, it did not speed up a fan-out either.
             _module = lm
     return _module
 
@@ -78,7 +77,6 @@ def prepare() -> ModuleType:
                 lm.token_counter(model="gpt-4o-mini", text="ready", count_response_tokens=True)
             except Exception:  # noqa: BLE001 - only a speed-up: a real fault shows on the run's own call
                 pass
-            gc.freeze()  # the tokenizer is long-lived too
             _prepared = True
     return lm
 
