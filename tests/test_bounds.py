@@ -18,17 +18,9 @@ from executus_nb.model.call import Completion
 from executus_nb.tool import stuck_tool_calls
 from executus_nb.types.events import RunFinished, ToolCallStarted
 from executus_nb.types.usage import Usage
+from tests.waiting import WAIT, wait_until
 
-WAIT = 120  # a guard against hanging, not a speed bound
 BOUND = 1.0  # the run is finished within this long of its bound
-
-
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def finished_at(run) -> list[float]:

@@ -15,16 +15,7 @@ import pytest
 from executus_nb import Agent, RunStatus, sim, tool
 from executus_nb.errors import StuckCallWarning, ToolTimeoutError
 from executus_nb.tool import stuck_tool_calls
-
-WAIT = 120  # a guard against hanging, not a speed bound
-
-
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+from tests.waiting import WAIT, wait_until
 
 
 @pytest.fixture

@@ -13,7 +13,15 @@ from executus_nb.errors import ExecutusError, ModelCallError
 from executus_nb.model.backend import litellm
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import Price, cost_usd
-from executus_nb.model.reply import check_answer, first_choice, malformed, parse_plain_body, plain_body, unreadable_body
+from executus_nb.model.reply import (
+    check_answer,
+    exception_chain,
+    first_choice,
+    malformed,
+    parse_plain_body,
+    plain_body,
+    unreadable_body,
+)
 from executus_nb.model.spec import ModelSpec, environment_secrets, redact
 from executus_nb.redaction import redactor
 from executus_nb.types.usage import Usage
@@ -78,17 +86,7 @@ def _message_dict(message: Any) -> dict[str, Any]:
 
 def _own_error(exc: BaseException) -> ExecutusError | None:
     """One of our errors raised inside a provider (``SimScriptExhausted``), under litellm's wrapping."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ExecutusError):
-            return current
-        todo += [getattr(current, "original_exception", None), current.__cause__, current.__context__]
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, ExecutusError)), None)
 
 
 def _error(exc: BaseException, spec: ModelSpec) -> ModelCallError:

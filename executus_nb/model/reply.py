@@ -13,7 +13,7 @@ user must never have to find by hand.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from executus_nb.errors import ModelCallError
@@ -59,8 +59,8 @@ def check_answer(message: dict[str, Any], finish_reason: str | None, spec: Model
         error_type="EmptyResponse", provider=spec.provider or None)
 
 
-def unreadable_body(exc: BaseException) -> str | None:
-    """litellm's message when ``exc`` says a 2xx body was not a chat completion (bad JSON, no choices), else None."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception under it: litellm's ``original_exception``, ``__cause__``, ``__context__``."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -68,13 +68,19 @@ def unreadable_body(exc: BaseException) -> str | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
+        yield current
+        todo += [getattr(current, "original_exception", None), current.__cause__, current.__context__]
+
+
+def unreadable_body(exc: BaseException) -> str | None:
+    """litellm's message when ``exc`` says a 2xx body was not a chat completion (bad JSON, no choices), else None."""
+    for current in exception_chain(exc):
         if isinstance(current, json.JSONDecodeError):
             return f"invalid JSON: {current.msg} at line {current.lineno} column {current.colno}"
         text = str(current)
         for marker in _UNREADABLE:
             if marker in text:
                 return _first_line(text[text.index(marker):])
-        todo += [getattr(current, "original_exception", None), current.__cause__, current.__context__]
     return None
 
 
