@@ -10,7 +10,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: demo lab test test-unit test-notebooks test-browser notebooks bench chromium clean
+.PHONY: demo lab lint test test-unit test-notebooks test-browser notebooks bench chromium clean
 
 $(VENV)/.demo: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ lab: $(VENV)/.demo
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 
-## test: unit tests, every notebook under strict nbval, and the real-browser test
-test: $(VENV)/.dev chromium
+## lint: ruff's error checks over the package, tests, benchmarks and scripts
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check executus_nb tests bench scripts
+
+## test: lint, unit tests, every notebook under strict nbval, and the real-browser test
+test: $(VENV)/.dev chromium lint
 	$(PY) -m pytest -n 2 --dist loadfile tests \
 	    --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
 

@@ -11,7 +11,7 @@ import pytest
 
 from executus_nb import Agent, Executor, sim
 from executus_nb.nb.grid_html import cell_state, render_grid_html
-from executus_nb.nb.html import render_html, render_text
+from executus_nb.nb.html import render_text
 from executus_nb.nb.summary import summarize
 from executus_nb.types.fmt import clean, money, money_html, plural, pretty, pretty_text
 

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import traceback
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider

@@ -13,7 +13,6 @@ from comm.base_comm import BaseComm
 
 from executus_nb import Agent, Executor, RunStatus, sim, tool
 from executus_nb.nb.html import render_html, render_text
-from executus_nb.nb.runview import RunView
 from executus_nb.nb.summary import summarize
 
 
