@@ -343,6 +343,7 @@ def _metadata_forms(v4: str) -> dict[str, ipaddress.IPv6Address]:
     local = 0x64FF9B0001 << 80  # 64:ff9b:1::/48
     return {
         **_embeddings(v4),
+        "translated": ipaddress.IPv6Address((0xFFFF << 48) | n),  # ::ffff:0:a.b.c.d (SIIT)
         "nat64-local-96": ipaddress.IPv6Address(local | n),
         "nat64-local-64": ipaddress.IPv6Address(local | (n << 24)),
         "nat64-local-56": ipaddress.IPv6Address(local | ((n >> 24) << 64) | ((n & 0xFFFFFF) << 32)),

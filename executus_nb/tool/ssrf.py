@@ -112,6 +112,7 @@ _V6_BLOCKED: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
 )
 _V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT) IPv4-translated
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
@@ -137,7 +138,7 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
 def embedded_ipv4s(ip: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
     """Every IPv4 address an IPv6 transition form carries (none for other addresses).
 
-    Mapped ``::ffff:a.b.c.d``, compatible ``::a.b.c.d``, 6to4 ``2002:AABB:CCDD::``,
+    Mapped ``::ffff:a.b.c.d``, translated ``::ffff:0:a.b.c.d``, compatible ``::a.b.c.d``, 6to4 ``2002:AABB:CCDD::``,
     NAT64 ``64:ff9b::/96``, local-use NAT64 ``64:ff9b:1::/48`` (at each RFC 6052
     position its prefix allows) and Teredo (server and de-obfuscated client).
     """
@@ -148,7 +149,7 @@ def embedded_ipv4s(ip: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
     def v4(value: int) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(value & 0xFFFFFFFF)
 
-    if ip in _V4_MAPPED or ip in _NAT64:
+    if ip in _V4_MAPPED or ip in _V4_TRANSLATED or ip in _NAT64:
         return (v4(n),)
     if ip in _V4_COMPATIBLE:
         return (v4(n),) if n > 1 else ()  # ::a.b.c.d, but not :: or ::1
