@@ -192,3 +192,55 @@ def test_symlinks_inside_the_root_still_work_and_chains_out_are_refused(layout):
     with pytest.raises(PathOutsideRoot):
         tools["write_file"]("hop/x.txt", "x")
     assert sorted(p.name for p in outside.iterdir()) == ["f.txt", "marker-outside"]
+
+
+def test_a_folder_above_the_root_swapped_for_a_symlink_does_not_move_the_root(tmp_path):
+    root = tmp_path / "p1" / "p2" / "root"
+    root.mkdir(parents=True)
+    (root / "f.txt").write_text("inside", encoding="utf-8")
+    elsewhere = tmp_path / "evil" / "p2" / "root"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "f.txt").write_text("OUTSIDE", encoding="utf-8")
+    tools = tools_for(root)
+    assert tools["read_file"]("f.txt") == "inside"
+    os.rename(tmp_path / "p1", tmp_path / "p1_real")  # two levels above the root, after the tools were made
+    os.symlink("evil", tmp_path / "p1")
+    for name, arguments in (("read_file", {"path": "f.txt"}), ("write_file", {"path": "g.txt", "content": "x"}),
+                            ("list_dir", {})):
+        with pytest.raises(PathOutsideRoot) as caught:
+            tools[name](**arguments)
+        assert_no_host_path(caught.value, root)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["f.txt"]
+
+
+def test_swapping_a_folder_two_levels_up_never_escapes(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a" / "b" / "c").mkdir(parents=True)
+    (root / "a" / "b" / "c" / "f.txt").write_text("inside", encoding="utf-8")
+    (outside / "b" / "c").mkdir(parents=True)
+    (outside / "b" / "c" / "f.txt").write_text("OUTSIDE", encoding="utf-8")
+    tools = tools_for(root)
+    outcomes: collections.Counter[str] = collections.Counter()
+    stop = threading.Event()
+    thread = swapper(root / "a", outside, stop)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            for op, call in (("read", lambda: tools["read_file"]("a/b/c/f.txt")),
+                             ("list", lambda: tools["list_dir"]("a/b/c")),
+                             ("write", lambda: tools["write_file"]("a/b/c/w.txt", "x"))):
+                try:
+                    result = call()
+                except ToolError as exc:
+                    outcomes[f"{op} {type(exc).__name__}"] += 1
+                    continue
+                outcomes[f"{op} {'ESCAPE' if 'OUTSIDE' in result else 'ok'}"] += 1
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert not any("ESCAPE" in k for k in outcomes), outcomes
+    assert sorted(p.name for p in (outside / "b" / "c").iterdir()) == ["f.txt"]  # no write landed outside
+    assert outcomes["read ok"] > 0, outcomes
+

@@ -23,6 +23,8 @@ from executus_nb.errors import ConfigError, PathOutsideRoot, ToolError
 MAX_LINKS = 40  # symlinks followed in one path, as Linux allows
 _LEAF = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _LEAF
+# The folders above the root are only walked through: O_PATH needs search, not read, permission.
+_ABOVE = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | _LEAF
 _SUPPORTED = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")  # not on Windows
 
 
@@ -51,13 +53,39 @@ class Workspace:
         if "\x00" in path:
             raise ToolError(f"path {path!r} contains a NUL byte; give a plain file path")
         parts = self._relative_parts(path)
-        root_fd = os.open(self.root, _DIR)
+        root_fd = self._open_root(path)
         try:
             return self._walk(root_fd, parts, flags, create_dirs)
         except _Escape:
             raise self._outside(path, through_link=True) from None
         finally:
             os.close(root_fd)
+
+    def _open_root(self, path: str) -> int:
+        """Open the root by walking its resolved path from "/" without following links.
+
+        A folder above the root swapped for a symlink after the tools were made
+        (``os.open(root)`` would follow it) cannot move the root elsewhere.
+        """
+        fd = os.open(os.sep, _ABOVE)
+        try:
+            names = self.root.parts[1:]
+            for i, name in enumerate(names):
+                try:
+                    below = os.open(name, _DIR if i == len(names) - 1 else _ABOVE, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _link_target(name, fd) is not None:
+                        raise PathOutsideRoot(
+                            f"{path!r} cannot be used: a folder on the workspace root's own path was replaced "
+                            "by a symlink, so the root is no longer where the file tools were made"
+                        ) from None
+                    raise
+                os.close(fd)
+                fd = below
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
 
     def relative(self, path: str) -> str:
         """``path`` as shown in messages: an absolute path inside the root relative to it, so no host path shows."""
