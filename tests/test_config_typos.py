@@ -52,6 +52,12 @@ def test_a_typo_beside_another_problem_reports_both_without_the_input():
     (lambda: Policy(defualt="deny"), "defualt", "default"),
     (lambda: Policy.from_dict({"rule": []}), "rule", "rules"),
     (lambda: Policy.from_dict({"rules": [{"action": "deny", "tol": "x"}]}), "tol", "tool"),
+    (lambda: Executor(tiers={"t": {"model": ["sim/x", "sim/y"], "timeout_s": 5}}), "model", "models"),
+    (lambda: Executor(tiers={"t": {"modles": ["sim/x"]}}), "modles", "models"),
+    (lambda: sim.scripted([sim.reply("hi")], latncy_s=1), "latncy_s", "latency_s"),
+    (lambda: sim.function(lambda messages, tools: sim.reply("hi"), latncy_s=1), "latncy_s", "latency_s"),
+    (lambda: sim.failing(429, mesage="busy"), "mesage", "message"),
+    (lambda: sim.raw_call("f", "{", callid="c1"), "callid", "call_id"),
 ])
 def test_other_configuration_typos(build, typo, suggestion):
     with pytest.raises(UnknownOptionError) as info:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from executus_nb.errors import SimScriptExhausted, UserError
+from executus_nb.errors import SimScriptExhausted, UserError, unknown_option
 
 __all__ = [
     "ProviderError", "SimError", "SimScriptExhausted", "SimToolCall", "SimTurn",
@@ -30,6 +30,23 @@ __all__ = [
 ]
 
 PREFIX = "sim/"
+
+
+def _keywords_checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose misspelt keyword (``latncy_s=``) is an ``UnknownOptionError`` with a suggestion.
+
+    Python's own TypeError names the keyword but suggests nothing (3.11), and the issue asks for one.
+    """
+    valid = tuple(inspect.signature(fn).parameters)
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for key in kwargs:
+            if key not in valid:
+                raise unknown_option(key, valid, f"sim.{fn.__name__}()")
+        return fn(*args, **kwargs)
+
+    return checked
 
 
 class SimToolCall(BaseModel):
@@ -54,6 +71,7 @@ class SimTurn(BaseModel):
     tool_calls: tuple[SimToolCall, ...] = ()
 
 
+@_keywords_checked
 def reply(text: str) -> SimTurn:
     """A final answer turn."""
     return SimTurn(text=text)
@@ -67,6 +85,7 @@ def call(name: str, /, *, call_id: str | None = None, **arguments: Any) -> SimTu
     return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments, id=call_id),))
 
 
+@_keywords_checked
 def raw_call(name: str, arguments: str, *, call_id: str | None = None) -> SimTurn:
     """A turn with one tool call whose JSON arguments are sent as given (e.g. malformed)."""
     return SimTurn(tool_calls=(SimToolCall(name=name, arguments=arguments, id=call_id),))
@@ -101,6 +120,7 @@ def _register(key: str, model: _SimModel) -> str:
     return PREFIX + key
 
 
+@_keywords_checked
 def scripted(turns: list[SimTurn], latency_s: float = 0.0, name: str | None = None) -> str:
     """A model that plays ``turns`` in order and returns its ``sim/`` model name.
 
@@ -116,6 +136,7 @@ def scripted(turns: list[SimTurn], latency_s: float = 0.0, name: str | None = No
     return _register(key, _SimModel(tuple(turns), None, float(latency_s)))
 
 
+@_keywords_checked
 def function(fn: SimFunction, latency_s: float = 0.0, name: str | None = None) -> str:
     """A model that asks ``fn(messages, tools)`` for each turn; ``fn`` raising fails the call.
 
@@ -183,6 +204,7 @@ class ProviderError(SimError):
     """Raise it from a ``sim.function`` to fail like a provider with this HTTP status."""
 
 
+@_keywords_checked
 def failing(status: int = 500, message: str = "simulated provider error", latency_s: float = 0.0) -> str:
     """A model that always fails with HTTP ``status`` (429 rate limit, 503 overload…), for failover demos."""
 

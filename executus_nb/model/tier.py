@@ -11,6 +11,7 @@ past it is a retryable ``Timeout`` and fails over.
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from executus_nb.errors import ConfigError, ModelCallError, config_error
+from executus_nb.errors import ConfigError, ModelCallError, config_error, unknown_option
 from executus_nb.model.spec import ModelSpec
 
 ENV_PREFIX = "EXECUTUS_TIER_"
@@ -89,6 +90,11 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
         if isinstance(entry, Tier):
             tiers[name] = entry
             continue
+        if isinstance(entry, Mapping) and "models" not in entry and not isinstance(entry.get("model"), str):
+            # Neither a tier body nor a model dict: a misspelt "models" (``{"model": [...]}``, "modles").
+            typo = next((k for k in entry if difflib.get_close_matches(str(k), ["models"], n=1, cutoff=0.6)), None)
+            if typo is not None:
+                raise unknown_option(str(typo), set(Tier.model_fields) - {"name"}, f"tier {name!r}")
         body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
         tiers[name] = Tier(name=name, **body)  # a bad entry is a ConfigError that never echoes the input
     return tiers
