@@ -69,3 +69,24 @@ def test_a_script_with_sim_runs_exits_quietly_and_quickly_cancelling_what_is_lef
     assert done.stdout.startswith("['three', 'three']")
     assert "cleaned up" in done.stdout  # a task left on the loop was cancelled and ran its cleanup
     assert _exit_seconds(done.stdout) < 4.0  # the 2 s bound for the stubborn task, plus headroom
+
+
+def test_litellm_exit_flush_runs_after_the_background_loop_is_shut_down():
+    # litellm's logging worker flushes its queue at exit in the main thread; while the background
+    # loop still ran, both ran the same callbacks ("cannot reuse already awaited coroutine").
+    done, _ = _script("""
+        from executus_nb import Agent, Executor, sim
+        from executus_nb.run import background
+        print(Executor().run(Agent(name="a", model=sim.scripted([sim.reply("hi")])), "go").wait(quiet=True).output)
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+        seen = []
+        def spy(level, message, _log=worker._safe_log):
+            if not seen:
+                seen.append(background._loop is None)
+                print("loop shut down before litellm's flush:", seen[0], flush=True)
+            _log(level, message)
+        worker._safe_log = spy
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hi", *"loop shut down before litellm's flush: True".split()], done.stdout
+    assert done.stderr == ""

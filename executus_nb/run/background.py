@@ -38,6 +38,19 @@ def background_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
+def shutdown_first() -> None:
+    """Make ``shutdown`` run before the exit handlers registered since it was (atexit runs them last first).
+
+    litellm's logging worker registers its own exit flush when litellm is imported, after this
+    loop started; run first, that flush ran the worker's queued callbacks in the main thread
+    while this loop still ran them too ("cannot reuse already awaited coroutine" at exit).
+    """
+    with _lock:
+        if _registered:
+            atexit.unregister(shutdown)
+            atexit.register(shutdown)
+
+
 async def _cancel_pending(timeout: float) -> None:
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
