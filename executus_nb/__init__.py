@@ -20,6 +20,7 @@ from executus_nb.errors import (  # noqa: E402
     RunError,
     SimScriptExhausted,
     SSRFBlocked,
+    StopRun,
     ToolError,
     ToolRegistrationError,
     UserError,
@@ -32,6 +33,7 @@ from executus_nb.tool.decorator import Tool  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
 from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
+from executus_nb.types.context import RunContext  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
 from executus_nb.types.usage import Usage  # noqa: E402
@@ -49,12 +51,14 @@ __all__ = [
     "OutputValidationError",
     "Policy",
     "Run",
+    "RunContext",
     "RunError",
     "RunResult",
     "RunStatus",
     "SSRFBlocked",
     "SimScriptExhausted",
     "Step",
+    "StopRun",
     "Tool",
     "ToolError",
     "ToolRegistrationError",

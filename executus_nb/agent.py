@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
+from executus_nb.types.context import hook_problem
 
 
 class Agent(BaseModel):
@@ -17,6 +19,8 @@ class Agent(BaseModel):
     ``model`` is a litellm model name or a dict of litellm call parameters
     (``{"model": "openai/x", "api_base": …, "api_key": …}``).  With neither
     ``model`` nor ``tier`` the executor's default (an offline ``sim/`` model) is used.
+    ``instructions`` may be a callable ``(ctx: RunContext) -> str``, called at run start;
+    ``hooks`` are objects with hook methods (see ``executus_nb.run.hooks``).
     With ``output_type`` (a pydantic model) the final answer is validated into an
     instance; a failure is sent back to the model up to ``output_retries`` times.
     Bounds: ``max_steps`` model calls, every attempt counted (a failover to the next
@@ -27,7 +31,7 @@ class Agent(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
 
     name: str = "agent"
-    instructions: str = ""
+    instructions: str | Callable[[Any], str] = ""  # a callable gets the RunContext at run start
     tools: list[Any] = Field(default_factory=list)
     model: ModelSpec | None = None
     tier: str | None = None
@@ -41,6 +45,7 @@ class Agent(BaseModel):
     output_retries: int = Field(default=2, ge=0)
     owner: str | None = None
     tags: tuple[str, ...] = ()
+    hooks: tuple[Any, ...] = ()  # run after the executor's hooks, before the run's own
 
     def __init__(self, **data: Any) -> None:
         # A bad agent is a ConfigError (part of the package's error tree), and its message
@@ -65,6 +70,18 @@ class Agent(BaseModel):
             if not (isinstance(item, (Tool, str)) or callable(item)):
                 raise ConfigError(f"a tool is a @tool function, a plain function or a registered name, not {item!r}")
         return list(value)
+
+    @field_validator("hooks", mode="before")
+    @classmethod
+    def _hooks(cls, value: Any) -> tuple[Any, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"hooks must be a list of hook objects, not {type(value).__name__}")
+        for hook in value:
+            if (problem := hook_problem(hook)) is not None:
+                raise ValueError(problem)
+        return tuple(value)
 
     @field_validator("output_type")
     @classmethod

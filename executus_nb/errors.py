@@ -100,6 +100,32 @@ class MaxStepsExceeded(RunError):
     """The run used ``max_steps`` model calls without a final answer."""
 
 
+class HookError(RunError):
+    """A hook raised something other than ``StopRun``: the run fails, naming the hook and the point."""
+
+
+class StopRun(Exception):  # noqa: N818 — a control-flow signal, kept apart from the error tree
+    """Raised by a hook to end the run now: ``raise StopRun("why", status="stopped")``.
+
+    The run ends with ``status`` (a final ``RunStatus`` other than ``succeeded``), its error
+    of type ``"StopRun"`` carries ``reason``, and every step so far is kept.
+    """
+
+    def __init__(self, reason: str, status: str = "stopped"):
+        from executus_nb.types.status import RunStatus
+
+        try:
+            final = RunStatus(status)
+        except ValueError:
+            final = None
+        if final is None or not final.is_final or final is RunStatus.SUCCEEDED:
+            raise UserError(f"StopRun status must be a final status other than 'succeeded' (e.g. 'stopped'), "
+                            f"not {status!r}")
+        super().__init__(reason)
+        self.reason = reason
+        self.status = final
+
+
 class SSRFBlocked(ToolError):
     """A URL was refused by the SSRF guard; ``reason`` says why (a tool error: the model sees it)."""
 

@@ -67,13 +67,14 @@ class Fanout:
         self.agents = agents
         self.lanes = Lanes(concurrency, {label: per_key for label in labels} if per_key else None)
         self.cells: list[Cell] = []
+        self.per_run: dict[str, Any] = {}  # deps, model/tier, max_steps, hooks: given to every cell's run
         self._listeners: list[Callable[[int, Any], None]] = []
         self._view: Any = None
 
     @classmethod
     def start(cls, executor: Executor, agent: Agent | None, prompts: Sequence[str], *,
               models: Sequence[str | dict[str, Any]] | None, agents: Sequence[Agent] | None,
-              concurrency: int | None, per_key: int | None) -> Fanout:
+              concurrency: int | None, per_key: int | None, per_run: dict[str, Any] | None = None) -> Fanout:
         """Validate the grid and start every cell's run."""
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -95,6 +96,7 @@ class Fanout:
             if bound is not None and bound < 1:
                 raise UserError(f"{name} must be at least 1")
         fan = cls(executor, prompts, labels, columns, concurrency, per_key)
+        fan.per_run = dict(per_run or {})
         for row, prompt in enumerate(prompts):
             for col, column_agent in enumerate(columns):
                 fan.cells.append(Cell(row, col, prompt, labels[col], column_agent, fan._launch(row, col)))
@@ -104,7 +106,7 @@ class Fanout:
         index = row * len(self.labels) + col
         run = self.executor._start(
             self.agents[col], self.prompts[row], lane=self.id, tags=(self.id,),
-            slots=[(self.lanes, "cells", self.labels[col])],
+            slots=[(self.lanes, "cells", self.labels[col])], **self.per_run,
         )
         run.log.subscribe(lambda event, index=index: self._changed(index, event))
         return run

@@ -17,7 +17,7 @@ SHOWN_CHARS = 2 * DETAIL_CHARS  # details arrive capped (with their notes) by th
 
 GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#bf8700", "#0969da", "#6e7781"
 BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "timeout": RED,
-         "cancelled": "#9a6700", "max_steps": "#9a6700"}
+         "cancelled": "#9a6700", "max_steps": "#9a6700", "stopped": "#9a6700"}
 BAR = {("model", "ok"): BLUE, ("tool", "ok"): "#2da44e"}
 
 ROOT_STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;line-height:1.4;"
@@ -91,7 +91,7 @@ def render_body(summary: RunSummary) -> str:
         for f in summary.failovers)
     tail = ""
     if summary.error is not None:
-        color, bg = (AMBER, "#fff8c5") if status == "cancelled" else (RED, "#ffebe9")
+        color, bg = (AMBER, "#fff8c5") if status in ("cancelled", "stopped") else (RED, "#ffebe9")
         tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
                 f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>")
     elif status == "succeeded":

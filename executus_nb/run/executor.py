@@ -30,6 +30,7 @@ from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.handle import Run
 from executus_nb.run.jupyter import in_notebook
+from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.log import RunLog
 from executus_nb.lane import Lanes
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
@@ -90,6 +91,25 @@ def _generated(run: Run, result: RunResult) -> Any:
                          status_code=error and error.status_code, run_id=run.run_id)
 
 
+def overridden(agent: Agent, *, model: str | dict[str, Any] | None = None, tier: str | None = None,
+               max_steps: int | None = None) -> Agent:
+    """``agent`` with one run's overrides (the caller's agent is left as it is); itself when none is given."""
+    if model is None and tier is None and max_steps is None:
+        return agent
+    if model is not None and tier is not None:
+        raise ConfigError("give model= or tier= for a run, not both")
+    update: dict[str, Any] = {}
+    if model is not None:
+        update.update(model=ModelSpec.model_validate(model), tier=None)
+    if tier is not None:
+        update.update(tier=tier, model=None)
+    if max_steps is not None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"max_steps must be a whole number of at least 1, not {max_steps!r}")
+        update["max_steps"] = max_steps
+    return agent.model_copy(update=update)
+
+
 def _keywords(fn: Callable[..., Any]) -> tuple[str, ...]:
     """The keyword parameters ``fn`` takes by name (for suggestions on a typo)."""
     import inspect
@@ -115,7 +135,8 @@ class Executor:
     ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
     ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``);
     ``cache=True`` answers repeated identical model calls from a response cache on disk
-    (``.executus_cache/``; or a file or folder path, or a ``ResponseCache``) at no cost.
+    (``.executus_cache/``; or a file or folder path, or a ``ResponseCache``) at no cost;
+    ``hooks`` are called in every run, before the agent's and the run's own (``executus_nb.run.hooks``).
     """
 
     def __init__(
@@ -131,6 +152,7 @@ class Executor:
         provider_limits: Mapping[str, int] | None = None,
         sinks: Iterable[EventSink] = (),
         cache: bool | str | Path | ResponseCache | None = None,
+        hooks: Iterable[Any] = (),
         **unknown: Any,
     ):
         for key in unknown:  # a typo is a ConfigError naming the closest keyword (still a TypeError)
@@ -148,6 +170,7 @@ class Executor:
             self.ports.gate = policy
         self.ports.sinks.extend(sinks)
         self.cache = _response_cache(cache)
+        self.hooks: tuple[Any, ...] = check_hooks(hooks, "Executor(hooks=...)")
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
 
@@ -176,11 +199,14 @@ class Executor:
 
     def _prepare(self, agent: Agent, prompt: str, run_id: str | None, owner: str | None,
                  tags: Iterable[str], lane: str | None = None,
-                 slots: Sequence[tuple[Lanes, str, str]] = ()) -> tuple[Run, LoopState]:
+                 slots: Sequence[tuple[Lanes, str, str]] = (), *, deps: Any = None,
+                 hooks: Iterable[Any] = (), **overrides: Any) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
         if not isinstance(prompt, str):
             raise UserError(f"the prompt must be a str, got {type(prompt).__name__}")
+        run_hooks = check_hooks(hooks, "run(hooks=...)")
+        agent = overridden(agent, **overrides)
         tier = self.resolve_tier(agent)
         spec = tier.models[0]
         # Every secret the run may send, and so see echoed, is redacted from its events by value.
@@ -194,7 +220,9 @@ class Executor:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
         state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
-                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table)
+                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table,
+                          hooks=HookSet(self.hooks + agent.hooks + run_hooks))
+        state.ctx.deps = deps
 
         key = lane or owner or agent.owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
@@ -230,17 +258,24 @@ class Executor:
             await backend.warm_up()
 
     # -- running ---------------------------------------------------------------------
-    def run(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-            tags: Iterable[str] = (), lane: str | None = None) -> Run:
+    def run(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
+            tier: str | None = None, max_steps: int | None = None, hooks: Iterable[Any] = (),
+            run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
+            lane: str | None = None) -> Run:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
-        ``lane`` is the fair-share key it queues under (default: the owner, else ``"default"``).
+        Per run, without copying the agent: ``deps`` (any object, reaching hooks and tools as
+        ``ctx.deps``), ``model`` or ``tier``, ``max_steps``, and ``hooks`` (called after the
+        executor's and the agent's).  ``lane`` is the fair-share key it queues under (default:
+        the owner, else ``"default"``).
         """
-        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane)
+        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane, deps=deps,
+                           model=model, tier=tier, max_steps=max_steps, hooks=hooks)
 
     def _start(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-               tags: Iterable[str] = (), lane: str | None = None, slots: Sequence[tuple[Lanes, str, str]] = ()) -> Run:
-        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, slots)
+               tags: Iterable[str] = (), lane: str | None = None, slots: Sequence[tuple[Lanes, str, str]] = (),
+               **per_run: Any) -> Run:
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, slots, **per_run)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -267,21 +302,31 @@ class Executor:
 
     def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
                models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,
-               concurrency: int | None = None, per_key: int | None = None) -> Fanout:
+               concurrency: int | None = None, per_key: int | None = None, deps: Any = None,
+               model: str | dict[str, Any] | None = None, tier: str | None = None, max_steps: int | None = None,
+               hooks: Iterable[Any] = ()) -> Fanout:
         """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
 
         ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
         (or agent) column.  Its runs queue in their own lane, so other runs are not starved.
+        ``deps``, ``model``/``tier`` (with ``agents=`` only), ``max_steps`` and ``hooks`` apply to every cell.
         """
         from executus_nb.fanout import Fanout
 
+        if models is not None and (model is not None or tier is not None):
+            raise UserError("fanout(models=[...]) already sets each column's model: drop model=/tier=")
+        per_run = {"deps": deps, "model": model, "tier": tier, "max_steps": max_steps,
+                   "hooks": check_hooks(hooks, "fanout(hooks=...)")}
         return Fanout.start(self, agent, prompts, models=models, agents=agents,
-                            concurrency=concurrency, per_key=per_key)
+                            concurrency=concurrency, per_key=per_key, per_run=per_run)
 
-    async def arun(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-                   tags: Iterable[str] = (), lane: str | None = None) -> RunResult:
-        """Run to the end on the current loop and return the result."""
-        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane)
+    async def arun(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
+                   tier: str | None = None, max_steps: int | None = None, hooks: Iterable[Any] = (),
+                   run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
+                   lane: str | None = None) -> RunResult:
+        """Run to the end on the current loop and return the result (the same per-run options as ``run``)."""
+        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, deps=deps, model=model, tier=tier,
+                               max_steps=max_steps, hooks=hooks)
         return await _finish(run)
 
     # -- shutting down ---------------------------------------------------------------

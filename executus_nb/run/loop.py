@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from executus_nb.agent import Agent
-from executus_nb.errors import ModelCallError, ToolDenied, ToolError, UnknownToolError
+from executus_nb.errors import HookError, ModelCallError, StopRun, ToolDenied, ToolError, UnknownToolError
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.call import complete
 from executus_nb.model.cost import Price
@@ -33,18 +33,22 @@ from executus_nb.model.structured import (
 )
 from executus_nb.model.tier import Cooldowns, Tier, is_retryable
 from executus_nb.run.approval import Approvals
+from executus_nb.run.hooks import HookSet
 from executus_nb.run.log import RunLog
 from executus_nb.run.ports import Ports, ToolCallRequest
 from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
+from executus_nb.types.context import ModelRequest, ModelResponse, RunContext, RunIdentity, ToolResult
 from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
     ErrorInfo,
     Failover,
+    MessagesRewritten,
     ModelCallFinished,
     ModelCallStarted,
     OutputRejected,
+    RevisionRequested,
     RunFinished,
     RunStarted,
     ToolCallFinished,
@@ -62,6 +66,7 @@ class _OpenStep:
     name: str
     started: float
     call_id: str | None = None
+    request: ToolCallRequest | None = None  # the validated call, once its arguments parsed
 
 
 @dataclass
@@ -84,6 +89,12 @@ class LoopState:
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     cache: ResponseCache | None = None
     prices: dict[str, Price] = field(default_factory=dict)  # the executor's own price table
+    hooks: HookSet = field(default_factory=lambda: HookSet(()))  # executor's, agent's, run's: in that order
+    ctx: RunContext = None  # type: ignore[assignment]  # set in __post_init__ unless given
+
+    def __post_init__(self) -> None:
+        if self.ctx is None:
+            self.ctx = RunContext(identity=RunIdentity(**self.log.identity), agent=self.agent, events=self.log.events)
 
     @property
     def spec(self) -> ModelSpec:
@@ -98,12 +109,20 @@ class LoopState:
         if self.stopped:  # a step left running past the run's end starts nothing more
             raise asyncio.CancelledError("the run has finished")
         step, self.next_step = self.next_step, self.next_step + 1
+        self.ctx.step = step
         return step
 
 
-def initial_messages(agent: Agent, prompt: str) -> list[dict[str, Any]]:
-    """The conversation a run starts from: the instructions (if any, with the output schema) and the prompt."""
+def initial_messages(agent: Agent, prompt: str, ctx: RunContext | None = None) -> list[dict[str, Any]]:
+    """The conversation a run starts from: the instructions (if any, with the output schema) and the prompt.
+
+    Callable instructions are called here, at run start, with the run's context.
+    """
     system = agent.instructions
+    if callable(system):
+        system = system(ctx)
+        if not isinstance(system, str):
+            raise HookError(f"agent {agent.name!r}: instructions(ctx) returned {type(system).__name__}; return a str")
     if agent.output_type is not None:
         system = "\n\n".join(filter(None, [system, output_instructions(agent.output_type)]))
     messages = [{"role": "system", "content": system}] if system else []
@@ -138,13 +157,20 @@ async def run_agent(state: LoopState, prompt: str,
     still ends with a ``RunFinished`` that says so.
     """
     agent, log = state.agent, state.log
-    state.messages = initial_messages(agent, prompt)
+    unprepared: Exception | None = None
+    try:
+        state.messages = initial_messages(agent, prompt, state.ctx)
+    except Exception as exc:  # callable instructions that fail: the run is still recorded, as failed
+        unprepared, state.messages = exc, initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
+    state.ctx.messages = state.messages
     log.emit(
         RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
         tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
     )
     output: Any = None
     try:
+        if unprepared is not None:
+            raise unprepared
         if prepare is not None:
             await prepare()
         status, output, error = await _bounded_turns(state)  # the clock starts here: set-up is outside it
@@ -152,6 +178,8 @@ async def run_agent(state: LoopState, prompt: str,
         status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
     except asyncio.CancelledError:  # cancelled while preparing
         status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
+    except StopRun as exc:  # a hook ended the run on purpose
+        status, error = exc.status, ErrorInfo(type="StopRun", message=exc.reason)
     except Exception as exc:  # a bug or a failing port: record it, never lose the run
         status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
     _close_open_steps(state, error)
@@ -159,6 +187,7 @@ async def run_agent(state: LoopState, prompt: str,
         RunFinished, status=status, output=output, error=error,
         usage=sum_usage(log.events), steps=state.next_step - 1,
     )
+    await state.hooks.after_run(state.ctx, log.events)
 
 
 # Longer than a single call's grace (stuck.GRACE_S), so a tool let go after its own grace
@@ -201,7 +230,10 @@ async def _bounded_turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | 
 
 def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
     """Record a run cancelled before it got a slot: started and finished at once, no steps."""
-    state.messages = initial_messages(state.agent, prompt)
+    agent = state.agent  # a run that never started never calls its instructions
+    if callable(agent.instructions):
+        agent = agent.model_copy(update={"instructions": ""})
+    state.messages = state.ctx.messages = initial_messages(agent, prompt)
     state.log.emit(RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
                    tools=list(state.tools), max_steps=state.agent.max_steps, max_runtime_s=state.agent.max_runtime_s)
     state.log.emit(RunFinished, status=RunStatus.CANCELLED,
@@ -224,9 +256,11 @@ def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
 async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
     agent = state.agent
     schemas = [t.schema for t in state.tools.values()]
+    await state.hooks.before_run(state.ctx)
     for turn in range(1, agent.max_steps + 1):  # each turn makes at least one model call
         if state.model_calls >= agent.max_steps:
             break
+        state.ctx.turn = turn
         message = await _model_step(state, turn, schemas)
         if isinstance(message, ErrorInfo) and message.type == "MaxStepsExceeded":
             return RunStatus.MAX_STEPS, None, message
@@ -237,10 +271,16 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         tool_calls = message.get("tool_calls") or []
         if not tool_calls:
             if agent.output_type is None:
-                return RunStatus.SUCCEEDED, message.get("content") or "", None
-            value, problems = parse_output(agent.output_type, message.get("content"))
+                value, problems = message.get("content") or "", None
+            else:
+                value, problems = parse_output(agent.output_type, message.get("content"))
             if value is not None:
-                return RunStatus.SUCCEEDED, value, None
+                revision = await state.hooks.on_final(state.ctx, value)
+                if revision is None:
+                    return RunStatus.SUCCEEDED, value, None
+                state.log.emit(RevisionRequested, turn=turn, output=value, feedback=revision)
+                state.messages.append({"role": "user", "content": revision})
+                continue
             rejected = sum(1 for ev in state.log.events if ev.kind == "output_rejected")
             last_try = rejected >= agent.output_retries
             feedback = "" if last_try else retry_message(problems or "")
@@ -258,13 +298,24 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
             state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc["id"])
             state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc["id"], provider_call_id=provider_id,
                            name=fn.get("name", ""), arguments=fn.get("arguments") or "")
-        results = await asyncio.gather(*(_tool_step(state, turn, step, tc) for step, tc, _ in steps))
+        results = await _tool_steps(state, turn, steps)
         for (_, tc, _), text in zip(steps, results):
             state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
     return RunStatus.MAX_STEPS, None, ErrorInfo(
         type="MaxStepsExceeded",
         message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
     )
+
+
+async def _tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
+    """A turn's tool calls, run at once; if one ends the run (StopRun), the others are cancelled."""
+    tasks = [asyncio.ensure_future(_tool_step(state, turn, step, tc)) for step, tc, _ in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 def _unhidden_rejection(state: LoopState, error: ErrorInfo) -> ErrorInfo:
@@ -335,7 +386,13 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
     tier, failures = state.tier, []
     models = state.cooldowns.order(tier)
     for attempt, spec in enumerate(models):
+        request = ModelRequest(step=state.next_step, turn=turn, model=spec.name, messages=state.messages, tools=schemas)
+        changed = await state.hooks.before_model_call(state.ctx, request)
         step = state.allocate()
+        if changed is not None:  # the hook's conversation is sent and kept (a compaction stays compacted)
+            schemas, state.messages = changed.tools, list(changed.messages)
+            state.ctx.messages = state.messages
+            state.log.emit(MessagesRewritten, step=step, turn=turn, messages=list(state.messages))
         state.model_calls += 1
         state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
@@ -367,6 +424,9 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
             usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason, cached=done.cached,
         )
+        await state.hooks.after_model_call(state.ctx, ModelResponse(
+            step=step, turn=turn, model=done.model, message=done.message, usage=done.usage,
+            finish_reason=done.finish_reason))
         return done.message
     if len(failures) == 1:
         return failures[0][1]
@@ -379,10 +439,13 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
 async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str, Any]) -> str:
     fn = tool_call.get("function") or {}
     name, raw, call_id = fn.get("name", ""), fn.get("arguments") or "", tool_call.get("id", "")
-    started = state.open_steps[step].started
+    open_step = state.open_steps[step]
+    started = open_step.started
     error: ErrorInfo | None = None
     try:
         text = await _invoke(state, step, call_id, name, raw)
+    except (StopRun, HookError):  # a hook's decision about the run, not the tool's failure
+        raise
     except ToolError as exc:
         error = ErrorInfo(type=type(exc).__name__, message=str(exc))
     except Exception as exc:  # the tool's own failure: the model sees it, the run goes on
@@ -395,6 +458,10 @@ async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str
         ToolCallFinished, step=step, turn=turn, call_id=call_id, name=name, result=text,
         error=error, duration_s=time.perf_counter() - started, truncated=truncated,
     )
+    call = open_step.request or ToolCallRequest(
+        run_id=state.log.identity["run_id"], agent=state.log.identity["agent"], step=step, call_id=call_id,
+        name=name, arguments={}, raw_arguments=raw)
+    await state.hooks.after_tool_call(state.ctx, call, ToolResult(text, error, truncated))
     return text
 
 
@@ -408,7 +475,10 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
         run_id=identity["run_id"], agent=identity["agent"], step=step, call_id=call_id,
         name=name, arguments=arguments, raw_arguments=raw, default_permission=tool.permission,
     )
-    verdict = await state.ports.gate.decide(request)
+    if (open_step := state.open_steps.get(step)) is not None:
+        open_step.request = request
+    # Hooks first (the executor's, the agent's, the run's); the first that decides wins, else the gate.
+    verdict = await state.hooks.before_tool_call(state.ctx, request) or await state.ports.gate.decide(request)
     decision, by = verdict.action, verdict.by
     if verdict.action == "ask":
         decision, by = await state.approvals.ask(request, verdict, announce=lambda: state.log.emit(
@@ -417,4 +487,4 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
                    decision=decision, rule=verdict.rule, by=by)
     if decision != "allow":
         raise ToolDenied(f"the call to {name} was denied ({verdict.rule}; {by}); do not retry it")
-    return tool_output_text(await tool.invoke(arguments))
+    return tool_output_text(await tool.invoke(arguments, ctx=state.ctx))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from executus_nb.errors import ToolArgumentsError, ToolRegistrationError, ToolTimeoutError
 from executus_nb.tool import stuck
 from executus_nb.tool.threads import start_in_tool_thread
+from executus_nb.types.context import RunContext
 
 Permission = Literal["allow", "ask", "deny"]
 
@@ -80,6 +81,7 @@ class Tool:
         self.description = description or summary or self.name
         self.timeout_s = timeout_s
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.ctx_param: str | None = None  # a first parameter annotated RunContext: given the run's context
         self.args_model = self._args_model(fn, arg_docs)
         functools.update_wrapper(self, fn)
 
@@ -92,10 +94,16 @@ class Tool:
                 "level, or drop `from __future__ import annotations` in that module"
             ) from None
         fields: dict[str, Any] = {}
-        for param in inspect.signature(fn).parameters.values():
+        for index, param in enumerate(inspect.signature(fn).parameters.values()):
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ToolRegistrationError(f"tool {self.name!r}: *args/**kwargs cannot be described to a model")
             annotation = hints.get(param.name, Any)
+            if isinstance(annotation, type) and issubclass(annotation, RunContext):
+                if index != 0 or param.kind is param.KEYWORD_ONLY:
+                    raise ToolRegistrationError(f"tool {self.name!r}: a RunContext parameter must come first "
+                                                f"(def {fn.__name__}(ctx: RunContext, ...))")
+                self.ctx_param = param.name  # never in the schema: the model neither sees nor sends it
+                continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             # An explicit description=None would erase one given by Annotated[..., Field(description=…)].
             doc = {"description": arg_docs[param.name]} if param.name in arg_docs else {}
@@ -126,12 +134,15 @@ class Tool:
             raise ToolArgumentsError(f"invalid arguments for {self.name}: {problems}") from None
         return {name: getattr(validated, name) for name in type(validated).model_fields}
 
-    async def invoke(self, arguments: dict[str, Any]) -> Any:
+    async def invoke(self, arguments: dict[str, Any], ctx: RunContext | None = None) -> Any:
         """Run the tool with validated arguments, bounded by its timeout (sync tools run in a thread).
 
         The timeout is a hard bound: a sync tool's thread that does not return, or an async
         tool that swallows cancellation, is let go and counted (``stuck_tool_calls()``).
+        A tool that asks for ``ctx: RunContext`` gets ``ctx`` as its first argument.
         """
+        if self.ctx_param is not None:
+            arguments = {self.ctx_param: ctx, **arguments}
         if self.is_async:
             return await self._invoke_async(arguments)
         call = start_in_tool_thread(self.fn, arguments, self.name)

@@ -163,6 +163,24 @@ class ApprovalResolved(_EventBase):
     by: str = "policy"
 
 
+class MessagesRewritten(_EventBase):
+    """A ``before_model_call`` hook changed the conversation: ``messages`` is what was sent from then on."""
+
+    kind: Literal["messages_rewritten"] = "messages_rewritten"
+    step: int
+    turn: int
+    messages: list[dict[str, Any]]
+
+
+class RevisionRequested(_EventBase):
+    """An ``on_final`` hook sent the final output back to the model with ``feedback``: another round."""
+
+    kind: Literal["revision_requested"] = "revision_requested"
+    turn: int
+    output: Any = None
+    feedback: str
+
+
 class RunFinished(_EventBase):
     """The run reached a final status; ``output`` is set only on success."""
 
@@ -185,6 +203,8 @@ Event = Annotated[
         ToolCallFinished,
         ApprovalRequested,
         ApprovalResolved,
+        MessagesRewritten,
+        RevisionRequested,
         RunFinished,
     ],
     Field(discriminator="kind"),

@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class RunStatus(str, Enum):
-    """Where a run stands; the last five are final."""
+    """Where a run stands; every status after ``running`` is final."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -15,6 +15,7 @@ class RunStatus(str, Enum):
     CANCELLED = "cancelled"
     MAX_STEPS = "max_steps"
     TIMEOUT = "timeout"
+    STOPPED = "stopped"  # a hook raised StopRun
 
     @property
     def is_final(self) -> bool:

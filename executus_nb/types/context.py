@@ -1,0 +1,123 @@
+"""``RunContext`` and the records hooks are handed: what a run is, what it carries, what it asks next.
+
+Hooks receive the run's context at every named point; a tool whose first parameter is
+annotated ``ctx: RunContext`` receives it too.  These are plain typed records (no I/O).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from executus_nb.types.result import sum_usage
+from executus_nb.types.usage import Usage
+
+if TYPE_CHECKING:
+    from executus_nb.agent import Agent
+
+
+HOOK_POINTS = ("before_run", "before_model_call", "after_model_call", "before_tool_call", "after_tool_call",
+               "on_final", "after_run")
+
+
+def hook_problem(hook: Any) -> str | None:
+    """Why ``hook`` cannot be a hook (a class, or no hook method at all), or None if it can."""
+    if isinstance(hook, type):
+        return f"hook {hook.__name__} is a class; pass an instance ({hook.__name__}())"
+    if not any(callable(getattr(hook, point, None)) for point in HOOK_POINTS):
+        return f"{hook!r} is not a hook: give it one or more of {', '.join(HOOK_POINTS)}"
+    return None
+
+
+class RunIdentity(BaseModel):
+    """Who a run is: its id, its agent's name, owner, tags, and the run it was started from (if any)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    agent: str
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    parent_run_id: str | None = None
+
+
+@dataclass(eq=False)
+class RunContext:
+    """What a run knows about itself, handed to hooks and to tools that ask for ``ctx: RunContext``.
+
+    ``deps`` is whatever the caller passed to ``run(..., deps=)``; ``messages`` is the
+    conversation so far (the live list the next request is built from); ``step`` the last
+    step number given out; ``budget_left`` stays None until budgets exist.
+    """
+
+    identity: RunIdentity
+    agent: Agent
+    deps: Any = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    turn: int = 0
+    budget_left: Any = None
+    events: list[Any] = field(default_factory=list, repr=False)  # the run's log (read it, never append)
+
+    @property
+    def run_id(self) -> str:
+        return self.identity.run_id
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and cost of the model calls made so far."""
+        return sum_usage(self.events)
+
+
+@dataclass
+class ModelRequest:
+    """The next model call, handed to ``before_model_call``: change ``messages`` in place or return a new one.
+
+    The messages a hook leaves here are sent, and become the run's conversation from then
+    on (a compaction is kept); ``tools`` are the tool schemas offered with it.
+    """
+
+    step: int
+    turn: int
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """A finished model call, handed to ``after_model_call``: the assistant message and its usage."""
+
+    step: int
+    turn: int
+    model: str
+    message: dict[str, Any]
+    usage: Usage
+    finish_reason: str | None = None
+
+    @property
+    def content(self) -> str:
+        return self.message.get("content") or ""
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return list(self.message.get("tool_calls") or [])
+
+
+class ToolResult(str):
+    """The text a tool call gave the model (a ``str``), with ``error`` set when the call failed or was denied."""
+
+    error: Any
+    truncated: bool
+
+    def __new__(cls, text: str, error: Any = None, truncated: bool = False) -> ToolResult:
+        self = super().__new__(cls, text)
+        self.error = error
+        self.truncated = truncated
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
