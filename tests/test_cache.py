@@ -323,5 +323,8 @@ def test_unusable_cache_paths_are_config_errors_naming_them(tmp_path):
     assert os.devnull in str(info.value)
     with pytest.raises(ConfigError, match="empty path"):
         Executor(cache="")
+    with pytest.raises(ConfigError, match="NUL") as info:  # the OS would raise a bare ValueError
+        Executor(cache=str(tmp_path / "a\0b.sqlite"))
+    assert str(tmp_path) in str(info.value) and "a\\\\x00b.sqlite" in str(info.value)  # shown escaped
     with pytest.raises(ConfigError, match="cache must be"):
         Executor(cache=42)

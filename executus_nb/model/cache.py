@@ -77,6 +77,8 @@ def database_path(path: str | os.PathLike[str]) -> Path:
     text = os.fspath(path)
     if not text.strip():
         raise ConfigError("cache= got an empty path; give a file or folder, or cache=True for .executus_cache/")
+    if "\0" in text:  # the OS refuses it with a bare ValueError ("embedded null byte") at the first stat
+        raise _unusable(Path(text.replace("\0", "\\x00")), "it holds a NUL character")
     folder = text.endswith(tuple(filter(None, (os.sep, os.altsep))))
     resolved = Path(text).expanduser()
     return resolved / DB_NAME if folder or resolved.is_dir() else resolved
