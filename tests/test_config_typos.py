@@ -69,3 +69,14 @@ def test_other_configuration_typos(build, typo, suggestion):
 def test_model_dicts_stay_open_for_litellm_parameters():
     agent = Agent(name="x", model={"model": "sim/x", "top_p": 0.5, "seed": 7})
     assert agent.model.params["top_p"] == 0.5
+
+
+@pytest.mark.parametrize("build", [
+    lambda: Agent(name="x", model={"modle": "openai/x", "api_key": "sk-secret-123456789"}),
+    lambda: Executor(tiers={"t": {"models": [{"mdel": "openai/x"}]}}),
+    lambda: Executor(tiers={"t": {"modle": "openai/x"}}),
+])
+def test_a_misspelt_model_key_of_a_model_dict_is_named_with_the_closest_one(build):
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert "did you mean 'model'?" in str(info.value) and "sk-secret" not in str(info.value)

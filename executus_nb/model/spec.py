@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer, model_validator
 
 from executus_nb import redaction
-from executus_nb.errors import ConfigError, config_error
+from executus_nb.errors import ConfigError, config_error, unknown_option_message
 from executus_nb.redaction import mask_params, params_secrets, redactor
 
 
@@ -49,6 +50,10 @@ class ModelSpec(BaseModel):
         if isinstance(value, dict):
             params = dict(value)
             name = params.pop("model", None)
+            typo = None if "model" in value else next(
+                (k for k in value if difflib.get_close_matches(str(k), ["model"], n=1, cutoff=0.6)), None)
+            if typo is not None:  # {"modle": "openai/x"}: the name is there, under a misspelt key
+                raise ConfigError(f"a model dict needs a 'model' key: {unknown_option_message(str(typo), ['model'])}")
             if not isinstance(name, str) or not name:
                 raise ConfigError(
                     "a model dict needs a 'model' key with a litellm model name, "

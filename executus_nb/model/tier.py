@@ -93,7 +93,7 @@ def parse_tiers(data: Mapping[str, Any]) -> dict[str, Tier]:
         if isinstance(entry, Mapping) and "models" not in entry and not isinstance(entry.get("model"), str):
             # Neither a tier body nor a model dict: a misspelt "models" (``{"model": [...]}``, "modles").
             typo = next((k for k in entry if difflib.get_close_matches(str(k), ["models"], n=1, cutoff=0.6)), None)
-            if typo is not None:
+            if typo is not None and (typo == "model" or isinstance(entry[typo], (list, tuple))):
                 raise unknown_option(str(typo), set(Tier.model_fields) - {"name"}, f"tier {name!r}")
         body = dict(entry) if isinstance(entry, Mapping) and "models" in entry else {"models": entry}
         tiers[name] = Tier(name=name, **body)  # a bad entry is a ConfigError that never echoes the input
