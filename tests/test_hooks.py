@@ -431,3 +431,15 @@ def test_fanout_gives_every_cell_the_run_hooks_deps_and_overrides():
         with pytest.raises(UserError):
             executor.fanout(Agent(), ["a"], models=[sim.echo()], model=sim.echo())
     assert seen == ["shared"] * 4
+
+
+def test_after_run_hears_a_run_cancelled_while_queued():
+    hook = Recorder()
+    with Executor(max_running=1) as executor:
+        busy = executor.run(Agent(model=sim.scripted([sim.reply("slow")], latency_s=0.5)), "first")
+        queued = executor.run(Agent(model=sim.echo()), "second", hooks=[hook])
+        queued.cancel()
+        result = queued.wait(WAIT, quiet=True)
+        busy.wait(WAIT, quiet=True)
+    assert result.status is RunStatus.CANCELLED
+    assert [c[1:] for c in hook.calls] == [("after_run", RunStatus.CANCELLED)]

@@ -237,6 +237,7 @@ class Executor:
             except asyncio.CancelledError:
                 _release(held)
                 record_cancelled_while_queued(state, prompt)
+                await state.hooks.after_run(state.ctx, log.events)  # every ending is heard, this one too
                 return
             try:
                 await run_agent(state, prompt, prepare=self._ensure_backend)

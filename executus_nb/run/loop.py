@@ -5,6 +5,8 @@ are cancelled) and cancellation; the last two are hard, even against a step that
 ignores cancellation (it is let go and counted).  A malformed or failing tool call becomes an
 error result the model sees; a provider error ends the run as ``failed``.
 Steps still open when a run stops are closed with the reason, so nothing is lost.
+Host concerns are hooks (``run/hooks.py``) called at named points; a hook's ``StopRun``
+ends the run with its status like any other ending.
 """
 
 from __future__ import annotations
