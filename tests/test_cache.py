@@ -303,6 +303,14 @@ def test_a_path_ending_with_a_separator_is_a_folder_made_on_demand(tmp_path):
     assert len(executor.cache) == 1
 
 
+def test_a_new_path_without_a_suffix_is_a_folder_one_with_a_suffix_a_file(tmp_path):
+    folder = tmp_path / "some" / "folder"  # what a new user writes for "keep the cache in this folder"
+    assert Executor(cache=str(folder)).cache.path == folder / DB_NAME and (folder / DB_NAME).is_file()
+    assert Executor(cache=folder).cache.path == folder / DB_NAME  # now an existing folder
+    a_file = tmp_path / "other" / "answers.db"
+    assert Executor(cache=a_file).cache.path == a_file and a_file.is_file()
+
+
 def test_unusable_cache_paths_are_config_errors_naming_them(tmp_path):
     a_file = tmp_path / "plain.txt"
     a_file.write_text("not a folder")

@@ -72,7 +72,8 @@ _ENTRY = TypeAdapter(_Entry)
 def database_path(path: str | os.PathLike[str]) -> Path:
     """The database file for ``path``: the file itself, or ``responses.sqlite`` inside a folder.
 
-    A folder is an existing directory or a path written with a trailing separator.
+    A folder is an existing directory, a path written with a trailing separator, or a path that
+    does not exist yet and has no suffix (``"some/folder"``; ``"cache.sqlite"`` is a file).
     """
     text = os.fspath(path)
     if not text.strip():
@@ -81,7 +82,8 @@ def database_path(path: str | os.PathLike[str]) -> Path:
         raise _unusable(Path(text.replace("\0", "\\x00")), "it holds a NUL character")
     folder = text.endswith(tuple(filter(None, (os.sep, os.altsep))))
     resolved = Path(text).expanduser()
-    return resolved / DB_NAME if folder or resolved.is_dir() else resolved
+    folder = folder or resolved.is_dir() or (not resolved.suffix and not resolved.exists())
+    return resolved / DB_NAME if folder else resolved
 
 
 def _unusable(path: Path, reason: str) -> ConfigError:
