@@ -466,3 +466,4 @@ def test_an_unknown_tool_name_says_where_names_come_from(tools, name, expected):
         Executor(tools=list(tools)).run(Agent(tools=[name], model=sim.scripted([sim.reply("x")])), "go")
     message = str(info.value)
     assert "Executor(tools=[...])" in message and f"Agent(tools=[{name}])" in message
+    assert "?." not in message  # one sentence end, never doubled punctuation

@@ -63,7 +63,8 @@ def _unknown_name(name: str, known: list[str]) -> str:
     """Why a tool name did not resolve, and where names come from."""
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" — did you mean {close[0]!r}?" if close else " (none registered)" if not known else ""
-    return (f"no tool named {name!r} is registered; known: {known}{hint}. Tool names come from "
+    end = " " if hint.endswith("?") else ". "
+    return (f"no tool named {name!r} is registered; known: {known}{hint}{end}Tool names come from "
             "Executor(tools=[...]) (then executus_nb.tool.default_registry): register the @tool function "
             f"there, or pass the function itself instead of its name: Agent(tools=[{name}])")
 
