@@ -248,3 +248,17 @@ def test_approval_buttons_in_runview(interactive):
     assert run.tool_calls_df().iloc[0].decided_by == "user"
     assert result.steps[1].result == "published 'a'"
     assert view._extras.children == ()
+
+
+IPV4_SPELLINGS = ["http://10.0.0.5/", "http://012.0.0.5/", "http://[::ffff:10.0.0.5]/", "http://[::ffff:a00:5]/",
+                  "http://[64:ff9b::a00:5]/", "http://[2002:a00:5::1]/", "http://[::ffff:0:a00:5]/"]
+
+
+@pytest.mark.parametrize("pattern", ["10.0.0.5", "10.0.*", "[::ffff:10.0.0.5]"])
+@pytest.mark.parametrize("url", IPV4_SPELLINGS)
+def test_a_host_rule_on_an_ipv4_address_covers_its_ipv6_forms(pattern, url):
+    # the SSRF guard judges these by the IPv4 they embed, so a host rule must too
+    policy = Policy().deny("web_fetch", host=pattern)
+    assert policy.evaluate(req(url=url))[0] == "deny"
+    assert policy.evaluate(req(url="http://[::ffff:10.1.0.6]/"))[0] == "allow"  # another address
+    assert Policy(default="deny").allow("web_fetch", host=pattern).evaluate(req(url=url))[0] == "allow"

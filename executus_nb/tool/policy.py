@@ -9,7 +9,8 @@ the host of a URL argument (glob) and an optional predicate on the arguments.
 Hosts are compared after ``executus_nb.tool.hosts`` canonicalises both the
 rule's pattern and the URL's host, the same reading the SSRF guard and the
 fetcher use; a URL whose host cannot be canonicalised is denied by any rule
-with ``host=`` that it would otherwise reach.
+with ``host=`` that it would otherwise reach.  An IPv6 literal that embeds an
+IPv4 address (mapped, 6to4, NAT64, …) is matched by that IPv4 as well.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class Rule(BaseModel):
 
             value = request.arguments.get(self.host_arg)
             host = url_host(value) if isinstance(value, str) else None
-            if host is None or not fnmatch.fnmatchcase(host, host_pattern(self.host)):
+            if host is None or not any(
+                fnmatch.fnmatchcase(h, p) for h in _host_forms(host) for p in _host_forms(host_pattern(self.host))
+            ):
                 return False
         return self.when is None or bool(self.when(request.arguments))
 
@@ -205,6 +208,20 @@ class Policy:
 
 
 _POLICY_KEYS = ("default", "ask_timeout_s", "approver", "rules")
+
+
+def _host_forms(host: str) -> tuple[str, ...]:
+    """A canonical host or pattern, and for an IPv6 literal that embeds IPv4 (``::ffff:10.0.0.5``) that IPv4
+    too: a rule on an IPv4 address covers its IPv6 spellings, as the SSRF guard judges them."""
+    import ipaddress
+
+    from executus_nb.tool.ssrf import embedded_ipv4s
+
+    try:
+        ip = ipaddress.IPv6Address(host)
+    except ValueError:
+        return (host,)
+    return (host, *map(str, embedded_ipv4s(ip)))
 
 
 def _is_path(source: str | Path) -> bool:
