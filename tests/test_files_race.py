@@ -244,3 +244,22 @@ def test_swapping_a_folder_two_levels_up_never_escapes(tmp_path):
     assert sorted(p.name for p in (outside / "b" / "c").iterdir()) == ["f.txt"]  # no write landed outside
     assert outcomes["read ok"] > 0, outcomes
 
+
+
+def test_a_hard_link_to_a_file_outside_is_never_written(layout):
+    root, outside = layout
+    os.link(outside / "f.txt", root / "a" / "linked.txt")  # another process linked an outside file in
+    with pytest.raises(ToolError, match="other hard links") as caught:
+        tools_for(root)["write_file"]("a/linked.txt", "overwritten")
+    assert_no_host_path(caught.value, root)
+    assert (outside / "f.txt").read_text(encoding="utf-8") == "OUTSIDE"  # neither truncated nor written
+    assert tools_for(root)["write_file"]("a/d/f.txt", "new") == "wrote 3 characters to a/d/f.txt"
+    assert (root / "a" / "d" / "f.txt").read_text(encoding="utf-8") == "new"  # a plain file is still replaced
+
+
+def test_writing_a_fifo_is_a_tool_error_not_a_hang(layout):
+    root, _ = layout
+    os.mkfifo(root / "pipe")
+    with pytest.raises(ToolError, match="'pipe'") as caught:
+        tools_for(root)["write_file"]("pipe", "x")
+    assert_no_host_path(caught.value, root)

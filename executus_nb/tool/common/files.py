@@ -21,7 +21,7 @@ from executus_nb.tool.decorator import Tool
 MAX_ENTRIES = 1000
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _READ = os.O_RDONLY | _NONBLOCK
-_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_WRITE = os.O_WRONLY | os.O_CREAT | _NONBLOCK  # a FIFO never blocks; truncated once known to be ours alone
 
 
 def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> list[Tool]:
@@ -77,6 +77,13 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
             raise ToolError(f"cannot write {label!r}: {_reason(exc)}") from None
         try:
             with os.fdopen(fd, "wb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ToolError(f"{label!r} is not a regular file and cannot be written") from None
+                if info.st_nlink > 1:  # a hard link: the same file may also be outside the workspace
+                    raise ToolError(f"{label!r} has other hard links (perhaps outside the workspace), so it is "
+                                    "not written; write to a new path instead") from None
+                f.truncate(0)
                 f.write(content.encode("utf-8", errors="replace"))
         except OSError as exc:
             raise ToolError(f"cannot write {label!r}: {_reason(exc)}") from None
