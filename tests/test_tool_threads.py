@@ -163,3 +163,47 @@ def test_a_process_with_32_hung_sync_tools_exits_at_once():
     assert answer == "ok" and float(elapsed) < 1.0, stderr
     assert proc.returncode == 0, stderr
     assert exited < 2.0
+
+
+RUN_SCRIPT = textwrap.dedent("""
+    import threading, time
+    from executus_nb import Agent, Executor, sim, tool
+
+    @tool(timeout_s=0.2)
+    def hangs(i: int) -> str:
+        \"\"\"Hangs for ever.\"\"\"
+        threading.Event().wait()
+        return "late"
+
+    @tool
+    def trivial() -> str:
+        \"\"\"Answers at once.\"\"\"
+        return "ok"
+
+    executor = Executor()
+    model = sim.scripted([sim.calls(*(sim.call("hangs", i=i) for i in range(32))), sim.reply("gave up")])
+    executor.run(Agent(name="h", tools=[hangs], model=model), "go").wait(quiet=True)
+    run = executor.run(Agent(name="t", tools=[trivial], model=sim.scripted([sim.call("trivial"), sim.reply("ok")])), "go")
+    result = run.wait(quiet=True)
+    print(result.output, f"{run.tool_calls_df().duration_s.iloc[0]:.3f}", flush=True)
+""")
+
+
+def test_a_script_whose_runs_left_32_hung_sync_tools_exits_at_once():
+    # as a user writes it: Executor().run(...).wait(), so litellm is loaded and torn down too
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    with subprocess.Popen([sys.executable, "-c", RUN_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env) as proc:
+        try:
+            line = proc.stdout.readline()  # the work is done when this line is printed
+            worked = time.perf_counter()
+            _, stderr = proc.communicate(timeout=30)
+            exited = time.perf_counter() - worked
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    answer, elapsed = line.split()
+    assert answer == "ok" and float(elapsed) < 1.0, stderr
+    assert proc.returncode == 0, stderr
+    assert exited < 2.0
