@@ -90,3 +90,26 @@ def test_litellm_exit_flush_runs_after_the_background_loop_is_shut_down():
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["hi", *"loop shut down before litellm's flush: True".split()], done.stdout
     assert done.stderr == ""
+
+
+def test_a_streamed_step_that_swallowed_cancellation_leaves_no_error_at_exit():
+    # the step's async generator is still running when the loop shuts down; it cannot be closed
+    done, _ = _script("""
+        import asyncio, warnings
+        from executus_nb import Agent, Executor, sim
+        from executus_nb.errors import StuckCallWarning
+        warnings.simplefilter("ignore", StuckCallWarning)
+
+        async def stubborn(messages, tools):
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    pass
+
+        agent = Agent(name="s", model=sim.function(stubborn), max_runtime_s=0.5, stream=True)
+        print(Executor().run(agent, "go").wait(quiet=True).status.value, flush=True)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["timeout"]
+    assert done.stderr == ""  # not "an error occurred during closing of asynchronous generator"

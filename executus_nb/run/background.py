@@ -66,7 +66,24 @@ async def _cancel_pending(timeout: float) -> None:
         for task in stubborn:  # it swallowed its cancellation: let it go with the process, quietly
             task._log_destroy_pending = False  # asyncio's own switch for "Task was destroyed…"
             _log.debug("background task %r ignored its cancellation at exit", task.get_name())
-    await asyncio.get_running_loop().shutdown_asyncgens()
+    loop = asyncio.get_running_loop()
+    handler = loop.get_exception_handler()
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # A generator still running in a task that swallowed its cancellation cannot be closed
+        # ("aclose(): asynchronous generator is already running"): it goes with the process too.
+        if "asyncgen" in context and isinstance(context.get("exception"), RuntimeError):
+            _log.debug("async generator %r still running at exit", context["asyncgen"])
+        elif handler is not None:
+            handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
+    try:
+        await loop.shutdown_asyncgens()
+    finally:
+        loop.set_exception_handler(handler)
 
 
 def shutdown(timeout: float = SHUTDOWN_S) -> None:
