@@ -154,16 +154,22 @@ async def run_agent(state: LoopState, prompt: str,
                     prepare: Callable[[], Awaitable[None]] | None = None) -> None:
     """Drive one run to a final status, appending every event to ``state.log``.
 
-    ``prepare`` (e.g. the first, slow litellm import) is awaited after ``RunStarted``
-    and outside ``max_runtime_s``, so a run cancelled or failing while it prepares
-    still ends with a ``RunFinished`` that says so.
+    ``prepare`` (e.g. the first, slow litellm import) is awaited before ``RunStarted``, so
+    set-up counts in no bound, latency or duration (the run shows ``queued`` meanwhile);
+    a run cancelled or failing while it prepares still ends with a ``RunFinished`` that says so.
     """
     agent, log = state.agent, state.log
-    unprepared: Exception | None = None
+    unprepared: BaseException | None = None
+    try:
+        if prepare is not None:
+            await prepare()
+    except (Exception, asyncio.CancelledError) as exc:  # recorded below, after RunStarted
+        unprepared = exc
     try:
         state.messages = initial_messages(agent, prompt, state.ctx)
     except Exception as exc:  # callable instructions that fail: the run is still recorded, as failed
-        unprepared, state.messages = exc, initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
+        unprepared = unprepared or exc
+        state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
     state.ctx.messages = state.messages
     log.emit(
         RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
@@ -173,8 +179,6 @@ async def run_agent(state: LoopState, prompt: str,
     try:
         if unprepared is not None:
             raise unprepared
-        if prepare is not None:
-            await prepare()
         status, output, error = await _bounded_turns(state)  # the clock starts here: set-up is outside it
     except TimeoutError as exc:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
         status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
