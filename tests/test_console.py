@@ -139,3 +139,14 @@ def test_wait_prints_every_step_before_it_returns(n, capsys):
     Executor().run(Agent(name="before", tools=[noop], model=model), "go").wait(timeout=60)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == n + 3 and lines[-1].startswith("Run ") and f"· {n + 2} steps ·" in lines[-1]
+
+
+def test_a_run_finished_before_wait_is_printed_once(capsys):
+    run = Executor().run(Agent(name="early", model=sim.scripted([sim.reply("hi")], name="console-early")), "go")
+    run.wait(quiet=True)  # finished before the printing wait below, as on a busy machine
+    capsys.readouterr()
+    run.wait()
+    out = capsys.readouterr().out
+    assert "model sim/console-early" in out and " · 1 step · " in out
+    run.wait()
+    assert capsys.readouterr().out == ""  # printed once, not on every wait

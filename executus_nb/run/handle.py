@@ -52,6 +52,7 @@ class Run:
         self._started = False
         self._cancel_requested = False
         self._view: Any = None
+        self._printed = False  # a terminal wait() prints the run once
         self._unsubscribe = log.subscribe(self._on_event)  # first subscriber: result is set before views hear
 
     # -- lifecycle -----------------------------------------------------------------
@@ -144,15 +145,20 @@ class Run:
     def wait(self, timeout: float | None = None, *, quiet: bool = False) -> RunResult:
         """Block until the run finishes and return its result (works inside Jupyter too).
 
-        In a terminal it prints one line per step unless ``quiet=True``.
+        In a terminal the first non-quiet wait prints one line per step (the steps so far
+        replayed, so a run that finished before ``wait()`` is printed too) unless ``quiet=True``.
         """
-        if self._future.done():
-            return self._future.result()
-        from executus_nb.nb.console import StepPrinter
         from executus_nb.run.jupyter import in_notebook
 
-        printer = None if quiet or in_notebook() else StepPrinter(self.log)
+        printer = None
+        if not quiet and not self._printed and not in_notebook():
+            from executus_nb.nb.console import StepPrinter
+
+            self._printed = True
+            printer = StepPrinter(self.log)
         try:
+            if self._future.done():
+                return self._future.result()
             return self._wait(timeout)
         finally:
             if printer is not None:
