@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -18,7 +15,7 @@ from executus_nb.model.call import Completion
 from executus_nb.tool import stuck_tool_calls
 from executus_nb.types.events import RunFinished, ToolCallStarted
 from executus_nb.types.usage import Usage
-from tests.waiting import WAIT, wait_until
+from tests.waiting import WAIT, script_exit, wait_until
 
 BOUND = 1.0  # the run is finished within this long of its bound
 
@@ -198,18 +195,7 @@ CLOSE_SCRIPT = textwrap.dedent("""
 
 
 def test_a_script_whose_tool_hangs_exits_once_the_executor_is_closed():
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    with subprocess.Popen([sys.executable, "-c", CLOSE_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env) as proc:
-        try:
-            line = proc.stdout.readline()  # printed once the executor is closed
-            closed = time.perf_counter()
-            _, stderr = proc.communicate(timeout=WAIT)
-            exited = time.perf_counter() - closed
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    assert line.strip() == "cancelled", stderr
-    assert proc.returncode == 0, stderr
-    assert exited < 2.0
+    done = script_exit(CLOSE_SCRIPT)  # its line is printed once the executor is closed
+    assert done.line == "cancelled", done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.exit_s < 2.0

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -15,7 +12,7 @@ import pytest
 from executus_nb import Agent, RunStatus, sim, tool
 from executus_nb.errors import StuckCallWarning, ToolTimeoutError
 from executus_nb.tool import stuck_tool_calls
-from tests.waiting import WAIT, wait_until
+from tests.waiting import WAIT, script_exit, wait_until
 
 
 @pytest.fixture
@@ -147,22 +144,11 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_a_process_with_32_hung_sync_tools_exits_at_once():
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    with subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env) as proc:
-        try:
-            line = proc.stdout.readline()  # the work is done when this line is printed
-            worked = time.perf_counter()
-            _, stderr = proc.communicate(timeout=10)
-            exited = time.perf_counter() - worked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    answer, elapsed = line.split()
-    assert answer == "ok" and float(elapsed) < 1.0, stderr
-    assert proc.returncode == 0, stderr
-    assert exited < 2.0
+    done = script_exit(SCRIPT)
+    answer, elapsed = done.line.split()
+    assert answer == "ok" and float(elapsed) < 1.0, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.exit_s < 2.0
 
 
 RUN_SCRIPT = textwrap.dedent("""
@@ -191,19 +177,8 @@ RUN_SCRIPT = textwrap.dedent("""
 
 def test_a_script_whose_runs_left_32_hung_sync_tools_exits_at_once():
     # as a user writes it: Executor().run(...).wait(), so litellm is loaded and torn down too
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    with subprocess.Popen([sys.executable, "-c", RUN_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env) as proc:
-        try:
-            line = proc.stdout.readline()  # the work is done when this line is printed
-            worked = time.perf_counter()
-            _, stderr = proc.communicate(timeout=30)
-            exited = time.perf_counter() - worked
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    answer, elapsed = line.split()
-    assert answer == "ok" and float(elapsed) < 1.0, stderr
-    assert proc.returncode == 0, stderr
-    assert exited < 2.0
+    done = script_exit(RUN_SCRIPT)
+    answer, elapsed = done.line.split()
+    assert answer == "ok" and float(elapsed) < 1.0, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.exit_s < 2.0
