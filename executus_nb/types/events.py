@@ -181,6 +181,22 @@ class RevisionRequested(_EventBase):
     feedback: str
 
 
+class BudgetStopped(_EventBase):
+    """A budget ended the run: which limit (``max_usd``…), of which scope, the limit and what was spent.
+
+    ``refused`` is True when the run was refused before any model call (status ``budget_refused``);
+    ``step`` is the step the stop came before (None when refused).
+    """
+
+    kind: Literal["budget_stopped"] = "budget_stopped"
+    step: int | None = None
+    budget: Literal["max_steps", "max_tokens", "max_usd", "max_runtime_s"]
+    scope: Literal["run", "agent", "executor"]
+    limit: float
+    spent: float
+    refused: bool = False
+
+
 class RunFinished(_EventBase):
     """The run reached a final status; ``output`` is set only on success."""
 
@@ -205,6 +221,7 @@ Event = Annotated[
         ApprovalResolved,
         MessagesRewritten,
         RevisionRequested,
+        BudgetStopped,
         RunFinished,
     ],
     Field(discriminator="kind"),

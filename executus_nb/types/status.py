@@ -16,6 +16,8 @@ class RunStatus(str, Enum):
     MAX_STEPS = "max_steps"
     TIMEOUT = "timeout"
     STOPPED = "stopped"  # a hook raised StopRun
+    BUDGET_REFUSED = "budget_refused"  # refused before any model call: the budget left could not fit it
+    BUDGET_EXCEEDED = "budget_exceeded"  # stopped before a model call that would pass the budget
 
     @property
     def is_final(self) -> bool:
