@@ -185,7 +185,7 @@ async def run_agent(state: LoopState, prompt: str,
     except asyncio.CancelledError:  # cancelled while preparing
         status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
     except StopRun as exc:  # a hook ended the run on purpose
-        status, error = exc.status, ErrorInfo(type="StopRun", message=exc.reason)
+        status, error = exc.status, ErrorInfo(type=type(exc).__name__, message=exc.reason)  # a subclass names itself
     except Exception as exc:  # a bug or a failing port: record it, never lose the run
         status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
     _close_open_steps(state, error)

@@ -67,6 +67,7 @@ class RunStarted(_EventBase):
     tools: list[str] = []
     max_steps: int
     max_runtime_s: float | None = None
+    budget_left: dict[str, float] = {}  # the tightest budget left per limit (max_usd…) as the run starts
 
 
 class ModelCallStarted(_EventBase):
