@@ -9,7 +9,7 @@ import time
 import pytest
 
 from executus_nb import Agent, ConfigError, Executor, RunStatus, sim, tool
-from executus_nb.run.ports import ToolCallRequest
+from executus_nb.types.gate import ToolCallRequest
 from executus_nb.tool.policy import Policy
 
 

@@ -15,13 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from executus_nb.errors import NoPendingApproval
 from executus_nb.redaction import redactor
-from executus_nb.run.ports import GateVerdict, ToolCallRequest
-
-Decision = Literal["allow", "deny"]
+from executus_nb.types.gate import Decision, GateVerdict, ToolCallRequest
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from executus_nb.errors import ConfigError, HookError, StopRun
-from executus_nb.run.ports import GateVerdict, ToolCallRequest
 from executus_nb.types.context import HOOK_POINTS, ModelRequest, ModelResponse, RunContext, ToolResult, hook_problem
+from executus_nb.types.gate import GateVerdict, ToolCallRequest
 from executus_nb.types.result import RunResult
 
 logger = logging.getLogger("executus_nb")

@@ -6,38 +6,12 @@ The tool gate is asked before every tool call (the permission ``Policy`` is one)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-Decision = Literal["allow", "deny"]
-Action = Literal["allow", "ask", "deny"]
+from executus_nb.types.gate import Action, Decision, GateVerdict, ToolCallRequest
 
-
-@dataclass(frozen=True)
-class ToolCallRequest:
-    """A tool call about to run: which run, which tool, the validated arguments."""
-
-    run_id: str
-    agent: str
-    step: int
-    call_id: str
-    name: str
-    arguments: dict[str, Any]
-    raw_arguments: str
-    default_permission: Action | None = None
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    """A gate's answer: allow, deny, or ask (with who answers and how long to wait)."""
-
-    action: Action
-    rule: str | None = None
-    by: str = "policy"
-    on_ask: Callable[[ToolCallRequest], Any] | None = None
-    timeout_s: float | None = None
-    approver: str = "auto"  # "code": wait for run.approve()/deny() from code, in scripts too
+__all__ = ["Action", "Decision", "EventSink", "GateVerdict", "Ports", "ToolCallRequest", "ToolGate", "default_gate"]
 
 
 class ToolGate(Protocol):

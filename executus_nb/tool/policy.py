@@ -25,9 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from executus_nb.errors import ConfigError, SSRFBlocked, config_error, unknown_option
-from executus_nb.run.ports import GateVerdict, ToolCallRequest
+from executus_nb.types.gate import Action, GateVerdict, ToolCallRequest
 
-Action = Literal["allow", "ask", "deny"]
 Approver = Literal["auto", "code"]
 OnAsk = Callable[[ToolCallRequest], "bool | str | Awaitable[bool | str]"]
 
