@@ -104,9 +104,9 @@ class Fanout:
 
     def _launch(self, row: int, col: int) -> Run:
         index = row * len(self.labels) + col
-        run = self.executor._start(
+        run = self.executor.run(
             self.agents[col], self.prompts[row], lane=self.id, tags=(self.id,),
-            slots=[(self.lanes, "cells", self.labels[col])], **self.per_run,
+            within=[(self.lanes, "cells", self.labels[col])], **self.per_run,
         )
         run.log.subscribe(lambda event, index=index: self._changed(index, event))
         return run
@@ -158,7 +158,7 @@ class Fanout:
 
     def __await__(self):
         async def gather() -> Fanout:
-            await asyncio.gather(*(asyncio.wrap_future(run._future) for run in self.runs))
+            await asyncio.gather(*self.runs)  # a Run is awaitable from any loop
             return self
 
         return gather().__await__()

@@ -78,7 +78,7 @@ class FanoutGrid:
 
     def home_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the fan-out's runs live on: widget callbacks do their work there."""
-        return next((run._loop for run in self.fanout.runs if run._loop is not None), None)
+        return next((run.loop for run in self.fanout.runs if run.loop is not None), None)
 
     def _patch(self, indices: Any) -> dict[str, Any]:
         cells = {}

@@ -62,7 +62,7 @@ class RunView:
 
     def home_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop the run lives on: widget callbacks do their work there."""
-        return self.run._loop
+        return self.run.loop
 
     def _on_event(self, event: Any) -> None:
         if getattr(event, "kind", None) == "run_finished":

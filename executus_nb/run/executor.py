@@ -262,15 +262,17 @@ class Executor:
     def run(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
             tier: str | None = None, max_steps: int | None = None, hooks: Iterable[Any] = (),
             run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
-            lane: str | None = None) -> Run:
+            lane: str | None = None, within: Sequence[tuple[Lanes, str, str]] = ()) -> Run:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
         Per run, without copying the agent: ``deps`` (any object, reaching hooks and tools as
         ``ctx.deps``), ``model`` or ``tier``, ``max_steps``, and ``hooks`` (called after the
         executor's and the agent's).  ``lane`` is the fair-share key it queues under (default:
-        the owner, else ``"default"``).
+        the owner, else ``"default"``).  ``within`` are more bounds the run holds a slot of while it runs,
+        outermost first: ``(lanes, key, provider)`` triples of ``executus_nb.lane.Lanes`` (a fan-out bounds its
+        cells so; the executor's own bound comes last).
         """
-        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane, deps=deps,
+        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane, slots=within, deps=deps,
                            model=model, tier=tier, max_steps=max_steps, hooks=hooks)
 
     def _start(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.errors import UserError
@@ -138,6 +138,12 @@ class Run:
 
     # -- waiting -------------------------------------------------------------------
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the run lives on (None until it is scheduled): hand work for the run to it with
+        ``loop.call_soon_threadsafe`` (widget callbacks do)."""
+        return self._loop
+
+    @property
     def done(self) -> bool:
         """True once the run has finished (its result is set)."""
         return self.result is not None
@@ -189,7 +195,9 @@ class Run:
     def _not_yet(self, timeout: float | None) -> str:
         return f"run {self.run_id} has not finished after {timeout} s; it goes on — wait again or cancel()"
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, RunResult]:
+        """``await run`` gives the result on any event loop, not only the run's own (a script's code awaiting
+        a run of the background loop, a fan-out gathering its cells)."""
         # shield: a cancelled or timed-out awaiter must not cancel the run's result future
         return asyncio.shield(asyncio.wrap_future(self._future)).__await__()
 

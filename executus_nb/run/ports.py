@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from executus_nb.tool.policy import Policy
 from executus_nb.types.gate import Action, Decision, GateVerdict, ToolCallRequest
 
 __all__ = ["Action", "Decision", "EventSink", "GateVerdict", "Ports", "ToolCallRequest", "ToolGate", "default_gate"]
@@ -22,8 +23,6 @@ class ToolGate(Protocol):
 
 def default_gate() -> ToolGate:
     """An empty ``Policy``: everything allowed except what a tool itself marks ask/deny."""
-    from executus_nb.tool.policy import Policy
-
     return Policy()
 
 

@@ -14,6 +14,7 @@ import math
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import Any, ClassVar
 
 try:
@@ -107,10 +108,8 @@ class OTelSink:
     """
 
     def __init__(self, tracer_provider: TracerProvider | None = None, *, capture_content: bool = False) -> None:
-        from executus_nb import __version__
-
         provider = tracer_provider or trace.get_tracer_provider()
-        self.tracer = provider.get_tracer("executus_nb", __version__)
+        self.tracer = provider.get_tracer("executus_nb", version("executus_nb"))
         self.capture_content = capture_content
         self._runs: dict[str, Span] = {}
         self._steps: dict[tuple[str, int], Span] = {}
