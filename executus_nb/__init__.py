@@ -37,6 +37,7 @@ from executus_nb.types.context import RunContext  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
 from executus_nb.types.usage import Usage  # noqa: E402
+from executus_nb.types.budget import Budget  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "ExecutusError",
     "Executor",
     "Fanout",
+    "Budget",
     "ModelCallError",
     "NoPendingApproval",
     "OutputValidationError",

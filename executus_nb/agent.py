@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
+from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import hook_problem
 
 
@@ -20,7 +21,8 @@ class Agent(BaseModel):
     (``{"model": "openai/x", "api_base": …, "api_key": …}``).  With neither
     ``model`` nor ``tier`` the executor's default (an offline ``sim/`` model) is used.
     ``instructions`` may be a callable ``(ctx: RunContext) -> str``, called at run start;
-    ``hooks`` are objects with hook methods (see ``executus_nb.run.hooks``).
+    ``hooks`` are objects with hook methods (see ``executus_nb.run.hooks``); ``budget`` (a ``Budget``)
+    binds each run of this agent, alongside the run's and the executor's (the tightest wins).
     With ``output_type`` (a pydantic model) the final answer is validated into an
     instance; a failure is sent back to the model up to ``output_retries`` times.
     Bounds: ``max_steps`` model calls, every attempt counted (a failover to the next
@@ -46,6 +48,7 @@ class Agent(BaseModel):
     owner: str | None = None
     tags: tuple[str, ...] = ()
     hooks: tuple[Any, ...] = ()  # run after the executor's hooks, before the run's own
+    budget: Budget | None = None  # applies to each run of this agent (see executus_nb.run.budget)
 
     def __init__(self, **data: Any) -> None:
         # A bad agent is a ConfigError (part of the package's error tree), and its message
@@ -82,6 +85,11 @@ class Agent(BaseModel):
             if (problem := hook_problem(hook)) is not None:
                 raise ValueError(problem)
         return tuple(value)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Budget | None:
+        return as_budget(value, "Agent(budget=...)")
 
     @field_validator("output_type")
     @classmethod

@@ -158,7 +158,7 @@ def test_the_hooks_get_typed_records_and_one_context_with_identity_usage_and_the
     assert isinstance(seen["response"], ModelResponse) and seen["response"].content == "5"
     assert ctx.identity.run_id == result.run_id and ctx.identity.agent == "agent"
     assert ctx.identity.owner == "ana" and ctx.identity.tags == ("t1",) and ctx.identity.parent_run_id is None
-    assert ctx.deps == "the deps" and ctx.budget_left is None
+    assert ctx.deps == "the deps" and ctx.budget_left == {}
     assert seen["usage_after_first"] > 0 and ctx.usage.total_tokens == result.usage.total_tokens
     assert [m["role"] for m in ctx.messages] == ["user", "assistant", "tool", "assistant"]
     assert ctx.step == 3

@@ -11,6 +11,7 @@ import executus_nb
 
 EXPECTED_ALL = [
     "Agent",
+    "Budget",
     "ConfigError",
     "ExecutusError",
     "Executor",

@@ -26,6 +26,7 @@ from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.redaction import redactor
+from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.handle import Run
@@ -35,6 +36,7 @@ from executus_nb.run.log import RunLog
 from executus_nb.lane import Lanes
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.ports import EventSink, Ports, ToolGate
+from executus_nb.types.budget import Budget, as_budget
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.result import RunResult
@@ -136,7 +138,9 @@ class Executor:
     ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``);
     ``cache=True`` answers repeated identical model calls from a response cache on disk
     (``.executus_cache/``; or a file or folder path, or a ``ResponseCache``) at no cost;
-    ``hooks`` are called in every run, before the agent's and the run's own (``executus_nb.run.hooks``).
+    ``hooks`` are called in every run, before the agent's and the run's own (``executus_nb.run.hooks``);
+    ``budget`` (a ``Budget``) is one ledger shared by all its runs, fan-out cells included: a spending cap
+    for the session (``budget_left()`` tells what is left; ``executus_nb.run.budget``).
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class Executor:
         sinks: Iterable[EventSink] = (),
         cache: bool | str | Path | ResponseCache | None = None,
         hooks: Iterable[Any] = (),
+        budget: Budget | None = None,
         **unknown: Any,
     ):
         for key in unknown:  # a typo is a ConfigError naming the closest keyword (still a TypeError)
@@ -171,6 +176,8 @@ class Executor:
         self.ports.sinks.extend(sinks)
         self.cache = _response_cache(cache)
         self.hooks: tuple[Any, ...] = check_hooks(hooks, "Executor(hooks=...)")
+        self.budget = as_budget(budget, "Executor(budget=...)")
+        self._ledger = Ledger(self.budget, "executor") if self.budget is not None else None
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
 
@@ -200,7 +207,8 @@ class Executor:
     def _prepare(self, agent: Agent, prompt: str, run_id: str | None, owner: str | None,
                  tags: Iterable[str], lane: str | None = None,
                  slots: Sequence[tuple[Lanes, str, str]] = (), *, deps: Any = None,
-                 hooks: Iterable[Any] = (), **overrides: Any) -> tuple[Run, LoopState]:
+                 hooks: Iterable[Any] = (), budget: Budget | None = None,
+                 **overrides: Any) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
         if not isinstance(prompt, str):
@@ -209,6 +217,7 @@ class Executor:
         agent = overridden(agent, **overrides)
         tier = self.resolve_tier(agent)
         spec = tier.models[0]
+        scopes = self._budget_scopes(agent, tier, as_budget(budget, "run(budget=...)"))
         # Every secret the run may send, and so see echoed, is redacted from its events by value.
         for model in tier.models:
             redactor.add_params(model.params)
@@ -219,10 +228,20 @@ class Executor:
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
+        # The budget is the last hook: at before_model_call it judges the request as sent (after a compaction).
+        budget_hook = RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()],
+                                self._price_table) if scopes else None
         state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
                           cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table,
-                          hooks=HookSet(self.hooks + agent.hooks + run_hooks))
+                          hooks=HookSet(self.hooks + agent.hooks + run_hooks + ((budget_hook,) if budget_hook else ())))
         state.ctx.deps = deps
+
+        async def prepare() -> None:
+            try:
+                await self._ensure_backend()
+            finally:  # RunStarted, emitted next, records the budget left as the run starts
+                if budget_hook is not None:
+                    state.ctx.budget_left = budget_hook.left()
 
         key = lane or owner or agent.owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
@@ -240,13 +259,28 @@ class Executor:
                 await state.hooks.after_run(state.ctx, log.events)  # every ending is heard, this one too
                 return
             try:
-                await run_agent(state, prompt, prepare=self._ensure_backend)
+                await run_agent(state, prompt, prepare=prepare)
             finally:
                 _release(held)
 
         run = Run(run_id, agent, prompt, spec.name, log, body, approvals)
         self.runs.append(run)
         return run, state
+
+    def _budget_scopes(self, agent: Agent, tier: Tier, run_budget: Budget | None) -> list[Any]:
+        """The budget scopes that bind a run of ``agent`` (run, agent, executor); with ``max_usd``, every
+        model of its tier must have a known price (``UnknownPriceError``, before the run starts)."""
+        scopes = budget_scopes(run_budget, agent.budget, self._ledger)
+        check_prices(scopes, tier.models, self._price_table)
+        return scopes
+
+    def budget_left(self) -> dict[str, float]:
+        """What the executor's budget has left per limit (``{"max_usd": 0.42, …}``; ``{}`` without one).
+
+        Spending of calls still in flight is added when they return; ``max_runtime_s`` counts from the
+        start of the executor's first run.
+        """
+        return self._ledger.left() if self._ledger is not None else {}
 
     async def _ensure_backend(self) -> None:
         # litellm takes seconds to import and warm up: do it off the event loop so the kernel stays
@@ -260,20 +294,21 @@ class Executor:
 
     # -- running ---------------------------------------------------------------------
     def run(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
-            tier: str | None = None, max_steps: int | None = None, hooks: Iterable[Any] = (),
-            run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
+            tier: str | None = None, max_steps: int | None = None, budget: Budget | None = None,
+            hooks: Iterable[Any] = (), run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
             lane: str | None = None, within: Sequence[tuple[Lanes, str, str]] = ()) -> Run:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
         Per run, without copying the agent: ``deps`` (any object, reaching hooks and tools as
-        ``ctx.deps``), ``model`` or ``tier``, ``max_steps``, and ``hooks`` (called after the
+        ``ctx.deps``), ``model`` or ``tier``, ``max_steps``, ``budget`` (a ``Budget`` for this run, bound
+        with the agent's and the executor's: the tightest wins), and ``hooks`` (called after the
         executor's and the agent's).  ``lane`` is the fair-share key it queues under (default:
         the owner, else ``"default"``).  ``within`` are more bounds the run holds a slot of while it runs,
         outermost first: ``(lanes, key, provider)`` triples of ``executus_nb.lane.Lanes`` (a fan-out bounds its
         cells so; the executor's own bound comes last).
         """
         return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane, slots=within, deps=deps,
-                           model=model, tier=tier, max_steps=max_steps, hooks=hooks)
+                           model=model, tier=tier, max_steps=max_steps, budget=budget, hooks=hooks)
 
     def _start(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
                tags: Iterable[str] = (), lane: str | None = None, slots: Sequence[tuple[Lanes, str, str]] = (),
@@ -307,29 +342,37 @@ class Executor:
                models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,
                concurrency: int | None = None, per_key: int | None = None, deps: Any = None,
                model: str | dict[str, Any] | None = None, tier: str | None = None, max_steps: int | None = None,
-               hooks: Iterable[Any] = ()) -> Fanout:
+               budget: Budget | None = None, hooks: Iterable[Any] = ()) -> Fanout:
         """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
 
         ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
         (or agent) column.  Its runs queue in their own lane, so other runs are not starved.
-        ``deps``, ``model``/``tier`` (with ``agents=`` only), ``max_steps`` and ``hooks`` apply to every cell.
+        ``deps``, ``model``/``tier`` (with ``agents=`` only), ``max_steps``, ``budget`` (each cell's own)
+        and ``hooks`` apply to every cell; the executor's budget is shared by all the cells.
         """
         from executus_nb.fanout import Fanout
 
         if models is not None and (model is not None or tier is not None):
             raise UserError("fanout(models=[...]) already sets each column's model: drop model=/tier=")
-        per_run = {"deps": deps, "model": model, "tier": tier, "max_steps": max_steps,
+        cell_budget = as_budget(budget, "fanout(budget=...)")
+        # Every column's prices are checked before any cell starts (a max_usd with an unpriced model).
+        columns = [agent.model_copy(update={"model": ModelSpec.model_validate(m), "tier": None}) for m in models] \
+            if models is not None and isinstance(agent, Agent) else [a for a in agents or () if isinstance(a, Agent)]
+        for column in columns:
+            column = overridden(column, model=model, tier=tier)
+            self._budget_scopes(column, self.resolve_tier(column), cell_budget)
+        per_run = {"deps": deps, "model": model, "tier": tier, "max_steps": max_steps, "budget": cell_budget,
                    "hooks": check_hooks(hooks, "fanout(hooks=...)")}
         return Fanout.start(self, agent, prompts, models=models, agents=agents,
                             concurrency=concurrency, per_key=per_key, per_run=per_run)
 
     async def arun(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
-                   tier: str | None = None, max_steps: int | None = None, hooks: Iterable[Any] = (),
-                   run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
-                   lane: str | None = None) -> RunResult:
+                   tier: str | None = None, max_steps: int | None = None, budget: Budget | None = None,
+                   hooks: Iterable[Any] = (), run_id: str | None = None, owner: str | None = None,
+                   tags: Iterable[str] = (), lane: str | None = None) -> RunResult:
         """Run to the end on the current loop and return the result (the same per-run options as ``run``)."""
         run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, deps=deps, model=model, tier=tier,
-                               max_steps=max_steps, hooks=hooks)
+                               max_steps=max_steps, budget=budget, hooks=hooks)
         return await _finish(run)
 
     # -- shutting down ---------------------------------------------------------------

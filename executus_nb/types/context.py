@@ -49,7 +49,8 @@ class RunContext:
 
     ``deps`` is whatever the caller passed to ``run(..., deps=)``; ``messages`` is the
     conversation so far (the live list the next request is built from); ``step`` the last
-    step number given out; ``budget_left`` stays None until budgets exist.
+    step number given out; ``budget_left`` the tightest budget left per limit (``{"max_usd": 0.42}``,
+    ``{}`` when no budget binds the run), updated before and after each model call.
     """
 
     identity: RunIdentity
@@ -58,7 +59,7 @@ class RunContext:
     messages: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
     turn: int = 0
-    budget_left: Any = None
+    budget_left: dict[str, float] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list, repr=False)  # the run's log (read it, never append)
 
     @property
