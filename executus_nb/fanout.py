@@ -19,7 +19,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import UserError
 from executus_nb.lane import Lanes
 from executus_nb.model.spec import ModelSpec
-from executus_nb.types.result import answering_model, models_tried
+from executus_nb.types.fold import fold
 from executus_nb.types.status import RunStatus
 
 if TYPE_CHECKING:
@@ -191,10 +191,10 @@ class Fanout:
         for cell in self.cells:
             result = cell.run.result
             usage = result.usage if result else None
-            events = cell.run.log.events
+            state = fold(cell.run.log.events, model=cell.run.model)
             rows.append({
                 "row": cell.row, "col": cell.col, "prompt": cell.prompt,
-                "model": answering_model(events, cell.run.model), "models": models_tried(events),
+                "model": state.model, "models": state.models_tried,
                 "agent": cell.agent.name, "status": cell.run.status.value,
                 "output": result.output if result else None,
                 "prompt_tokens": usage.prompt_tokens if usage else 0,

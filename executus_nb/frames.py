@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from executus_nb.types.events import ApprovalResolved, ModelCallFinished, RunFinished, RunStarted
-from executus_nb.types.result import answering_model, build_steps, models_tried
+from executus_nb.types.events import Event
+from executus_nb.types.fold import ModelCallItem, ToolCallItem, fold, fold_runs
+from executus_nb.types.result import build_steps, steps_of
 
 if TYPE_CHECKING:
     from executus_nb.run.handle import Run
@@ -43,6 +44,7 @@ RUN_COLUMNS: dict[str, str] = {
     "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64", "steps": _INT, "model_calls": _INT,
     "tool_calls": _INT, "prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT,
     "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
+    "budget": "object",
 }
 
 
@@ -58,7 +60,7 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def steps_df(events: Sequence[Any]) -> pd.DataFrame:
+def steps_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per model call and per tool call.
 
     Columns: run_id, agent, step (1-based order in the run), turn (the model call
@@ -70,7 +72,7 @@ def steps_df(events: Sequence[Any]) -> pd.DataFrame:
     return _frame(rows, STEP_COLUMNS)
 
 
-def tool_calls_df(events: Sequence[Any]) -> pd.DataFrame:
+def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per tool call.
 
     Columns: run_id, agent, step, turn, call_id (unique in the run), provider_call_id
@@ -79,30 +81,30 @@ def tool_calls_df(events: Sequence[Any]) -> pd.DataFrame:
     decision / decided_by / rule (the permission decision, if a policy ruled),
     started_at, finished_at, duration_s.
     """
-    # Keyed by step as well: logs written before call ids were made unique may repeat them.
-    decisions = {(ev.run_id, ev.step, ev.call_id): ev for ev in events if isinstance(ev, ApprovalResolved)}
     rows = []
-    for s in build_steps(events):
-        if s.kind != "tool":
-            continue
-        d = decisions.get((s.run_id, s.step, s.call_id))
-        rows.append({
-            **s.model_dump(include=set(TOOL_COLUMNS)), "tool": s.name,
-            "decision": d.decision if d else None, "decided_by": d.by if d else None, "rule": d.rule if d else None,
-        })
+    for run in fold_runs(events):
+        for item, step in zip(run.steps_in_order(), steps_of(run)):
+            if not isinstance(item, ToolCallItem):
+                continue
+            d = item.decision
+            rows.append({
+                **step.model_dump(include=set(TOOL_COLUMNS)), "tool": step.name,
+                "decision": d.decision if d else None, "decided_by": d.by if d else None,
+                "rule": d.rule if d else None,
+            })
     return _frame(rows, TOOL_COLUMNS)
 
 
-def usage_df(events: Iterable[Any]) -> pd.DataFrame:
+def usage_df(events: Iterable[Event]) -> pd.DataFrame:
     """Usage per model that served calls.
 
     Columns: model, requests, prompt_tokens, completion_tokens, total_tokens, cost_usd
     (NaN for a model with no known price, never a silent 0).
     """
     rows = [
-        {"model": ev.model, **ev.usage.model_dump(include={"requests", "prompt_tokens", "completion_tokens",
-                                                           "total_tokens", "cost_usd"})}
-        for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None
+        {"model": item.model, **item.usage.model_dump(include={"requests", "prompt_tokens", "completion_tokens",
+                                                               "total_tokens", "cost_usd"})}
+        for run in fold_runs(events) for item in run.timeline if isinstance(item, ModelCallItem) and item.ok
     ]
     df = _frame(rows, USAGE_COLUMNS)
     if df.empty:
@@ -119,27 +121,28 @@ def runs_df(runs: Iterable[Run]) -> pd.DataFrame:
     Columns: run_id, agent, model (the model that produced the final answer; for a run
     without one, the last model tried), models (every model tried, in order), status,
     started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
-    completion_tokens, total_tokens, cost_usd, output, error_type, error_message.
+    completion_tokens, total_tokens, cost_usd, output, error_type, error_message,
+    budget (which budget ended the run, ``"max_usd (executor)"``; None if none did).
     """
     rows = []
     for run in runs:
-        events = run.log.events
-        start = next((ev for ev in events if isinstance(ev, RunStarted)), None)
-        end = next((ev for ev in reversed(events) if isinstance(ev, RunFinished)), None)
-        steps = build_steps(events)
-        usage = sum((s.total_tokens for s in steps if s.kind == "model"), 0)
+        state = fold(run.log.events, model=run.model)
+        items = state.steps_in_order()
+        model_items = [i for i in items if isinstance(i, ModelCallItem)]
+        started = state.started_at if state.prompt is not None else None
         rows.append({
-            "run_id": run.run_id, "agent": run.agent.name, "model": answering_model(events, run.model),
-            "models": models_tried(events), "status": run.status.value,
-            "started_at": start.ts if start else None, "finished_at": end.ts if end else None,
-            "duration_s": (end.ts - start.ts).total_seconds() if start and end else float("nan"),
-            "steps": len(steps), "model_calls": sum(s.kind == "model" for s in steps),
-            "tool_calls": sum(s.kind == "tool" for s in steps),
-            "prompt_tokens": sum(s.prompt_tokens for s in steps), "completion_tokens": sum(s.completion_tokens for s in steps),
-            "total_tokens": usage,
-            "cost_usd": sum((s.cost_usd for s in steps if s.kind == "model" and s.ok), 0.0),
-            "output": end.output if end else None,
-            "error_type": end.error.type if end and end.error else None,
-            "error_message": end.error.message if end and end.error else None,
+            "run_id": run.run_id, "agent": run.agent.name, "model": state.model,
+            "models": state.models_tried, "status": run.status.value,
+            "started_at": started, "finished_at": state.finished_at,
+            "duration_s": state.elapsed_s() if started and state.finished else float("nan"),
+            "steps": len(items), "model_calls": len(model_items), "tool_calls": len(items) - len(model_items),
+            "prompt_tokens": sum(i.usage.prompt_tokens for i in model_items),
+            "completion_tokens": sum(i.usage.completion_tokens for i in model_items),
+            "total_tokens": sum(i.usage.total_tokens for i in model_items),
+            "cost_usd": state.usage.cost_usd,
+            "output": state.output,
+            "error_type": state.error.type if state.error else None,
+            "error_message": state.error.message if state.error else None,
+            "budget": state.budget,
         })
     return _frame(rows, RUN_COLUMNS)

@@ -46,6 +46,7 @@ RUN_DTYPES = {
     "finished_at": TIME, "duration_s": "float64", "steps": "int64", "model_calls": "int64",
     "tool_calls": "int64", "prompt_tokens": "int64", "completion_tokens": "int64", "total_tokens": "int64",
     "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
+    "budget": "object",
 }
 
 UNPRICED = "openai/no-such-model-in-any-price-list"
@@ -92,7 +93,7 @@ def usage(model: str, prompt: int, completion: int) -> Usage:
 
 
 def run_of(log: RunLog) -> Run:
-    run = Run(log.identity["run_id"], Agent(name="hand"), "p", log.events[0].model, log, body=None)
+    run = Run(log.identity.run_id, Agent(name="hand"), "p", log.events[0].model, log, body=None)
     run.result = RunResult.from_events(log.events)
     return run
 

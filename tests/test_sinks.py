@@ -181,7 +181,7 @@ def test_jsonl_sink_writes_one_valid_line_per_event_and_reads_back(tmp_path):
     assert len(lines) == len(run.events)
     rows = [strict_json(line) for line in lines]
     assert [r["kind"] for r in rows] == [ev.kind for ev in run.events]
-    assert all(r["run_id"] == run.run_id and r["agent"] == "calc" for r in rows)
+    assert all(r["identity"]["run_id"] == run.run_id and r["identity"]["agent"] == "calc" for r in rows)
 
     loaded = read_jsonl(path)
     assert loaded == run.events
@@ -189,6 +189,38 @@ def test_jsonl_sink_writes_one_valid_line_per_event_and_reads_back(tmp_path):
     pd.testing.assert_frame_equal(steps_df(loaded), run.steps_df())
     pd.testing.assert_frame_equal(tool_calls_df(loaded), run.tool_calls_df())
     pd.testing.assert_frame_equal(usage_df(loaded), run.usage_df())
+
+
+def test_jsonl_identity_is_one_object_per_line_and_reads_back_as_the_model(tmp_path):
+    path = tmp_path / "identity.jsonl"
+    log = RunLog("r-1", "hand", owner="ana", tags=("exp", "b"), parent_run_id="r-0")
+    log.emit(RunStarted, prompt="p", model="sim/x", messages=[], max_steps=3)
+    log.emit(RunFinished, status=RunStatus.SUCCEEDED, output="x")
+    with JSONLSink(path) as sink:
+        for ev in log.events:
+            sink.on_event(ev)
+    rows = [strict_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert all(r["identity"] == {"run_id": "r-1", "agent": "hand", "owner": "ana", "tags": ["exp", "b"],
+                                 "parent_run_id": "r-0"} for r in rows)
+    loaded = read_jsonl(path)
+    assert [ev.identity for ev in loaded] == [log.identity] * 2
+    assert (loaded[0].run_id, loaded[0].agent, loaded[0].owner, loaded[0].tags) == ("r-1", "hand", "ana", ("exp", "b"))
+
+
+def test_a_line_written_by_the_previous_version_with_flat_identity_still_loads(tmp_path):
+    from pydantic import TypeAdapter
+
+    from executus_nb.types import Event
+
+    old = ('{"run_id":"abc","agent":"calc","owner":"ana","tags":["t"],"seq":3,"ts":"2026-11-30T10:00:00Z",'
+           '"kind":"tool_call_finished","step":2,"turn":1,"call_id":"call_1","name":"add","result":"5",'
+           '"error":null,"duration_s":0.01,"truncated":false}')
+    ev = TypeAdapter(Event).validate_json(old)
+    assert isinstance(ev, ToolCallFinished) and ev.result == "5"
+    assert ev.identity.run_id == "abc" and (ev.run_id, ev.agent, ev.owner, ev.tags) == ("abc", "calc", "ana", ("t",))
+    path = tmp_path / "old.jsonl"
+    path.write_text(old + "\n", encoding="utf-8")
+    assert read_jsonl(path) == [ev]
 
 
 def test_jsonl_unknown_cost_is_null_on_disk_and_nan_when_read(tmp_path):
@@ -296,6 +328,18 @@ def test_otel_spans_of_a_run_follow_the_genai_conventions(otel):
     assert (tool_span.start_time, tool_span.end_time) == (ns(started.ts), ns(ended.ts))
     assert root.start_time == ns(run.events[0].ts) and root.end_time == ns(run.events[-1].ts)
     assert sink.open_spans == 0
+
+
+def test_otel_run_span_carries_the_identity_model_owner_tags_and_parent(otel):
+    sink, exporter = otel
+    log = RunLog("r-2", "hand", owner="ana", tags=("exp",), parent_run_id="r-1")
+    log.subscribe(sink.on_event)
+    log.emit(RunStarted, prompt="p", model="sim/x", messages=[], max_steps=3)
+    log.emit(RunFinished, status=RunStatus.SUCCEEDED, output="x")
+    (root,) = exporter.get_finished_spans()
+    assert root.attributes["executus.run_id"] == "r-2" and root.attributes["gen_ai.agent.name"] == "hand"
+    assert root.attributes["executus.owner"] == "ana" and list(root.attributes["executus.tags"]) == ["exp"]
+    assert root.attributes["executus.parent_run_id"] == "r-1"
 
 
 def test_otel_a_priced_model_reports_its_cost_and_content_can_be_captured():

@@ -3,23 +3,26 @@
 The log subscriber only enqueues (O(1) on the run's event loop); a printer
 thread folds each event once (``SummaryFold``) and writes whole batches, so
 printing costs O(steps) and never slows the run.  Parallel tool calls that
-finish out of order are held back and printed by step number.
+finish out of order are held back and printed by step number; a marker of the
+timeline (a failover, a budget stop…) prints at its place, after the steps before it.
 """
 
 from __future__ import annotations
 
-import heapq
 import queue
 import sys
 import threading
+from collections import deque
 from typing import Any, TextIO
 
-from executus_nb.nb.html import render_text, step_line
-from executus_nb.nb.summary import SummaryFold
+from executus_nb.nb.html import marker_line, render_text, step_line
+from executus_nb.nb.summary import SummaryFold, marker_view
+from executus_nb.types.events import ModelCallFinished, ModelCallStarted, RunFinished, ToolCallFinished, ToolCallStarted
 from executus_nb.types.fmt import line
+from executus_nb.types.fold import Marker
 
-_STARTS = ("model_call_started", "tool_call_started")
-_ENDS = ("model_call_finished", "tool_call_finished")
+_STARTS = (ModelCallStarted, ToolCallStarted)
+_ENDS = (ModelCallFinished, ToolCallFinished)
 _STOP = object()
 CLOSE_WAIT_S = 10.0  # how long close() waits for the printer to write what is queued
 
@@ -31,7 +34,7 @@ class StepPrinter:
         self._stream = stream or sys.stdout
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._fold = SummaryFold()
-        self._open: list[int] = []  # started steps not yet printed (a heap: lowest step first)
+        self._open: deque[int | Marker] = deque()  # timeline entries not yet printed, in timeline order
         self._started: set[int] = set()
         self._done: set[int] = set()
         self.events_folded = 0  # work done: each event is folded exactly once
@@ -66,27 +69,34 @@ class StepPrinter:
         """The lines ``event`` makes printable (never raises: a bad event is one short note)."""
         try:
             self.events_folded += 1
-            kind = getattr(event, "kind", None)
-            self._fold.add(event)
-            if kind in _STARTS and event.step not in self._started:
+            item = self._fold.add(event)
+            if isinstance(item, Marker):
+                self._open.append(item)
+                return self._ready()
+            if isinstance(event, _STARTS) and event.step not in self._started:
                 self._started.add(event.step)
-                heapq.heappush(self._open, event.step)
-            elif kind in _ENDS:
+                self._open.append(event.step)
+            elif isinstance(event, _ENDS):
                 self._done.add(event.step)
                 return self._ready()
-            elif kind == "run_finished":
+            elif isinstance(event, RunFinished):
                 return self._ready(everything=True) + [render_text(self._fold.summary(), steps=False)]
         except Exception as exc:  # noqa: BLE001 - the printer must never print a traceback
             return [f"  (an event could not be shown: {line(type(exc).__name__, 80)})"]
         return []
 
     def _ready(self, *, everything: bool = False) -> list[str]:
-        """Lines of finished steps whose every earlier started step is printed (all at the end)."""
+        """Lines of finished steps and markers whose every earlier entry is printed (all at the end)."""
         lines = []
-        while self._open and (everything or self._open[0] in self._done):
-            step = heapq.heappop(self._open)
-            self._done.discard(step)
-            view = self._fold.steps.get(step)
+        while self._open and (everything or isinstance(self._open[0], Marker) or self._open[0] in self._done):
+            entry = self._open.popleft()
+            if isinstance(entry, Marker):
+                t0 = self._fold.run.started_at
+                if t0 is not None:
+                    lines.append(marker_line(marker_view(entry, t0)))
+                continue
+            self._done.discard(entry)
+            view = self._fold.step_view(entry)
             if view is not None:
                 lines.append(step_line(view))
         return lines

@@ -23,6 +23,7 @@ import traitlets
 from executus_nb.nb.grid_html import cell_state, header_state, label_text, render_grid_html
 from executus_nb.nb.runview import weak_callback, widget_bundle
 from executus_nb.nb.throttle import Throttle
+from executus_nb.types.events import RunFinished
 
 if TYPE_CHECKING:
     from executus_nb.fanout import Fanout
@@ -58,8 +59,7 @@ class FanoutGrid:
     # -- state -----------------------------------------------------------------------
     def _on_cell(self, index: int, event: Any) -> None:
         self._dirty.add(index)
-        kind = getattr(event, "kind", None)
-        if kind == "run_finished":
+        if isinstance(event, RunFinished):
             self._finished += 1
         elif event is None:  # a retried cell: its new run is not finished
             self._finished = sum(run.done for run in self.fanout.runs)

@@ -6,8 +6,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.nb.html import BADGE, GREY
-from executus_nb.types.events import ModelCallFinished, RunStarted, utcnow
+from executus_nb.types.events import utcnow
 from executus_nb.types.fmt import METRIC_TEXT, PRICE_UNKNOWN, clean, clip_end, esc, money, plural, safe_str, show
+from executus_nb.types.fold import fold
 
 if TYPE_CHECKING:
     from executus_nb.fanout import Fanout
@@ -55,16 +56,14 @@ def cell_state(run: Run) -> dict[str, Any]:
     if result is not None:
         return _with_text({"status": result.status.value, "tokens": result.usage.total_tokens,
                            "latency": result.duration_s, "cost": result.usage.cost_usd, "preview": _preview(run)})
-    events = run.log.events
-    finished = [ev for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None]
-    started = events[0].ts if events and isinstance(events[0], RunStarted) else None
-    if started is None:  # queued: nothing to show yet
+    state = fold(run.log.events)
+    if state.prompt is None:  # queued (no RunStarted): nothing to show yet
         return _with_text({"status": run.status.value, "tokens": None, "latency": None, "cost": None, "preview": ""})
     return _with_text({
         "status": run.status.value,
-        "tokens": sum(ev.usage.total_tokens for ev in finished),
-        "latency": (utcnow() - started).total_seconds(),
-        "cost": sum(ev.usage.cost_usd for ev in finished),
+        "tokens": state.usage.total_tokens,
+        "latency": state.elapsed_s(utcnow()),
+        "cost": state.usage.cost_usd,
         "preview": "",
     })
 

@@ -3,13 +3,14 @@
 Styles are inline, not in a ``<style>`` block, because GitHub and untrusted
 notebooks strip style elements.  All model and tool text is escaped: a model's
 output must never become markup.  DOM hooks (stable): root ``executus-runview``
-+ ``executus-status-<status>``, each step ``executus-step``, the error panel
-``executus-error``.
++ ``executus-status-<status>``, each step ``executus-step``, each marker of the
+timeline ``executus-marker executus-marker-<kind>`` (``failover``, ``budget_stopped``…),
+the budget left ``executus-budget``, the error panel ``executus-error``.
 """
 
 from __future__ import annotations
 
-from executus_nb.nb.summary import RunSummary, StepView
+from executus_nb.nb.summary import MarkerView, RunSummary, StepView, budget_text
 from executus_nb.types.fmt import DETAIL_CHARS, esc, line, money_html, plural, show
 
 NAME_CHARS = 200  # a tool or model name as the model sent it may be anything
@@ -17,7 +18,14 @@ SHOWN_CHARS = 2 * DETAIL_CHARS  # details arrive capped (with their notes) by th
 
 GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#bf8700", "#0969da", "#6e7781"
 BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "timeout": RED,
-         "cancelled": "#9a6700", "max_steps": "#9a6700", "stopped": "#9a6700"}
+         "cancelled": "#9a6700", "max_steps": "#9a6700", "stopped": "#9a6700",
+         "budget_refused": "#9a6700", "budget_exceeded": "#9a6700"}
+MARKER_LABEL = {"failover": "↪ failover", "messages_rewritten": "✂ messages rewritten",
+                "revision_requested": "↻ revision requested", "output_rejected": "✗ output rejected",
+                "budget_stopped": "■ budget"}
+OLD_HOOKS = {"failover": "executus-failover"}  # a marker's hook from before markers, kept beside its own
+MARKER_STYLE = "color:#9a6700;padding:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
+_WARNED = ("cancelled", "stopped", "budget_refused", "budget_exceeded")
 BAR = {("model", "ok"): BLUE, ("tool", "ok"): "#2da44e"}
 
 ROOT_STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;line-height:1.4;"
@@ -66,6 +74,17 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
     )
 
 
+def _marker_html(m: MarkerView) -> str:
+    extra = f" {OLD_HOOKS[m.kind]}" if m.kind in OLD_HOOKS else ""
+    text = f"{MARKER_LABEL.get(m.kind, m.kind)} {m.text}"
+    return (f'<div class="executus-marker executus-marker-{esc(m.kind, 40)}{extra}" style="{MARKER_STYLE}" '
+            f'title="{esc(text, NAME_CHARS * 3)}">{esc(text, NAME_CHARS * 3, multiline=False)}</div>')
+
+
+def _item_html(item: StepView | MarkerView, origin: float, span: float) -> str:
+    return _marker_html(item) if isinstance(item, MarkerView) else _step_html(item, origin, span)
+
+
 def render_body(summary: RunSummary) -> str:
     """The inside of a run view: header, timeline, then the output or the error panel."""
     status = summary.status.value
@@ -77,27 +96,26 @@ def render_body(summary: RunSummary) -> str:
         f'<span class="executus-elapsed">{summary.elapsed_s:.2f} s</span>'
         f'<span>{plural(len(summary.steps), "step")}</span>'
         f'<span>tokens: {summary.prompt_tokens} in / {summary.completion_tokens} out</span>'
-        f'<span class="executus-cost">{money_html(summary.cost_usd)}</span></div>'
+        f'<span class="executus-cost">{money_html(summary.cost_usd)}</span>'
+        + (f'<span class="executus-budget">{esc(budget_text(summary.budget_left), NAME_CHARS)}</span>'
+           if summary.budget_left else "")
+        + "</div>"
     )
     # The axis starts at the first step: time before it (a first import) is in the header's elapsed.
     origin = min((s.start_s for s in summary.steps), default=0.0)
     end = max(summary.elapsed_s, max((s.start_s + (s.duration_s or 0.0) for s in summary.steps), default=0.0))
     span = max(end - origin, 1e-6)
     timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
-                + "".join(_step_html(s, origin, span) for s in summary.steps) + "</div>")
-    failovers = "".join(
-        f'<div class="executus-failover" style="color:#9a6700">↪ failover '
-        f'{esc(f, NAME_CHARS * 3, multiline=False)}</div>'
-        for f in summary.failovers)
+                + "".join(_item_html(item, origin, span) for item in summary.timeline) + "</div>")
     tail = ""
     if summary.error is not None:
-        color, bg = (AMBER, "#fff8c5") if status in ("cancelled", "stopped") else (RED, "#ffebe9")
+        color, bg = (AMBER, "#fff8c5") if status in _WARNED else (RED, "#ffebe9")
         tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
                 f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>")
     elif status == "succeeded":
         tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
                 f"{esc(show(summary.output), SHOWN_CHARS)}</div>")
-    return f"{header}{timeline}{failovers}{tail}"
+    return f"{header}{timeline}{tail}"
 
 
 def root_classes(summary: RunSummary) -> list[str]:
@@ -118,16 +136,26 @@ def step_line(s: StepView) -> str:
     return f"  #{s.step:<3} {s.kind:<5} {line(s.name, NAME_CHARS)} {dur}{extra}{err}"
 
 
+def marker_line(m: MarkerView) -> str:
+    """One compact line for a marker of the timeline, as printed in a terminal."""
+    return f"  {m.kind.replace('_', ' ')} {line(m.text, NAME_CHARS * 3)}"
+
+
+def item_line(item: StepView | MarkerView) -> str:
+    return marker_line(item) if isinstance(item, MarkerView) else step_line(item)
+
+
 def render_text(summary: RunSummary, *, steps: bool = True) -> str:
-    """A compact text rendering: one header line, then one line per step."""
+    """A compact text rendering: one header line, then one line per step and marker, in timeline order."""
     head = (
         f"Run {line(summary.run_id, 80)} · {line(summary.agent, NAME_CHARS)} · "
         f"{line(', '.join(summary.models), NAME_CHARS * 2)} · {summary.status.value} · "
         f"{plural(len(summary.steps), 'step')} · {summary.prompt_tokens}→{summary.completion_tokens} tok · "
         f"{summary.cost_text}"
     )
-    lines = [head] + ([step_line(s) for s in summary.steps] if steps else [])
-    lines += [f"  failover {line(f, NAME_CHARS * 3)}" for f in summary.failovers] if steps else []
+    if summary.budget_left:
+        head += f" · {budget_text(summary.budget_left)}"
+    lines = [head] + ([item_line(item) for item in summary.timeline] if steps else [])
     if summary.error is not None:
         lines.append(f"  error: {line(summary.error, DETAIL_CHARS)}")
     return "\n".join(lines)

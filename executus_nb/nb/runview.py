@@ -24,6 +24,7 @@ import ipywidgets as widgets
 from executus_nb.nb.html import render_body, render_html, render_text, root_classes
 from executus_nb.nb.summary import RunSummary, summarize
 from executus_nb.nb.throttle import Throttle
+from executus_nb.types.events import ApprovalRequested, RunFinished
 from executus_nb.types.fmt import esc
 
 if TYPE_CHECKING:
@@ -65,13 +66,13 @@ class RunView:
         return self.run.loop
 
     def _on_event(self, event: Any) -> None:
-        if getattr(event, "kind", None) == "run_finished":
+        if isinstance(event, RunFinished):
             self.close()
             self.redraw()
             for callback in self._final_callbacks:
                 callback()
             self._final_callbacks.clear()
-        elif getattr(event, "kind", None) == "approval_requested" or getattr(event, "call_id", None) in self._asking:
+        elif isinstance(event, ApprovalRequested) or getattr(event, "call_id", None) in self._asking:
             self._throttle.flush()  # a person must see a question (and its answer) at once
         else:
             self._throttle.poke()

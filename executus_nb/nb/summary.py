@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from executus_nb.types.events import (
     ApprovalRequested,
-    ApprovalResolved,
+    BudgetStopped,
     ErrorInfo,
+    Event,
     Failover,
-    ModelCallFinished,
-    ModelCallStarted,
-    RunFinished,
-    RunStarted,
-    ToolCallFinished,
-    ToolCallStarted,
+    MessagesRewritten,
+    OutputRejected,
+    RevisionRequested,
     utcnow,
 )
 from executus_nb.types.fmt import DETAIL_CHARS, UNKNOWN_TEXT, clip, money, plural, pretty_text, safe_str, show
+from executus_nb.types.fold import Marker, ModelCallItem, RunFold, TimelineItem, ToolCallItem
 from executus_nb.types.status import RunStatus
 
 
@@ -51,8 +52,21 @@ class StepView:
 
 
 @dataclass
+class MarkerView:
+    """A marker of the timeline: ``kind`` is its event's kind (``failover``…), ``text`` what it says."""
+
+    kind: str
+    text: str
+    start_s: float
+    step: int | None = None
+
+
+@dataclass
 class RunSummary:
-    """The header of a run view: who, which models, where it stands, what it cost."""
+    """The header of a run view: who, which models, where it stands, what it cost, the budget left.
+
+    ``timeline`` holds the steps and the markers in the order they happened; ``steps`` the steps alone.
+    """
 
     run_id: str
     agent: str
@@ -67,6 +81,9 @@ class RunSummary:
     output: Any = None
     pending: list[ApprovalRequested] = field(default_factory=list)
     failovers: list[str] = field(default_factory=list)
+    timeline: list[StepView | MarkerView] = field(default_factory=list)
+    budget_left: dict[str, float] = field(default_factory=dict)
+    budget: str | None = None  # which budget ended the run: "max_usd (executor)"
 
     @property
     def cost_text(self) -> str:
@@ -98,95 +115,134 @@ def _messages_text(messages: list[Any], limit: int = DETAIL_CHARS) -> str:
     return clip("\n".join(lines), limit + 200)
 
 
-class SummaryFold:
-    """The fold behind ``summarize``, fed one event at a time (O(1) work per event, bar its text).
+def failover_text(ev: Failover) -> str:
+    code = f"{ev.error.status_code} " if ev.error.status_code else ""
+    return f"#{ev.step} {ev.from_model} → {code}{ev.error.type} → {ev.to_model}"
 
-    The terminal printer keeps one per run; ``summary()`` gives the ``RunSummary`` so far.
+
+def _rewritten_text(ev: MessagesRewritten) -> str:
+    return f"#{ev.step} a hook rewrote the conversation: {plural(len(ev.messages), 'message')} sent from here"
+
+
+def _revision_text(ev: RevisionRequested) -> str:
+    return f"turn {ev.turn}: {clip(safe_str(ev.feedback), DETAIL_CHARS)}"
+
+
+def _rejected_text(ev: OutputRejected) -> str:
+    return f"turn {ev.turn}: {clip(safe_str(ev.errors), DETAIL_CHARS)}"
+
+
+def _budget_text(ev: BudgetStopped) -> str:
+    limit, spent = budget_figure(ev.budget, ev.limit), budget_figure(ev.budget, ev.spent)
+    where = "refused before any model call" if ev.refused else f"stopped before #{ev.step}"
+    return f"{ev.budget} ({ev.scope}) {where}: spent {spent} of {limit}"
+
+
+MARKER_TEXT: dict[type, Callable[[Any], str]] = {
+    Failover: failover_text,
+    MessagesRewritten: _rewritten_text,
+    RevisionRequested: _revision_text,
+    OutputRejected: _rejected_text,
+    BudgetStopped: _budget_text,
+}
+"""What each marker says, by its event type (a test checks every marker kind of the fold has one)."""
+
+
+def budget_figure(name: str, value: float) -> str:
+    """One budget figure as text: ``$0.0040``, ``1,200 tokens``, ``3 steps``, ``12.0 s``."""
+    if name == "max_usd":
+        return UNKNOWN_TEXT if math.isnan(value) else f"${value:.4f}"
+    if name == "max_tokens":
+        return f"{int(value):,} tokens"
+    if name == "max_steps":
+        return plural(int(value), "step")
+    return f"{value:.1f} s"
+
+
+def budget_text(left: dict[str, float]) -> str:
+    """The budget left, as the header shows it: ``budget left: $0.0040 · 1,200 tokens · 3 steps``."""
+    order = ("max_usd", "max_tokens", "max_steps", "max_runtime_s")
+    return "budget left: " + " · ".join(budget_figure(n, left[n]) for n in order if n in left) if left else ""
+
+
+def _step_view(item: ModelCallItem | ToolCallItem, t0: datetime) -> StepView:
+    start = (item.started_at - t0).total_seconds()
+    if isinstance(item, ModelCallItem):
+        view = StepView(item.step, item.turn, "model", item.model, start, duration_s=item.latency_s, ok=item.ok,
+                        tokens_in=item.usage.prompt_tokens, tokens_out=item.usage.completion_tokens,
+                        cached=item.cached, details=[("sent", _messages_text(item.sent))], error=item.error)
+        if item.message is not None:
+            view.details.append(("received", _messages_text([item.message])))
+        return view
+    view = StepView(item.step, item.turn, "tool", item.name, start, duration_s=item.duration_s, ok=item.ok,
+                    details=[("arguments", pretty_text(item.arguments))], error=item.error)
+    if item.result is not None and (item.error is None or item.result != f"Error: {item.error}"):
+        view.details.append(("result", clip(safe_str(item.result))))  # else the error block says it
+    if (d := item.decision) is not None:
+        view.decision = f"{d.decision} ({d.by}{', ' + d.rule if d.rule else ''})"
+    return view
+
+
+def marker_view(marker: Marker, t0: datetime) -> MarkerView:
+    """The view of one marker: its kind and what it says."""
+    ev = marker.event
+    return MarkerView(marker.marker_kind, MARKER_TEXT[type(ev)](ev), (ev.ts - t0).total_seconds(), marker.step)
+
+
+def item_view(item: TimelineItem, t0: datetime) -> StepView | MarkerView:
+    """The view of one timeline item (``t0``: the run's start, the axis origin)."""
+    return marker_view(item, t0) if isinstance(item, Marker) else _step_view(item, t0)
+
+
+class SummaryFold:
+    """``RunFold`` (the one fold of the log) with the views' projection on top: ``summary()``, ``step_view()``.
+
+    The terminal printer keeps one per run, fed one event at a time.
     """
 
     def __init__(self, *, run_id: str = "?", agent: str = "?", model: str = ""):
-        self._default = (run_id, agent, model)
-        self._run: RunSummary | None = None
-        self._t0: datetime | None = None
-        self._last: datetime | None = None
-        self._start_model = model
-        self.steps: dict[int, StepView] = {}
-        self._sent: list[Any] = []
-        self._pending: dict[str, ApprovalRequested] = {}
+        self.run = RunFold(run_id=run_id, agent=agent, model=model)
 
-    def add(self, ev: Any) -> StepView | None:
-        """Fold one event in; returns the step it started or changed, if any."""
-        if isinstance(ev, RunStarted):
-            if self._run is None:
-                self._run = RunSummary(run_id=ev.run_id, agent=ev.agent, status=RunStatus.RUNNING)
-                self._t0, self._start_model, self._sent = ev.ts, ev.model, list(ev.messages)
-            self._last = ev.ts
-            return None
-        run = self._run
-        if run is None or self._t0 is None:
-            return None
-        self._last = ev.ts
-        step = self.steps.get(getattr(ev, "step", -1))
-        if isinstance(ev, ModelCallStarted):
-            step = self.steps[ev.step] = StepView(ev.step, ev.turn, "model", ev.model,
-                                                  (ev.ts - self._t0).total_seconds(),
-                                                  details=[("sent", _messages_text(self._sent))])
-            self._sent = []
-        elif isinstance(ev, ModelCallFinished) and step is not None:
-            s = step
-            s.duration_s, s.ok, s.name, s.cached = ev.latency_s, ev.error is None, ev.model, ev.cached
-            s.error = ev.error
-            s.tokens_in, s.tokens_out = ev.usage.prompt_tokens, ev.usage.completion_tokens
-            if ev.message is not None:
-                s.details.append(("received", _messages_text([ev.message])))
-            if ev.error is None:
-                run.prompt_tokens += ev.usage.prompt_tokens
-                run.completion_tokens += ev.usage.completion_tokens
-                run.cost_usd += ev.usage.cost_usd
-            if ev.model not in run.models:
-                run.models.append(ev.model)
-        elif isinstance(ev, ToolCallStarted):
-            step = self.steps[ev.step] = StepView(ev.step, ev.turn, "tool", ev.name,
-                                                  (ev.ts - self._t0).total_seconds(),
-                                                  details=[("arguments", pretty_text(ev.arguments))])
-        elif isinstance(ev, ToolCallFinished) and step is not None:
-            s = step
-            s.duration_s, s.ok, s.error = ev.duration_s, ev.error is None, ev.error
-            if ev.error is None or ev.result != f"Error: {ev.error}":  # else the error block says it
-                s.details.append(("result", clip(safe_str(ev.result))))
-            self._sent.append({"role": "tool", "content": ev.result})
-        elif isinstance(ev, ApprovalRequested):
-            self._pending[ev.call_id] = ev
-        elif isinstance(ev, ApprovalResolved):
-            self._pending.pop(ev.call_id, None)
-            if step is not None:
-                step.decision = f"{ev.decision} ({ev.by}{', ' + ev.rule if ev.rule else ''})"
-        elif isinstance(ev, Failover):
-            code = f"{ev.error.status_code} " if ev.error.status_code else ""
-            run.failovers.append(f"#{ev.step} {ev.from_model} → {code}{ev.error.type} → {ev.to_model}")
-        elif isinstance(ev, RunFinished):
-            run.status, run.error, run.output = ev.status, ev.error, ev.output
-        return step if isinstance(ev, (ModelCallStarted, ModelCallFinished, ToolCallStarted, ToolCallFinished,
-                                       ApprovalResolved)) else None
+    def add(self, ev: Event) -> TimelineItem | None:
+        """Fold one event in; returns the timeline item it added or changed, if any."""
+        return self.run.add(ev)
+
+    def step_view(self, step: int) -> StepView | None:
+        """The view of one step, or None if no such step started."""
+        run = self.run
+        item = run.calls.get(step)
+        return _step_view(item, run.started_at) if item is not None and run.started_at is not None else None
 
     def summary(self, now: datetime | None = None, partial: dict[int, str] | None = None) -> RunSummary:
         """The ``RunSummary`` of the events folded so far (``partial``: text streamed into open steps)."""
-        run = self._run
-        if run is None or self._t0 is None or self._last is None:
-            run_id, agent, model = self._default
-            return RunSummary(run_id=run_id, agent=agent, status=RunStatus.QUEUED, models=[model] if model else [])
-        end = self._last if run.status.is_final else (now or utcnow())
+        run = self.run
+        if run.prompt is None or run.started_at is None:  # no RunStarted yet: queued
+            return RunSummary(run_id=run.run_id, agent=run.agent, status=RunStatus.QUEUED,
+                              models=[run.start_model] if run.start_model else [])
+        now = now or utcnow()
         partial = partial or {}
-        steps = [self.steps[k] for k in sorted(self.steps)]
-        if partial:  # copies: the streamed text is transient, the fold keeps only events
-            steps = [replace(s, details=[*s.details, ("receiving", clip(safe_str(partial[s.step])))])
-                     if s.step in partial and s.ok is None else s for s in steps]
-        return replace(run, models=list(run.models) or [self._start_model], steps=steps,
-                       elapsed_s=max(0.0, (end - self._t0).total_seconds()),
-                       pending=list(self._pending.values()), failovers=list(run.failovers))
+        timeline = [item_view(item, run.started_at) for item in run.timeline]
+        for view in timeline:  # the streamed text is transient: the fold keeps only events
+            if isinstance(view, StepView) and view.step in partial and view.ok is None:
+                view.details.append(("receiving", clip(safe_str(partial[view.step]))))
+        steps = sorted((v for v in timeline if isinstance(v, StepView)), key=lambda v: v.step)
+        return RunSummary(
+            run_id=run.run_id, agent=run.agent, status=run.status,
+            models=_finished_models(run) or [run.start_model],
+            elapsed_s=run.elapsed_s(None if run.finished else now), steps=steps,
+            prompt_tokens=run.usage.prompt_tokens, completion_tokens=run.usage.completion_tokens,
+            cost_usd=run.usage.cost_usd, error=run.error, output=run.output, pending=list(run.pending.values()),
+            failovers=[failover_text(f) for f in run.failovers], timeline=timeline,
+            budget_left=run.budget_left(None if run.finished else now), budget=run.budget,
+        )
 
 
-def summarize(events: list[Any], now: datetime | None = None, *, run_id: str = "?", agent: str = "?",
+def _finished_models(run: RunFold) -> list[str]:
+    """The models of finished calls, in order first seen (the header's model list)."""
+    return list(dict.fromkeys(i.model for i in run.timeline if isinstance(i, ModelCallItem) and i.ok is not None))
+
+
+def summarize(events: list[Event], now: datetime | None = None, *, run_id: str = "?", agent: str = "?",
               model: str = "", partial: dict[int, str] | None = None) -> RunSummary:
     """Fold a (possibly unfinished) event log into a ``RunSummary``.
 

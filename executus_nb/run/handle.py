@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from executus_nb.errors import UserError
 from executus_nb.run.approval import ApprovalRequest, Approvals
 from executus_nb.run.log import RunLog
-from executus_nb.types.events import RunStarted
+from executus_nb.types.events import RunFinished, RunStarted
 from executus_nb.types.result import RunResult
 from executus_nb.types.status import RunStatus
 
@@ -69,7 +69,7 @@ class Run:
             asyncio.run_coroutine_threadsafe(self._main(), loop)
 
     def _on_event(self, event: Any) -> None:
-        if getattr(event, "kind", None) == "run_finished":
+        if isinstance(event, RunFinished):
             self.result = RunResult.from_events(self.log.events)
             self._unsubscribe()
             self.approvals.close()

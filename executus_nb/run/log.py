@@ -8,24 +8,28 @@ from collections.abc import Callable
 from typing import Any
 
 from executus_nb.redaction import redactor
+from executus_nb.types.events import Event, RunFinished
+from executus_nb.types.identity import RunIdentity
 
 logger = logging.getLogger("executus_nb")
 
-Subscriber = Callable[[Any], None]
+Subscriber = Callable[[Event], None]
 
 
 class RunLog:
-    """The events of one run, stamped with its identity and a sequence number."""
+    """The events of one run, stamped with its identity (a ``RunIdentity``) and a sequence number."""
 
-    def __init__(self, run_id: str, agent: str, owner: str | None = None, tags: tuple[str, ...] = ()):
-        self.identity = {"run_id": run_id, "agent": agent, "owner": owner, "tags": tuple(tags)}
-        self.events: list[Any] = []
+    def __init__(self, run_id: str, agent: str, owner: str | None = None, tags: tuple[str, ...] = (),
+                 parent_run_id: str | None = None):
+        self.identity = RunIdentity(run_id=run_id, agent=agent, owner=owner, tags=tuple(tags),
+                                    parent_run_id=parent_run_id)
+        self.events: list[Event] = []
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self._partial: dict[int, str] = {}  # step → text streamed so far (transient: the finished event holds it)
         self._text_watchers: list[Callable[[int], None]] = []
 
-    def emit(self, event_type: type, **fields: Any) -> Any:
+    def emit(self, event_type: type[Event], **fields: Any) -> Event | None:
         """Create an event of ``event_type``, append it and tell every subscriber.
 
         Secrets are redacted by value here, so every projection of the log (results, frames,
@@ -34,9 +38,9 @@ class RunLog:
         if redactor.active:
             fields = redactor.scrub(fields)
         with self._lock:
-            if self.events and self.events[-1].kind == "run_finished":
+            if self.events and isinstance(self.events[-1], RunFinished):
                 return None  # the log has ended: a step let go past the run's bounds records nothing
-            event = event_type(**self.identity, seq=len(self.events), **fields)
+            event = event_type(identity=self.identity, seq=len(self.events), **fields)
             self.events.append(event)
             subscribers = list(self._subscribers)
         for notify in subscribers:

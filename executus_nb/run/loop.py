@@ -40,7 +40,7 @@ from executus_nb.run.log import RunLog
 from executus_nb.run.ports import Ports
 from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
-from executus_nb.types.context import ModelRequest, ModelResponse, RunContext, RunIdentity, ToolResult
+from executus_nb.types.context import ModelRequest, ModelResponse, RunContext, ToolResult
 from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
@@ -97,7 +97,7 @@ class LoopState:
 
     def __post_init__(self) -> None:
         if self.ctx is None:
-            self.ctx = RunContext(identity=RunIdentity(**self.log.identity), agent=self.agent, events=self.log.events)
+            self.ctx = RunContext(identity=self.log.identity, agent=self.agent, events=self.log.events)
 
     @property
     def spec(self) -> ModelSpec:
@@ -227,7 +227,7 @@ async def _bounded_turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | 
         error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={max_runtime_s:g} s")
     state.stopped = True
     try:
-        ended = await stuck.stop(inner, f"a step of run {state.log.identity['run_id']}", grace_s=_RUN_GRACE_S)
+        ended = await stuck.stop(inner, f"a step of run {state.log.identity.run_id}", grace_s=_RUN_GRACE_S)
     except asyncio.CancelledError:  # cancel() during the grace: the bound already decided
         ended = False
     if not ended:
@@ -289,7 +289,7 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
                 state.log.emit(RevisionRequested, turn=turn, output=value, feedback=revision)
                 state.messages.append({"role": "user", "content": revision})
                 continue
-            rejected = sum(1 for ev in state.log.events if ev.kind == "output_rejected")
+            rejected = sum(1 for ev in state.log.events if isinstance(ev, OutputRejected))
             last_try = rejected >= agent.output_retries
             feedback = "" if last_try else retry_message(problems or "")
             state.log.emit(OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "",
@@ -332,7 +332,7 @@ def _unhidden_rejection(state: LoopState, error: ErrorInfo) -> ErrorInfo:
     The failed step keeps ``SimScriptExhausted``; the run says ``OutputValidationError``, as it
     would have with one retry fewer, so a test of output validation is not hidden by its script.
     """
-    rejected = [ev for ev in state.log.events if ev.kind == "output_rejected"]
+    rejected = [ev for ev in state.log.events if isinstance(ev, OutputRejected)]
     if error.type != "SimScriptExhausted" or not rejected or state.agent.output_type is None:
         return error
     last = rejected[-1]
@@ -467,7 +467,7 @@ async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str
         error=error, duration_s=time.perf_counter() - started, truncated=truncated,
     )
     call = open_step.request or ToolCallRequest(
-        run_id=state.log.identity["run_id"], agent=state.log.identity["agent"], step=step, call_id=call_id,
+        run_id=state.log.identity.run_id, agent=state.log.identity.agent, step=step, call_id=call_id,
         name=name, arguments={}, raw_arguments=raw)
     await state.hooks.after_tool_call(state.ctx, call, ToolResult(text, error, truncated))
     return text
@@ -480,7 +480,7 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     arguments = tool.parse_arguments(raw)
     identity = state.log.identity
     request = ToolCallRequest(
-        run_id=identity["run_id"], agent=identity["agent"], step=step, call_id=call_id,
+        run_id=identity.run_id, agent=identity.agent, step=step, call_id=call_id,
         name=name, arguments=arguments, raw_arguments=raw, default_permission=tool.permission,
     )
     if (open_step := state.open_steps.get(step)) is not None:

@@ -138,6 +138,8 @@ class OTelSink:
             attrs["executus.owner"] = ev.owner
         if ev.tags:
             attrs["executus.tags"] = list(ev.tags)
+        if ev.identity.parent_run_id:
+            attrs["executus.parent_run_id"] = ev.identity.parent_run_id
         if ev.tools:
             attrs["executus.tools"] = list(ev.tools)
         self._runs[ev.run_id] = self.tracer.start_span(

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
+from executus_nb.types.identity import RunIdentity
 from executus_nb.types.result import sum_usage
 from executus_nb.types.usage import Usage
 
 if TYPE_CHECKING:
     from executus_nb.agent import Agent
+
+__all__ = ["HOOK_POINTS", "ModelRequest", "ModelResponse", "RunContext", "RunIdentity", "ToolResult", "hook_problem"]
 
 
 HOOK_POINTS = ("before_run", "before_model_call", "after_model_call", "before_tool_call", "after_tool_call",
@@ -29,18 +30,6 @@ def hook_problem(hook: Any) -> str | None:
     if not any(callable(getattr(hook, point, None)) for point in HOOK_POINTS):
         return f"{hook!r} is not a hook: give it one or more of {', '.join(HOOK_POINTS)}"
     return None
-
-
-class RunIdentity(BaseModel):
-    """Who a run is: its id, its agent's name, owner, tags, and the run it was started from (if any)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_id: str
-    agent: str
-    owner: str | None = None
-    tags: tuple[str, ...] = ()
-    parent_run_id: str | None = None
 
 
 @dataclass(eq=False)

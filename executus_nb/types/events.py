@@ -1,10 +1,11 @@
 """The event log: typed, append-only records of everything a run does.
 
 Every view (``RunResult``, DataFrames, widgets, stores) is a projection of
-these events.  Each event carries the run's identity (run id, agent, owner,
-tags) so any table built from them can be grouped by it.  The log holds
-enough to rebuild the conversation: the initial messages, every assistant
-message and every tool result.
+these events, through one fold (``types/fold.py``).  Each event carries the
+run's identity (a ``RunIdentity``: run id, agent, owner, tags, parent run;
+``ev.run_id``, ``ev.agent``… read it) so any table built from them can be
+grouped by it.  The log holds enough to rebuild the conversation: the initial
+messages, every assistant message and every tool result.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from executus_nb.types.identity import IDENTITY_KEYS, RunIdentity
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
@@ -47,14 +49,38 @@ class ErrorInfo(BaseModel):
 
 
 class _EventBase(BaseModel):
+    """What every event holds: the run's ``identity``, its place in the log (``seq``) and its time."""
+
     model_config = ConfigDict(frozen=True)
 
-    run_id: str
-    agent: str
-    owner: str | None = None
-    tags: tuple[str, ...] = ()
+    identity: RunIdentity
     seq: int = 0
     ts: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_identity(cls, data: Any) -> Any:
+        """Accept the identity as flat keys (``run_id=``, ``agent=``…), as logs of earlier versions hold it."""
+        if isinstance(data, dict) and "identity" not in data and "run_id" in data:
+            data = dict(data)
+            data["identity"] = {key: data.pop(key) for key in IDENTITY_KEYS if key in data}
+        return data
+
+    @property
+    def run_id(self) -> str:
+        return self.identity.run_id
+
+    @property
+    def agent(self) -> str:
+        return self.identity.agent
+
+    @property
+    def owner(self) -> str | None:
+        return self.identity.owner
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.identity.tags
 
 
 class RunStarted(_EventBase):

@@ -8,15 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from executus_nb.types.events import (
-    ErrorInfo,
-    ModelCallFinished,
-    ModelCallStarted,
-    RunFinished,
-    RunStarted,
-    ToolCallFinished,
-    ToolCallStarted,
-)
+from executus_nb.types.events import ErrorInfo, Event
+from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.fmt import UNKNOWN_TEXT, clip, money, safe_repr, safe_str
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
@@ -50,78 +43,59 @@ class Step(BaseModel):
     error_message: str | None = None
 
 
-def build_steps(events: Sequence[Any]) -> list[Step]:
-    """Pair the started/finished events of one or more runs' logs into steps.
+def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
+    error = {"error_type": item.error.type if item.error else None,
+             "error_message": item.error.message if item.error else None}
+    if isinstance(item, ModelCallItem):
+        usage = item.usage
+        return Step(run_id=run.run_id, agent=run.agent, step=item.step, turn=item.turn, kind="model",
+                    name=item.model, started_at=item.started_at, finished_at=item.finished_at,
+                    duration_s=item.latency_s, ok=item.ok, prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens,
+                    cost_usd=usage.cost_usd, cached=item.cached, **error)
+    return Step(run_id=run.run_id, agent=run.agent, step=item.step, turn=item.turn, kind="tool", name=item.name,
+                call_id=item.call_id, provider_call_id=item.provider_call_id, started_at=item.started_at,
+                finished_at=item.finished_at, duration_s=item.duration_s, ok=item.ok, arguments=item.arguments,
+                result=item.result, **error)
 
-    Steps are keyed by (run, step): the events of several runs may be passed together.
+
+def steps_of(run: RunFold) -> list[Step]:
+    """The steps of one folded run, in step order."""
+    return [_step(run, item) for item in run.steps_in_order()]
+
+
+def build_steps(events: Sequence[Event]) -> list[Step]:
+    """The model and tool calls of one or more runs' logs, as steps (through the one fold).
+
     Runs keep the order they first appear in; within a run, steps are in step order.
     """
-    steps: dict[tuple[str, int], Step] = {}
-    run_order: dict[str, int] = {}
-    for ev in events:
-        key = (ev.run_id, getattr(ev, "step", 0))
-        run_order.setdefault(ev.run_id, len(run_order))
-        if isinstance(ev, ModelCallStarted):
-            steps[key] = Step(
-                run_id=ev.run_id, agent=ev.agent, step=ev.step, turn=ev.turn,
-                kind="model", name=ev.model, started_at=ev.ts,
-            )
-        elif isinstance(ev, ToolCallStarted):
-            steps[key] = Step(
-                run_id=ev.run_id, agent=ev.agent, step=ev.step, turn=ev.turn, kind="tool",
-                name=ev.name, call_id=ev.call_id, provider_call_id=ev.provider_call_id, started_at=ev.ts,
-                arguments=ev.arguments,
-            )
-        elif isinstance(ev, ModelCallFinished) and key in steps:
-            steps[key] = steps[key].model_copy(update=dict(
-                name=ev.model, finished_at=ev.ts, duration_s=ev.latency_s, ok=ev.error is None,
-                prompt_tokens=ev.usage.prompt_tokens, completion_tokens=ev.usage.completion_tokens,
-                total_tokens=ev.usage.total_tokens, cost_usd=ev.usage.cost_usd, cached=ev.cached,
-                error_type=ev.error.type if ev.error else None,
-                error_message=ev.error.message if ev.error else None,
-            ))
-        elif isinstance(ev, ToolCallFinished) and key in steps:
-            steps[key] = steps[key].model_copy(update=dict(
-                finished_at=ev.ts, duration_s=ev.duration_s, ok=ev.error is None, result=ev.result,
-                error_type=ev.error.type if ev.error else None,
-                error_message=ev.error.message if ev.error else None,
-            ))
-    return [steps[k] for k in sorted(steps, key=lambda k: (run_order[k[0]], k[1]))]
+    return [step for run in fold_runs(events) for step in steps_of(run)]
 
 
-def models_tried(events: Sequence[Any]) -> list[str]:
+def models_tried(events: Sequence[Event]) -> list[str]:
     """Every model a run's calls went to, in the order first tried (a failed primary, then its backup)."""
-    return list(dict.fromkeys(ev.model for ev in events if isinstance(ev, ModelCallStarted)))
+    return fold(events).models_tried
 
 
-def answering_model(events: Sequence[Any], default: str) -> str:
+def answering_model(events: Sequence[Event], default: str) -> str:
     """The model that produced a run's final answer; for a run without one, the last model tried.
 
     ``default`` (the run's first model) when no call was made at all.
     """
-    end = next((ev for ev in reversed(events) if isinstance(ev, RunFinished)), None)
-    if end is not None and end.status is RunStatus.SUCCEEDED:
-        served = next((ev for ev in reversed(events) if isinstance(ev, ModelCallFinished) and ev.error is None), None)
-        if served is not None:
-            return served.model
-    tried = next((ev for ev in reversed(events) if isinstance(ev, ModelCallStarted)), None)
-    return tried.model if tried is not None else default
+    return fold(events, model=default).model if events else default
 
 
-def sum_usage(events: Sequence[Any]) -> Usage:
-    """Total usage of every finished model call in a log."""
-    total = Usage()
-    for ev in events:
-        if isinstance(ev, ModelCallFinished) and ev.error is None:
-            total = total + ev.usage
-    return total
+def sum_usage(events: Sequence[Event]) -> Usage:
+    """Total usage of every successful model call in a log."""
+    return fold(events).usage
 
 
 class RunResult(BaseModel):
     """The outcome of a finished run: status, output, steps, usage and error.
 
     ``model`` is the model that produced the final answer (for a run without one, the last
-    model tried); ``models`` every model tried, in order, so a failover shows as two.
+    model tried); ``models`` every model tried, in order, so a failover shows as two;
+    ``budget`` which budget ended the run (``"max_usd (executor)"``), None if none did.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -137,6 +111,7 @@ class RunResult(BaseModel):
     error: ErrorInfo | None = None
     started_at: datetime
     finished_at: datetime
+    budget: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -149,15 +124,19 @@ class RunResult(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
     @classmethod
-    def from_events(cls, events: Sequence[Any]) -> RunResult:
+    def from_events(cls, events: Sequence[Event]) -> RunResult:
         """Project a finished run's log (``RunStarted`` … ``RunFinished``) into a result."""
-        start = next(ev for ev in events if isinstance(ev, RunStarted))
-        end = next(ev for ev in reversed(events) if isinstance(ev, RunFinished))
+        return cls.from_fold(fold(events))
+
+    @classmethod
+    def from_fold(cls, run: RunFold) -> RunResult:
+        """The result of a folded, finished run."""
+        if run.started_at is None or run.finished_at is None or run.prompt is None:
+            raise ValueError("a RunResult needs a finished run's log (RunStarted … RunFinished)")
         return cls(
-            run_id=start.run_id, agent=start.agent, model=answering_model(events, start.model),
-            models=models_tried(events), status=end.status,
-            output=end.output, steps=build_steps(events), usage=end.usage, error=end.error,
-            started_at=start.ts, finished_at=end.ts,
+            run_id=run.run_id, agent=run.agent, model=run.model, models=run.models_tried, status=run.status,
+            output=run.output, steps=steps_of(run), usage=run.usage, error=run.error,
+            started_at=run.started_at, finished_at=run.finished_at, budget=run.budget,
         )
 
     def __repr__(self) -> str:
