@@ -33,21 +33,21 @@ from executus_nb.tool.decorator import Tool  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
 from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
+from executus_nb.types.budget import Budget  # noqa: E402
 from executus_nb.types.context import RunContext  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
 from executus_nb.types.usage import Usage  # noqa: E402
-from executus_nb.types.budget import Budget  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "Budget",
     "ConfigError",
     "ExecutusError",
     "Executor",
     "Fanout",
-    "Budget",
     "ModelCallError",
     "NoPendingApproval",
     "OutputValidationError",

@@ -31,11 +31,11 @@ class UnknownOptionError(ConfigError, TypeError):
     """
 
 
-class NoPendingApproval(UserError):
 class UnknownPriceError(ConfigError):
     """A ``max_usd`` budget with a model whose price is unknown: give it one with ``Executor(prices={...})``."""
 
 
+class NoPendingApproval(UserError):
     """``run.approve()`` / ``run.deny()`` found no tool call waiting for that answer."""
 
 
@@ -130,6 +130,20 @@ class StopRun(Exception):  # noqa: N818 — a control-flow signal, kept apart fr
         self.status = final
 
 
+class BudgetExceeded(StopRun):
+    """A budget stops the run before a model call that would pass it (status ``budget_exceeded``, steps kept)."""
+
+    def __init__(self, reason: str, status: str = "budget_exceeded"):
+        super().__init__(reason, status)
+
+
+class BudgetRefused(BudgetExceeded):
+    """A budget refuses a run that cannot fit, before any model call (status ``budget_refused``)."""
+
+    def __init__(self, reason: str, status: str = "budget_refused"):
+        super().__init__(reason, status)
+
+
 class SSRFBlocked(ToolError):
     """A URL was refused by the SSRF guard; ``reason`` says why (a tool error: the model sees it)."""
 
@@ -204,17 +218,3 @@ def unknown_option_message(name: str, valid: Iterable[str]) -> str:
 def unknown_option(name: str, valid: Iterable[str], what: str) -> UnknownOptionError:
     """The error for a keyword ``what`` does not take."""
     return UnknownOptionError(f"{what}: {unknown_option_message(name, valid)}")
-class BudgetExceeded(StopRun):
-    """A budget stops the run before a model call that would pass it (status ``budget_exceeded``, steps kept)."""
-
-    def __init__(self, reason: str, status: str = "budget_exceeded"):
-        super().__init__(reason, status)
-
-
-class BudgetRefused(BudgetExceeded):
-    """A budget refuses a run that cannot fit, before any model call (status ``budget_refused``)."""
-
-    def __init__(self, reason: str, status: str = "budget_refused"):
-        super().__init__(reason, status)
-
-

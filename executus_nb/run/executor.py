@@ -26,9 +26,9 @@ from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
 from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
 from executus_nb.redaction import redactor
-from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
+from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.handle import Run
 from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.hooks import HookSet, check_hooks
@@ -36,9 +36,9 @@ from executus_nb.run.log import RunLog
 from executus_nb.lane import Lanes
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.ports import EventSink, Ports, ToolGate
-from executus_nb.types.budget import Budget, as_budget
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
+from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.result import RunResult
 
 if TYPE_CHECKING:

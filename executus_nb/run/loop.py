@@ -175,6 +175,7 @@ async def run_agent(state: LoopState, prompt: str,
     log.emit(
         RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
         tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
+        budget_left=dict(state.ctx.budget_left or {}),  # set by the budget hook's owner during prepare
     )
     output: Any = None
     try:
@@ -188,7 +189,6 @@ async def run_agent(state: LoopState, prompt: str,
     except StopRun as exc:  # a hook ended the run on purpose
         status, error = exc.status, ErrorInfo(type=type(exc).__name__, message=exc.reason)  # a subclass names itself
     except Exception as exc:  # a bug or a failing port: record it, never lose the run
-        budget_left=dict(state.ctx.budget_left or {}),  # set by the budget hook's owner during prepare
         status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
     _close_open_steps(state, error)
     log.emit(
