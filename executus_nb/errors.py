@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any, ClassVar
 
 
 class ExecutusError(Exception):
@@ -48,12 +49,57 @@ class ToolRegistrationError(UserError):
 
 
 class RunError(ExecutusError):
-    """A run ended without an output; carries the error type and message."""
+    """A run ended without an output; carries the error type, the run's id and the status it ends a run with.
 
-    def __init__(self, message: str, *, error_type: str = "RunError", run_id: str | None = None):
+    Each subclass names its ``status`` (a ``RunStatus`` value): raised inside a run it ends the run with
+    that status (one mapping, ``run/outcome.py``), and ``RunResult.raise_for_status()`` raises the
+    subclass of the run's status.  A new way for a run to end is a new subclass, not a new branch.
+    """
+
+    status: ClassVar[str] = "failed"
+    hint: ClassVar[str] = ""  # what to do next, added to the message when raised for a finished run
+
+    def __init__(self, message: str, *, error_type: str | None = None, run_id: str | None = None):
         super().__init__(message)
-        self.error_type = error_type
+        self.error_type = error_type or type(self).__name__
         self.run_id = run_id
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:  # the names a failed run's error may carry are this tree's own
+            _BY_NAME.setdefault(cls.__name__, cls)
+        if cls.status != "failed":
+            _BY_STATUS.setdefault(cls.status, cls)
+
+    @classmethod
+    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
+                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+        """This error for a finished run (what ``RunResult.raise_for_status()`` raises); ``hint`` added."""
+        return cls(_hinted(message, cls.hint), error_type=error_type, run_id=run_id)
+
+
+_BY_NAME: dict[str, type[RunError]] = {}  # every RunError class by name: the error a failed run names
+_BY_STATUS: dict[str, type[RunError]] = {}  # the RunError class of each status other than "failed"
+
+
+def _hinted(message: str, hint: str) -> str:
+    return f"{message.rstrip('. ')}. {hint}" if hint else message
+
+
+def run_error(status: str, error_type: str, message: str, *, run_id: str | None = None, provider: str | None = None,
+              status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+    """The typed error for a run that ended with ``status`` and an error of ``error_type``.
+
+    A status of its own (``max_steps``, ``timeout``, ``cancelled``, ``stopped``…) gives its class (a
+    status only a ``StopRun`` gives, ``RunStopped``); a failure gives the class its error names
+    (``OutputValidationError``, ``HookError``…), else a ``ModelCallError`` carrying the provider's error type.
+    """
+    if status == "failed":
+        cls = _BY_NAME.get(error_type, ModelCallError)
+    else:
+        cls = _BY_STATUS.get(status, RunStopped)
+    return cls.for_run(message, error_type=error_type, run_id=run_id, provider=provider, status_code=status_code,
+                       raw_text=raw_text, errors=errors)
 
 
 class ModelCallError(RunError):
@@ -72,6 +118,12 @@ class ModelCallError(RunError):
         self.provider = provider
         self.status_code = status_code
 
+    @classmethod
+    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
+                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+        message = message if message.startswith(f"{error_type}:") else f"{error_type}: {message}"  # the provider's type
+        return ModelCallError(message, error_type=error_type, provider=provider, status_code=status_code, run_id=run_id)
+
 
 class SimScriptExhausted(ModelCallError):
     """A ``sim.scripted`` model was asked for a turn its script does not have: add turns to the script.
@@ -82,6 +134,11 @@ class SimScriptExhausted(ModelCallError):
     def __init__(self, message: str, *, run_id: str | None = None):
         super().__init__(message, error_type="SimScriptExhausted", provider="sim", run_id=run_id)
 
+    @classmethod
+    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
+                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+        return cls(message, run_id=run_id)
+
 
 class OutputValidationError(RunError):
     """The model's final answer never validated into the output type; carries the raw text and errors."""
@@ -91,17 +148,41 @@ class OutputValidationError(RunError):
         self.raw_text = raw_text
         self.errors = errors
 
+    @classmethod
+    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
+                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+        return cls(message, raw_text=raw_text, errors=errors, run_id=run_id)
+
 
 class RunCancelled(RunError):
-    """The run was cancelled before it finished."""
+    """The run was cancelled before it finished (``run.cancel()``, ``executor.close()``, an interrupted cell)."""
+
+    status = "cancelled"
+    hint = "It was cancelled (run.cancel(), executor.close() or an interrupted cell): start it again for a result."
 
 
 class RunTimeout(RunError):
-    """The run exceeded ``max_runtime_s``."""
+    """The run exceeded ``max_runtime_s`` (``timeout=`` for ``generate``); its steps so far are kept."""
+
+    status = "timeout"
+    hint = "Give it more time (Agent(max_runtime_s=...), generate(timeout=...)) or a faster model or tool."
 
 
 class MaxStepsExceeded(RunError):
-    """The run used ``max_steps`` model calls without a final answer."""
+    """The run used ``max_steps`` model calls without a final answer (its message says what to raise)."""
+
+    status = "max_steps"
+
+
+class RunStopped(RunError):
+    """A hook ended the run on purpose with ``StopRun`` (``error_type`` names the ``StopRun`` class).
+
+    Raised by ``RunResult.raise_for_status()`` for a run whose status only a ``StopRun`` gives
+    (``stopped``, and the budget statuses unless a class of their own claims them).
+    """
+
+    status = "stopped"
+    hint = "A hook stopped it on purpose (StopRun): its reason is above; change the hook or its limits to go on."
 
 
 class HookError(RunError):

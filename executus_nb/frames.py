@@ -52,10 +52,9 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     # Built as object first: text columns stay ``object`` with None for missing, whatever
     # pandas would infer (pandas 3 infers ``str`` only when a column happens to hold text).
     df = pd.DataFrame(rows, columns=list(columns), dtype=object)
-    dtype: Any  # the stubs type astype() by literal dtype names; ours come from the column tables
     for name, dtype in columns.items():
         if dtype == _TIME:
-            df[name] = pd.to_datetime(df[name], utc=True).astype(dtype)
+            df[name] = pd.to_datetime(df[name], utc=True).astype(_TIME)
         elif dtype != "object":
             df[name] = df[name].astype(dtype)
     return df
@@ -84,7 +83,7 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """
     rows = []
     for run in fold_runs(events):
-        for item, step in zip(run.steps_in_order(), steps_of(run), strict=True):
+        for item, step in zip(run.steps_in_order(), steps_of(run)):
             if not isinstance(item, ToolCallItem):
                 continue
             d = item.decision

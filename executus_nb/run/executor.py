@@ -15,10 +15,8 @@ from pydantic import BaseModel
 from executus_nb.agent import Agent
 from executus_nb.errors import (
     ConfigError,
-    ModelCallError,
-    OutputValidationError,
-    SimScriptExhausted,
     UserError,
+    run_error,
     unknown_option,
 )
 from executus_nb.model.cache import ResponseCache
@@ -39,6 +37,7 @@ from executus_nb.run.ports import EventSink, Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.budget import Budget, as_budget
+from executus_nb.types.events import ErrorInfo, OutputRejected
 from executus_nb.types.result import RunResult
 
 if TYPE_CHECKING:
@@ -74,23 +73,24 @@ async def _finish(run: Run) -> RunResult:
 
 
 def _generate_agent(output_type: type[BaseModel], instructions: str, model: Any, tier: str | None,
-                    attempts: int) -> Agent:
+                    attempts: int, timeout: float | None) -> Agent:
     return Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
-                 output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1))
+                 output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1),
+                 max_runtime_s=timeout)
 
 
 def _generated(run: Run, result: RunResult) -> Any:
+    """The validated output, or the typed error of how the run ended (as ``RunResult.raise_for_status``).
+
+    From the log, an ``OutputValidationError`` also gets the last rejected text and its errors.
+    """
     if result.ok:
         return result.output
-    error = result.error
-    if error is not None and error.type == "OutputValidationError":
-        last = [ev for ev in run.log.events if ev.kind == "output_rejected"][-1]
-        raise OutputValidationError(error.message, raw_text=last.raw, errors=last.errors, run_id=run.run_id)
-    if error is not None and error.type == "SimScriptExhausted":
-        raise SimScriptExhausted(error.message, run_id=run.run_id)
-    message = str(error) if error else f"the run ended {result.status.value}"
-    raise ModelCallError(message, error_type=error.type if error else "RunError", provider=error and error.provider,
-                         status_code=error and error.status_code, run_id=run.run_id)
+    error = result.error or ErrorInfo(type="RunError", message=f"the run ended {result.status.value}")
+    rejected = [ev for ev in run.log.events if isinstance(ev, OutputRejected)]
+    raw, errors = (rejected[-1].raw, rejected[-1].errors) if rejected else ("", "")
+    raise run_error(result.status.value, error.type, error.message, run_id=run.run_id, provider=error.provider,
+                    status_code=error.status_code, raw_text=raw, errors=errors)
 
 
 def overridden(agent: Agent, *, model: str | dict[str, Any] | None = None, tier: str | None = None,
@@ -328,14 +328,19 @@ class Executor:
 
         A validation failure goes back to the model, up to ``attempts`` answers in all;
         the last failure raises ``OutputValidationError`` with the raw text and the errors.
+        ``timeout`` is the run's ``max_runtime_s`` (set-up excluded).  A run that does not succeed
+        raises its typed error with its ``run_id``: ``MaxStepsExceeded``, ``RunTimeout``,
+        ``RunCancelled``, ``RunStopped`` (a hook or a budget), ``ModelCallError`` (the provider failed).
         """
-        run = self.run(_generate_agent(output_type, instructions, model, tier, attempts), prompt)
-        return _generated(run, run.wait(timeout, quiet=True))
+        run = self.run(_generate_agent(output_type, instructions, model, tier, attempts, timeout), prompt)
+        return _generated(run, run.wait(quiet=True))  # the run's own bound ends it: no second clock here
 
     async def agenerate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
-                        model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3) -> Any:
-        """``generate`` for async code: await the validated instance."""
-        run, _ = self._prepare(_generate_agent(output_type, instructions, model, tier, attempts), prompt, None, None, ())
+                        model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3,
+                        timeout: float | None = None) -> Any:
+        """``generate`` for async code: await the validated instance (the same errors)."""
+        agent = _generate_agent(output_type, instructions, model, tier, attempts, timeout)
+        run, _ = self._prepare(agent, prompt, None, None, ())
         return _generated(run, await _finish(run))
 
     def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,

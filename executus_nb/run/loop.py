@@ -21,7 +21,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from executus_nb.agent import Agent
-from executus_nb.errors import HookError, ModelCallError, StopRun, ToolDenied, ToolError, UnknownToolError
+from executus_nb.errors import (
+    HookError,
+    MaxStepsExceeded,
+    ModelCallError,
+    OutputValidationError,
+    RunCancelled,
+    RunError,
+    RunTimeout,
+    StopRun,
+    ToolDenied,
+    ToolError,
+    UnknownToolError,
+)
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.call import complete
 from executus_nb.model.cost import Price
@@ -37,6 +49,7 @@ from executus_nb.model.tier import Cooldowns, Tier, is_retryable
 from executus_nb.run.approval import Approvals
 from executus_nb.run.hooks import HookSet
 from executus_nb.run.log import RunLog
+from executus_nb.run.outcome import CANCELLED, ending
 from executus_nb.run.ports import Ports
 from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
@@ -178,18 +191,13 @@ async def run_agent(state: LoopState, prompt: str,
         budget_left=dict(state.ctx.budget_left or {}),  # set by the budget hook's owner during prepare
     )
     output: Any = None
+    status, error = RunStatus.SUCCEEDED, None
     try:
         if unprepared is not None:
             raise unprepared
-        status, output, error = await _bounded_turns(state)  # the clock starts here: set-up is outside it
-    except TimeoutError as exc:  # a TimeoutError of someone else's (a port, a library): a failure, not our bound
-        status, error = RunStatus.FAILED, ErrorInfo(type="TimeoutError", message=str(exc) or "timed out")
-    except asyncio.CancelledError:  # cancelled while preparing
-        status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
-    except StopRun as exc:  # a hook ended the run on purpose
-        status, error = exc.status, ErrorInfo(type=type(exc).__name__, message=exc.reason)  # a subclass names itself
-    except Exception as exc:  # a bug or a failing port: record it, never lose the run
-        status, error = RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=str(exc))
+        output = await _bounded_turns(state)  # the clock starts here: set-up is outside it
+    except (Exception, asyncio.CancelledError) as exc:  # every other ending, mapped in one place (run/outcome.py)
+        status, error = ending(exc)
     _close_open_steps(state, error)
     log.emit(
         RunFinished, status=status, output=output, error=error,
@@ -203,8 +211,8 @@ async def run_agent(state: LoopState, prompt: str,
 _RUN_GRACE_S = 0.4
 
 
-async def _bounded_turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
-    """The turns under the run's hard bounds: ``max_runtime_s`` from now, and ``cancel()``.
+async def _bounded_turns(state: LoopState) -> Any:
+    """The turns under the run's hard bounds: ``max_runtime_s`` from now, and ``cancel()``; the output, or raises.
 
     The turns run as an inner task awaited with the deadline, so a step that swallows
     cancellation (an async tool, a model call) cannot stretch either bound: it is given
@@ -216,24 +224,23 @@ async def _bounded_turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | 
     if current is not None and current.cancelling():
         await asyncio.sleep(0)  # a cancel() already pending is raised here, before any step starts
     inner = asyncio.ensure_future(_turns(state))
+    bound: type[RunError]
     try:
         done, _ = await asyncio.wait({inner}, timeout=max_runtime_s)
     except asyncio.CancelledError:
-        status, error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message="the run was cancelled")
+        bound, message = RunCancelled, CANCELLED
     else:
         if done:
             return inner.result()
-        status = RunStatus.TIMEOUT
-        error = ErrorInfo(type="RunTimeout", message=f"the run exceeded max_runtime_s={max_runtime_s:g} s")
+        bound, message = RunTimeout, f"the run exceeded max_runtime_s={max_runtime_s:g} s"
     state.stopped = True
     try:
         ended = await stuck.stop(inner, f"a step of run {state.log.identity.run_id}", grace_s=_RUN_GRACE_S)
     except asyncio.CancelledError:  # cancel() during the grace: the bound already decided
         ended = False
     if not ended:
-        error = error.model_copy(update={"message": error.message + "; a step that ignored cancellation was left "
-                                         "running (executus_nb.tool.stuck_tool_calls())"})
-    return status, None, error
+        message += "; a step that ignored cancellation was left running (executus_nb.tool.stuck_tool_calls())"
+    raise bound(message, run_id=state.ctx.run_id)
 
 
 def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
@@ -244,8 +251,8 @@ def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
     state.messages = state.ctx.messages = initial_messages(agent, prompt)
     state.log.emit(RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
                    tools=list(state.tools), max_steps=state.agent.max_steps, max_runtime_s=state.agent.max_runtime_s)
-    state.log.emit(RunFinished, status=RunStatus.CANCELLED,
-                   error=ErrorInfo(type="RunCancelled", message="the run was cancelled while queued"))
+    status, error = ending(RunCancelled(CANCELLED + " while queued"))
+    state.log.emit(RunFinished, status=status, error=error)
 
 
 def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
@@ -261,7 +268,8 @@ def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
     state.open_steps.clear()
 
 
-async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
+async def _turns(state: LoopState) -> Any:
+    """The run's turns: its final output, or an exception that says how it ended (``run/outcome.py``)."""
     agent = state.agent
     schemas = [t.schema for t in state.tools.values()]
     await state.hooks.before_run(state.ctx)
@@ -269,11 +277,11 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         if state.model_calls >= agent.max_steps:
             break
         state.ctx.turn = turn
-        message = await _model_step(state, turn, schemas)
-        if isinstance(message, ErrorInfo) and message.type == "MaxStepsExceeded":
-            return RunStatus.MAX_STEPS, None, message
-        if isinstance(message, ErrorInfo):
-            return RunStatus.FAILED, None, _unhidden_rejection(state, message)
+        try:
+            message = await _model_step(state, turn, schemas)
+        except ModelCallError as exc:
+            _unhide_rejection(state, exc)
+            raise
         steps, message = _number_tool_calls(state, message)
         state.messages.append(message)
         tool_calls = message.get("tool_calls") or []
@@ -285,7 +293,7 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
             if value is not None:
                 revision = await state.hooks.on_final(state.ctx, value)
                 if revision is None:
-                    return RunStatus.SUCCEEDED, value, None
+                    return value
                 state.log.emit(RevisionRequested, turn=turn, output=value, feedback=revision)
                 state.messages.append({"role": "user", "content": revision})
                 continue
@@ -295,10 +303,10 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
             state.log.emit(OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "",
                            feedback=feedback)
             if last_try:
-                return RunStatus.FAILED, None, ErrorInfo(
-                    type="OutputValidationError",
-                    message=f"the answer did not validate as {agent.output_type.__name__} after "
-                            f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}")
+                raise OutputValidationError(
+                    f"the answer did not validate as {agent.output_type.__name__} after "
+                    f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}",
+                    raw_text=message.get("content") or "", errors=problems or "", run_id=state.ctx.run_id)
             state.messages.append({"role": "user", "content": feedback})
             continue
         for step, tc, provider_id in steps:
@@ -309,10 +317,9 @@ async def _turns(state: LoopState) -> tuple[RunStatus, Any, ErrorInfo | None]:
         results = await _tool_steps(state, turn, steps)
         for (_, tc, _), text in zip(steps, results):
             state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
-    return RunStatus.MAX_STEPS, None, ErrorInfo(
-        type="MaxStepsExceeded",
-        message=f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
-    )
+    raise MaxStepsExceeded(
+        f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
+        run_id=state.ctx.run_id)
 
 
 async def _tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
@@ -326,21 +333,20 @@ async def _tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[s
         raise
 
 
-def _unhidden_rejection(state: LoopState, error: ErrorInfo) -> ErrorInfo:
+def _unhide_rejection(state: LoopState, exc: ModelCallError) -> None:
     """A sim script that ran out while a rejected answer was being retried: the rejection is the news.
 
-    The failed step keeps ``SimScriptExhausted``; the run says ``OutputValidationError``, as it
+    The failed step keeps ``SimScriptExhausted``; the run raises ``OutputValidationError``, as it
     would have with one retry fewer, so a test of output validation is not hidden by its script.
     """
     rejected = [ev for ev in state.log.events if isinstance(ev, OutputRejected)]
-    if error.type != "SimScriptExhausted" or not rejected or state.agent.output_type is None:
-        return error
-    last = rejected[-1]
-    return ErrorInfo(
-        type="OutputValidationError",
-        message=f"the answer did not validate as {state.agent.output_type.__name__} after {len(rejected)} "
-                f"attempt{'s' if len(rejected) != 1 else ''}: {last.errors}. Raw text: {last.raw!r}. "
-                f"No retry was possible: {error.message}")
+    if exc.error_type != "SimScriptExhausted" or not rejected or state.agent.output_type is None:
+        return
+    last, why = rejected[-1], ending(exc)[1].message
+    raise OutputValidationError(
+        f"the answer did not validate as {state.agent.output_type.__name__} after {len(rejected)} "
+        f"attempt{'s' if len(rejected) != 1 else ''}: {last.errors}. Raw text: {last.raw!r}. "
+        f"No retry was possible: {why}", raw_text=last.raw, errors=last.errors, run_id=state.ctx.run_id) from exc
 
 
 def _number_tool_calls(state: LoopState, message: dict[str, Any]
@@ -383,8 +389,8 @@ def _call_params(state: LoopState, spec: ModelSpec) -> dict[str, Any]:
     return params
 
 
-async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any] | ErrorInfo:
-    """One model call, moved along the tier on retryable errors; the message, or why all failed.
+async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[str, Any]:
+    """One model call, moved along the tier on retryable errors: the message, or raises why all failed.
 
     Failover is written here rather than left to litellm's Router so that every
     attempt is its own step and event (timeline, DataFrames, usage by the model
@@ -414,14 +420,14 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             latency = time.perf_counter() - state.open_steps.pop(step).started
             error = ErrorInfo(type=exc.error_type, message=str(exc), provider=exc.provider, status_code=exc.status_code)
             state.log.emit(ModelCallFinished, step=step, turn=turn, model=spec.name, latency_s=latency, error=error)
-            failures.append((spec.name, error))
+            failures.append((spec.name, error, exc))
             if not is_retryable(exc) or attempt == len(models) - 1:
                 break
             state.cooldowns.cool(spec.name, tier.cooldown_s)
             if state.model_calls >= state.agent.max_steps:  # no call left for the next model
-                return ErrorInfo(type="MaxStepsExceeded", message=(
+                raise MaxStepsExceeded(
                     f"no final answer after max_steps={state.agent.max_steps} model calls (failovers count); "
-                    f"the last, to {spec.name}, failed with {error}. Raise max_steps"))
+                    f"the last, to {spec.name}, failed with {error}. Raise max_steps", run_id=state.ctx.run_id)
             state.log.emit(Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name,
                            error=error)
             await asyncio.sleep(tier.backoff_s * 2**attempt)
@@ -437,11 +443,12 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             finish_reason=done.finish_reason))
         return done.message
     if len(failures) == 1:
-        return failures[0][1]
-    chain = "; ".join(f"{model} → {err.type}" for model, err in failures)
+        raise failures[0][2]
+    chain = "; ".join(f"{model} → {err.type}" for model, err, _ in failures)
     last = failures[-1][1]
-    return ErrorInfo(type=last.type, message=f"every model of tier {tier.name!r} failed: {chain}. Last: {last.message}",
-                     provider=last.provider, status_code=last.status_code)
+    raise ModelCallError(f"every model of tier {tier.name!r} failed: {chain}. Last: {last.message}",
+                         error_type=last.type, provider=last.provider, status_code=last.status_code,
+                         run_id=state.ctx.run_id)
 
 
 async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str, Any]) -> str:

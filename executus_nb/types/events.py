@@ -10,8 +10,8 @@ messages, every assistant message and every tool result.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -22,7 +22,7 @@ from executus_nb.types.usage import Usage
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 class ErrorInfo(BaseModel):
@@ -236,18 +236,20 @@ class RunFinished(_EventBase):
 
 
 Event = Annotated[
-    RunStarted
-    | ModelCallStarted
-    | ModelCallFinished
-    | Failover
-    | OutputRejected
-    | ToolCallStarted
-    | ToolCallFinished
-    | ApprovalRequested
-    | ApprovalResolved
-    | MessagesRewritten
-    | RevisionRequested
-    | BudgetStopped
-    | RunFinished,
+    Union[
+        RunStarted,
+        ModelCallStarted,
+        ModelCallFinished,
+        Failover,
+        OutputRejected,
+        ToolCallStarted,
+        ToolCallFinished,
+        ApprovalRequested,
+        ApprovalResolved,
+        MessagesRewritten,
+        RevisionRequested,
+        BudgetStopped,
+        RunFinished,
+    ],
     Field(discriminator="kind"),
 ]

@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from executus_nb.errors import run_error
 from executus_nb.types.events import ErrorInfo, Event
-from executus_nb.types.fmt import UNKNOWN_TEXT, clip, money, safe_repr, safe_str
 from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
+from executus_nb.types.fmt import UNKNOWN_TEXT, clip, money, safe_repr, safe_str
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
@@ -122,6 +123,18 @@ class RunResult(BaseModel):
     def duration_s(self) -> float:
         """Wall time of the run in seconds."""
         return (self.finished_at - self.started_at).total_seconds()
+
+    def raise_for_status(self) -> RunResult:
+        """This result if the run succeeded; else raise the typed error of how it ended, with its ``run_id``.
+
+        ``MaxStepsExceeded``, ``RunTimeout``, ``RunCancelled``, ``RunStopped`` (a hook's ``StopRun``, a
+        budget), or for a failure the error it names (``ModelCallError``, ``OutputValidationError``…).
+        """
+        if self.ok:
+            return self
+        error = self.error or ErrorInfo(type="RunError", message=f"the run ended {self.status.value}")
+        raise run_error(self.status.value, error.type, error.message, run_id=self.run_id, provider=error.provider,
+                        status_code=error.status_code)
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> RunResult:
