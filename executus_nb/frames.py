@@ -52,9 +52,10 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     # Built as object first: text columns stay ``object`` with None for missing, whatever
     # pandas would infer (pandas 3 infers ``str`` only when a column happens to hold text).
     df = pd.DataFrame(rows, columns=list(columns), dtype=object)
+    dtype: Any  # the stubs type astype() by literal dtype names; ours come from the column tables
     for name, dtype in columns.items():
         if dtype == _TIME:
-            df[name] = pd.to_datetime(df[name], utc=True).astype(_TIME)
+            df[name] = pd.to_datetime(df[name], utc=True).astype(dtype)
         elif dtype != "object":
             df[name] = df[name].astype(dtype)
     return df
@@ -83,7 +84,7 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """
     rows = []
     for run in fold_runs(events):
-        for item, step in zip(run.steps_in_order(), steps_of(run)):
+        for item, step in zip(run.steps_in_order(), steps_of(run), strict=True):
             if not isinstance(item, ToolCallItem):
                 continue
             d = item.decision

@@ -121,7 +121,7 @@ def failover_text(ev: Failover) -> str:
 
 
 def _rewritten_text(ev: MessagesRewritten) -> str:
-    return f"#{ev.step} a hook rewrote the conversation: {plural(len(ev.messages), 'message')} sent from here"
+    return f"before #{ev.step}: a hook rewrote the conversation, {plural(len(ev.messages), 'message')} sent from here"
 
 
 def _revision_text(ev: RevisionRequested) -> str:

@@ -3,17 +3,22 @@
 from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
+    BudgetStopped,
     ErrorInfo,
     Event,
     Failover,
+    MessagesRewritten,
     ModelCallFinished,
     ModelCallStarted,
     OutputRejected,
+    RevisionRequested,
     RunFinished,
     RunStarted,
     ToolCallFinished,
     ToolCallStarted,
 )
+from executus_nb.types.fold import Marker, ModelCallItem, RunFold, TimelineItem, ToolCallItem
+from executus_nb.types.identity import RunIdentity
 from executus_nb.types.result import RunResult
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
@@ -21,17 +26,26 @@ from executus_nb.types.usage import Usage
 __all__ = [
     "ApprovalRequested",
     "ApprovalResolved",
+    "BudgetStopped",
     "ErrorInfo",
     "Event",
     "Failover",
+    "Marker",
+    "MessagesRewritten",
     "ModelCallFinished",
+    "ModelCallItem",
     "ModelCallStarted",
     "OutputRejected",
+    "RevisionRequested",
     "RunFinished",
+    "RunFold",
+    "RunIdentity",
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "TimelineItem",
     "ToolCallFinished",
+    "ToolCallItem",
     "ToolCallStarted",
     "Usage",
 ]

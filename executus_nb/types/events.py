@@ -10,8 +10,8 @@ messages, every assistant message and every tool result.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -22,7 +22,7 @@ from executus_nb.types.usage import Usage
 
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ErrorInfo(BaseModel):
@@ -236,20 +236,18 @@ class RunFinished(_EventBase):
 
 
 Event = Annotated[
-    Union[
-        RunStarted,
-        ModelCallStarted,
-        ModelCallFinished,
-        Failover,
-        OutputRejected,
-        ToolCallStarted,
-        ToolCallFinished,
-        ApprovalRequested,
-        ApprovalResolved,
-        MessagesRewritten,
-        RevisionRequested,
-        BudgetStopped,
-        RunFinished,
-    ],
+    RunStarted
+    | ModelCallStarted
+    | ModelCallFinished
+    | Failover
+    | OutputRejected
+    | ToolCallStarted
+    | ToolCallFinished
+    | ApprovalRequested
+    | ApprovalResolved
+    | MessagesRewritten
+    | RevisionRequested
+    | BudgetStopped
+    | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any
+
+from pydantic import BaseModel
 
 from executus_nb.types.events import (
     ApprovalRequested,
@@ -36,8 +38,8 @@ from executus_nb.types.identity import RunIdentity
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
-MarkerEvent = Union[Failover, MessagesRewritten, RevisionRequested, OutputRejected, BudgetStopped]
-MARKER_EVENTS: tuple[type, ...] = (Failover, MessagesRewritten, RevisionRequested, OutputRejected, BudgetStopped)
+MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped
+MARKER_EVENTS: tuple[type[BaseModel], ...] = (Failover, MessagesRewritten, RevisionRequested, OutputRejected, BudgetStopped)
 MARKER_KINDS: tuple[str, ...] = tuple(t.model_fields["kind"].default for t in MARKER_EVENTS)
 
 
@@ -102,7 +104,7 @@ class Marker:
         return self.event.ts
 
 
-TimelineItem = Union[ModelCallItem, ToolCallItem, Marker]
+TimelineItem = ModelCallItem | ToolCallItem | Marker
 
 
 class RunFold:

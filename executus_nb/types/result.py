@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 from executus_nb.errors import run_error
 from executus_nb.types.events import ErrorInfo, Event
-from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.fmt import UNKNOWN_TEXT, clip, money, safe_repr, safe_str
+from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
