@@ -20,6 +20,6 @@ def prompt_tokens(model: str, messages: list[dict[str, Any]], tools: list[dict[s
     counted = _SIM_TOKENIZER_MODEL if model.startswith(SIM_PREFIX) else model
     try:
         return int(litellm().token_counter(model=counted, messages=messages, tools=tools or None))
-    except Exception:  # litellm's counter rejects some message shapes; a budget still needs a figure
+    except Exception:  # noqa: BLE001 — litellm's counter rejects some message shapes; a budget needs a figure
         text = json.dumps([messages, tools or []], ensure_ascii=False, default=str)
         return len(text) // 4 + 1  # ~4 characters a token, litellm's own rule of thumb

@@ -178,12 +178,13 @@ class RunBudget:
         tokens = prompt_tokens(model, messages, tools)
         return _Need(tokens, cost_usd(model, tokens, 0, self.prices))
 
-    def _breach(self, need: _Need, now: float) -> _Breach | None:
+    def _breach(self, need: _Need, now: float, first: bool = False) -> _Breach | None:
         """The first limit (in BUDGET_LIMITS order) the next call would pass, in its tightest scope; else None.
 
         Called with every ledger's lock held, so the check and the reservation that follows are one step.
         """
         worst: _Breach | None = None
+        request = "the first request's" if first else "the next request's"
         for name in BUDGET_LIMITS:
             for scope in self.scopes:
                 limit = getattr(scope.budget, name)
@@ -197,13 +198,13 @@ class RunBudget:
                     why = f"{plural(int(spent), 'model call')} made, and one more would pass it"
                 elif name == "max_tokens":
                     passes, left = spent + held + need.tokens > limit, limit - spent - held
-                    why = (f"{spent:,.0f} tokens spent{_in_flight(held, ledger, 'tokens')}, and the next request's "
+                    why = (f"{spent:,.0f} tokens spent{_in_flight(held, ledger, 'tokens')}, and {request} "
                            f"prompt alone is ~{need.tokens:,} tokens")
                 elif name == "max_usd":
                     total = spent + held + need.usd
                     passes, left = math.isnan(total) or total > limit, limit - spent - held
                     why = ("the cost so far is unknown (a model without a price)" if math.isnan(spent) else
-                           f"{money(spent)} spent{_in_flight(held, ledger, 'usd')}, and the next request's prompt "
+                           f"{money(spent)} spent{_in_flight(held, ledger, 'usd')}, and {request} prompt "
                            f"alone costs ~{money(need.usd)}")
                 else:
                     passes, left = spent >= limit, limit - spent
@@ -236,7 +237,7 @@ class RunBudget:
             ledger.start_clock(now)
         need = self._need(self.model, ctx.messages, self.tools)
         with self._locked():
-            breach = self._breach(need, now)
+            breach = self._breach(need, now, first=True)
         if breach is not None:
             self._stop(breach, None, refused=True)
         ctx.budget_left = self.left(now)
