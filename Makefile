@@ -36,9 +36,11 @@ lab: $(VENV)/.demo
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 
-## lint: ruff's error checks over the package, tests, benchmarks and scripts
+## lint: ruff's checks and its format check over the package, tests, benchmarks and scripts; mypy over the package
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check executus_nb tests bench scripts
+	$(VENV)/bin/ruff format --check executus_nb tests bench scripts
+	$(VENV)/bin/mypy
 
 ## test: lint, unit tests, every notebook under strict nbval, and the real-browser test
 test: $(VENV)/.dev chromium lint

@@ -8,6 +8,7 @@ slot frees.  ``to_df()`` and ``pivot()`` are projections of the cells' logs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import time
@@ -108,7 +109,7 @@ class Fanout:
             self.agents[col], self.prompts[row], lane=self.id, tags=(self.id,),
             within=[(self.lanes, "cells", self.labels[col])], **self.per_run,
         )
-        run.log.subscribe(lambda event, index=index: self._changed(index, event))
+        run.log.subscribe(functools.partial(self._changed, index))
         return run
 
     def _changed(self, index: int, event: Any = None) -> None:

@@ -403,11 +403,11 @@ class Redactor:
             return value if out is None else out
         if isinstance(value, (list, tuple)):
             new = [self._scrub(item, depth) for item in value]
-            if all(a is b for a, b in zip(new, value)):
+            if all(a is b for a, b in zip(new, value, strict=True)):
                 return value
             return kind(new) if kind in (list, tuple) else new
         if isinstance(value, BaseModel):
-            if _holds_no_text(kind):
+            if _holds_no_text(type(value)):
                 return value
             changed = {}
             for name, item in value.__dict__.items():

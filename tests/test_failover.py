@@ -43,7 +43,7 @@ def test_429_then_500_fail_over_to_the_second_model(openai_server, second_server
 
     assert result.status is RunStatus.SUCCEEDED and result.output == "5"
     steps = run.steps_df()
-    assert list(zip(steps.kind, steps.name, steps.ok)) == [
+    assert list(zip(steps.kind, steps.name, steps.ok, strict=True)) == [
         ("model", "openai/primary", False), ("model", "openai/backup", True), ("tool", "add", True),
         ("model", "openai/primary", False), ("model", "openai/backup", True)]
     assert list(steps.error_type.dropna()) == ["RateLimitError", "InternalServerError"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import threading
 
@@ -54,7 +55,7 @@ def test_lanes_take_turns_so_a_big_queue_cannot_starve_another_key():
     # max_running=2) bulk jobs already granted a slot, not yet running, start before it
     assert chat_positions[0] - submitted_at <= 3
     # then the lanes take turns: one bulk job between consecutive interactive ones
-    assert [b - a for a, b in zip(chat_positions, chat_positions[1:])] == [2, 2]
+    assert [b - a for a, b in itertools.pairwise(chat_positions)] == [2, 2]
 
 
 def test_lanes_respect_global_and_provider_limits():

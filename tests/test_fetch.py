@@ -417,7 +417,7 @@ def _peak(server: Server, path: str, max_bytes: int) -> tuple[object, int]:
     try:
         try:
             result: object = run(coro)
-        except Exception as exc:  # the caller asserts on it
+        except Exception as exc:  # noqa: BLE001 — the caller asserts on it
             result = exc
         return result, tracemalloc.get_traced_memory()[1]
     finally:

@@ -81,7 +81,7 @@ def test_swapping_a_folder_for_a_symlink_never_escapes_the_root(layout):
         while time.monotonic() < deadline:
             n += 1
             for op, call in (("read", lambda: read("a/d/f.txt")),
-                             ("write", lambda: write(f"a/d/w{n % 50}.txt", "x")),
+                             ("write", lambda n=n: write(f"a/d/w{n % 50}.txt", "x")),
                              ("list", lambda: listing("a/d"))):
                 try:
                     result = call()

@@ -190,7 +190,7 @@ def test_runs_df_has_one_row_per_run_with_status_counts_and_outcome(finished):
     assert df["tool_calls"].tolist() == [2, 1, 2]
     assert df["output"].tolist() == ["5", None, None]
     assert df["error_type"].tolist() == [None, "SimScriptExhausted", "MaxStepsExceeded"]
-    for row, run in zip(df.to_dict("records"), finished.runs):
+    for row, run in zip(df.to_dict("records"), finished.runs, strict=True):
         assert row["total_tokens"] == run.result.usage.total_tokens
         assert row["duration_s"] == pytest.approx(run.result.duration_s)
         assert row["started_at"] == run.result.started_at

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from executus_nb.errors import ConfigError, SSRFBlocked
-from executus_nb.types.gate import ToolCallRequest
 from executus_nb.tool import ssrf
 from executus_nb.tool.fetch import fetch_text
 from executus_nb.tool.hosts import canonical_host, canonical_url, url_host
 from executus_nb.tool.policy import Policy
+from executus_nb.types.gate import ToolCallRequest
 from tests.test_fetch import Server, _serve, _stop
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from executus_nb import Agent, ConfigError, Executor, RunStatus, sim, tool
-from executus_nb.types.gate import ToolCallRequest
 from executus_nb.tool.policy import Policy
+from executus_nb.types.gate import ToolCallRequest
 
 
 def req(name="web_fetch", agent="researcher", default=None, **arguments) -> ToolCallRequest:

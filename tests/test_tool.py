@@ -93,7 +93,7 @@ def test_description_keeps_the_prose_but_not_the_other_sections():
 
 def test_defaults_and_optional_arguments():
     @tool
-    def greet(name: str, times: int = 2, suffix: Optional[str] = None, loud: bool = False) -> str:
+    def greet(name: str, times: int = 2, suffix: Optional[str] = None, loud: bool = False) -> str:  # noqa: UP045 — typing.Optional must be read too
         """Greet someone."""
         return name
 

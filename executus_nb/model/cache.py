@@ -140,7 +140,7 @@ class ResponseCache:
             if "unable to open" in str(exc) and self.path is not None:
                 raise _unusable(self.path, str(exc)) from None
             self._fault("open", exc)
-        except Exception as exc:  # an optimisation must not stop Executor(): a miss from now on, said once
+        except Exception as exc:  # noqa: BLE001 — an optimisation must not stop Executor(): a miss from now on, said once
             self._fault("open", exc)
 
     # -- keys ------------------------------------------------------------------------
@@ -165,7 +165,7 @@ class ResponseCache:
             material = {"model": model, "messages": messages, "tools": tools or None, "params": keyed,
                         "credentials": _digest([credentials, environment])}
             return _digest(material)
-        except Exception as exc:  # unserialisable input: no caching for this call
+        except Exception as exc:  # noqa: BLE001 — unserialisable input: no caching for this call
             self._fault("key", exc)
             return None
 
@@ -184,7 +184,7 @@ class ResponseCache:
                     entry = {"message": found.message.model_dump(exclude_unset=True),
                              "finish_reason": found.finish_reason, "prompt_tokens": found.prompt_tokens,
                              "completion_tokens": found.completion_tokens}
-            except Exception as exc:  # corrupt row, wrong shape, locked, unreadable: a miss
+            except Exception as exc:  # noqa: BLE001 — corrupt row, wrong shape, locked, unreadable: a miss
                 with self._lock:
                     self._warned_keys.add(key)
                 self._fault("read", exc)
@@ -213,7 +213,7 @@ class ResponseCache:
                 except BaseException:
                     self._rollback()
                     raise
-        except Exception as exc:  # locked, read-only, disk full: the answer is kept, only not cached
+        except Exception as exc:  # noqa: BLE001 — locked, read-only, disk full: the answer is kept, only not cached
             if warned:  # this call's read already warned: one warning per call
                 with self._lock:
                     self.faults += 1
@@ -227,7 +227,7 @@ class ResponseCache:
                 self._setup()
                 self._db.execute("DELETE FROM responses")
                 self._db.commit()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — a cache that cannot clear warns (CacheWarning), as every other cache fault
             self._rollback()
             self._fault("clear", exc)
 
@@ -252,7 +252,7 @@ class ResponseCache:
     def _rollback(self) -> None:
         try:
             self._db.rollback()
-        except Exception:  # the connection is already unusable; the next use reports it
+        except Exception:  # noqa: BLE001 — the connection is already unusable; the next use reports it
             pass
 
     def _fault(self, action: str, exc: BaseException) -> None:
@@ -272,7 +272,7 @@ class ResponseCache:
             with self._lock:
                 self._setup()
                 return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-        except Exception:  # a broken cache holds nothing usable
+        except Exception:  # noqa: BLE001 — a broken cache holds nothing usable
             return 0
 
     def __repr__(self) -> str:

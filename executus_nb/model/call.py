@@ -162,7 +162,7 @@ async def complete(
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — any provider or litellm failure becomes a typed ModelCallError (_error maps it)
         failure: ModelCallError | None = _error(exc, spec)
     else:
         failure = None

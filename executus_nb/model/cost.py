@@ -67,7 +67,7 @@ def _litellm_pricing(model: str) -> Price | float | None:
     if model not in _pricing:
         try:
             info = lm.get_model_info(model)
-        except Exception:  # litellm raises plain Exceptions for unmapped models
+        except Exception:  # noqa: BLE001 — litellm raises plain Exceptions for unmapped models
             _pricing[model] = math.nan
         else:
             flat = not any("above" in key for key in info) and info.get("input_cost_per_token") is not None \
@@ -100,6 +100,6 @@ def cost_usd(model: str, prompt_tokens: int, completion_tokens: int,
         prompt_cost, completion_cost = litellm().cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
-    except Exception:  # litellm raises plain Exceptions for unmapped models
+    except Exception:  # noqa: BLE001 — litellm raises plain Exceptions for unmapped models
         return math.nan
     return float(prompt_cost) + float(completion_cost)

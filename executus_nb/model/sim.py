@@ -148,7 +148,7 @@ def function(fn: SimFunction, latency_s: float = 0.0, name: str | None = None) -
     name already in use (two lambdas) gets a numbered name, so one model never
     silently answers for another.
     """
-    base = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name or getattr(fn, "__name__", "fn"))
+    base = "fn-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name or str(getattr(fn, "__name__", "fn")))
     sim_model = _SimModel(None, fn, float(latency_s))
     if name is not None:
         return _register(base, sim_model)
@@ -247,7 +247,7 @@ async def _call_function(sim_model: _SimModel, messages: list[dict], tools: list
 
 
 def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 async def _next_turn(model: str, sim_model: _SimModel, messages: list[dict], tools: list[dict]) -> SimTurn:

@@ -27,7 +27,7 @@ def supports_schema(model: str) -> bool:
 
     try:
         return bool(litellm().supports_response_schema(model=model))
-    except Exception:  # unknown models: litellm raises plain Exceptions
+    except Exception:  # noqa: BLE001 — unknown models: litellm raises plain Exceptions
         return False
 
 

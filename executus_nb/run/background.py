@@ -63,7 +63,8 @@ async def _cancel_pending(timeout: float) -> None:
             if task.done() and not task.cancelled():
                 task.exception()
         for task in stubborn:  # it swallowed its cancellation: let it go with the process, quietly
-            task._log_destroy_pending = False  # asyncio's own switch for "Task was destroyed…"
+            # asyncio's own switch for "Task was destroyed…" (private, so not in its stubs)
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
             _log.debug("background task %r ignored its cancellation at exit", task.get_name())
     loop = asyncio.get_running_loop()
     handler = loop.get_exception_handler()
@@ -95,7 +96,7 @@ def shutdown(timeout: float = SHUTDOWN_S) -> None:
     if loop.is_running():
         try:
             asyncio.run_coroutine_threadsafe(_cancel_pending(timeout), loop).result(timeout + 0.5)
-        except Exception:  # exit goes on whatever the tasks did (timed out, loop already stopping)
+        except Exception:  # noqa: BLE001 — exit goes on whatever the tasks did (timed out, loop already stopping)
             pass
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:

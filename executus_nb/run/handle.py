@@ -48,7 +48,7 @@ class Run:
         self._body = body
         self._future: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Future[Any] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._started = False
         self._cancel_requested = False
         self._view: Any = None

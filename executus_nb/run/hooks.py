@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from executus_nb.errors import ConfigError, HookError, StopRun
@@ -73,6 +73,15 @@ async def _call(method: Any, point: str, *args: Any) -> Any:
 
 class HookSet:
     """The hooks of one run, in order, with the methods each has resolved once."""
+
+    # One tuple of bound methods per point in POINTS, set in __init__.
+    _before_run: tuple[Callable[..., Any], ...]
+    _before_model_call: tuple[Callable[..., Any], ...]
+    _after_model_call: tuple[Callable[..., Any], ...]
+    _before_tool_call: tuple[Callable[..., Any], ...]
+    _after_tool_call: tuple[Callable[..., Any], ...]
+    _on_final: tuple[Callable[..., Any], ...]
+    _after_run: tuple[Callable[..., Any], ...]
 
     def __init__(self, hooks: Iterable[Any]):
         self.hooks = tuple(hooks)

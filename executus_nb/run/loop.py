@@ -12,6 +12,7 @@ ends the run with its status like any other ending.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -414,7 +415,7 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             done = await complete(spec, state.messages, schemas, params=_call_params(state, spec),
                                   stream=state.agent.stream, cache=state.cache, prices=state.prices,
                                   timeout_s=tier.timeout_s,
-                                  on_text=lambda text, step=step: state.log.stream_text(step, text))
+                                  on_text=functools.partial(state.log.stream_text, step))
         except ModelCallError as exc:
             state.log.end_text(step)
             latency = time.perf_counter() - state.open_steps.pop(step).started

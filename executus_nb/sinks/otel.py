@@ -148,9 +148,9 @@ class OTelSink:
     def _run_finished(self, ev: RunFinished) -> None:
         end = _ns(ev.ts)
         for key in [k for k in self._steps if k[0] == ev.run_id]:
-            span = self._steps.pop(key)
-            _fail(span, None, "StepUnfinished", f"the run ended ({ev.status.value}) before this step finished")
-            span.end(end_time=end)
+            step_span = self._steps.pop(key)
+            _fail(step_span, None, "StepUnfinished", f"the run ended ({ev.status.value}) before this step finished")
+            step_span.end(end_time=end)
         span = self._runs.pop(ev.run_id, None)
         if span is None:
             return

@@ -106,8 +106,8 @@ class Tool:
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             # An explicit description=None would erase one given by Annotated[..., Field(description=…)].
-            doc = {"description": arg_docs[param.name]} if param.name in arg_docs else {}
-            fields[param.name] = (annotation, Field(default, **doc))
+            doc = Field(default, description=arg_docs[param.name]) if param.name in arg_docs else Field(default)
+            fields[param.name] = (annotation, doc)
         return create_model(f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields)
 
     @functools.cached_property

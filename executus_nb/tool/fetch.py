@@ -234,13 +234,13 @@ def _is_text(mime: str) -> bool:
     return mime.startswith("text/") or mime in _TEXT_TYPES or mime in _HTML_TYPES or mime.endswith(("+json", "+xml"))
 
 
-def _meta_charset(data: bytes) -> str | None:
+def _meta_charset(data: bytes | bytearray) -> str | None:
     """The charset an HTML page declares in a ``<meta>`` tag near its start."""
     match = _META_CHARSET.search(data[:4096])
     return match.group(1).decode("ascii") if match else None
 
 
-def _decode(data: bytes, charset: str | None, *, final: bool) -> str:
+def _decode(data: bytes | bytearray, charset: str | None, *, final: bool) -> str:
     """Decode leniently; a body cut at ``max_bytes`` drops its partial last character."""
     try:
         decoder = codecs.getincrementaldecoder(charset or "utf-8")(errors="replace")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from typing import Any
-
-import difflib
 
 from executus_nb.errors import ConfigError, ToolRegistrationError
 from executus_nb.tool.decorator import Tool

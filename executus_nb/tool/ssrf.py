@@ -189,8 +189,8 @@ def address_block_reason(ip: IPAddress) -> str | None:
         inner_reason = address_block_reason(inner)
         if inner_reason is not None:
             return f"an IPv6 form of {inner}, {inner_reason}"
-    for net, label in _V6_BLOCKED:
-        if ip in net:
+    for net6, label in _V6_BLOCKED:
+        if ip in net6:
             return f"a {label} address"
     if ip not in _V6_GLOBAL_UNICAST and not (ip in _V4_MAPPED or ip in _NAT64):
         return "a reserved address (outside 2000::/3)"

@@ -98,9 +98,10 @@ class Workspace:
         if not os.path.isabs(path):
             parts = path.split(os.sep)
         else:
-            parts = self._under_root(path)
-            if parts is None:
+            under = self._under_root(path)
+            if under is None:
                 raise self._outside(path, through_link=False)
+            parts = under
         depth = 0  # a path that itself climbs above the root is "outside", not "through a symlink"
         for part in parts:
             depth += -1 if part == ".." else 0 if part in ("", ".") else 1
@@ -136,7 +137,7 @@ class Workspace:
                     continue
                 is_leaf = flags is not None and not any(p not in ("", ".") for p in pending)
                 try:
-                    if is_leaf:
+                    if is_leaf and flags is not None:  # (is_leaf implies flags; said again for the checker)
                         fd = os.open(name, flags | _LEAF, 0o666, dir_fd=stack[-1])
                         return fd, "/".join([*names, name])
                     fd = self._open_dir(name, stack[-1], create_dirs)
