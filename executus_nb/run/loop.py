@@ -178,11 +178,11 @@ async def run_agent(state: LoopState, prompt: str,
     try:
         if prepare is not None:
             await prepare()
-    except (Exception, asyncio.CancelledError) as exc:  # recorded below, after RunStarted
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — recorded below, after RunStarted
         unprepared = exc
     try:
         state.messages = initial_messages(agent, prompt, state.ctx)
-    except Exception as exc:  # callable instructions that fail: the run is still recorded, as failed
+    except Exception as exc:  # noqa: BLE001 — callable instructions that fail: the run is still recorded, as failed
         unprepared = unprepared or exc
         state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
     state.ctx.messages = state.messages
@@ -197,7 +197,7 @@ async def run_agent(state: LoopState, prompt: str,
         if unprepared is not None:
             raise unprepared
         output = await _bounded_turns(state)  # the clock starts here: set-up is outside it
-    except (Exception, asyncio.CancelledError) as exc:  # every other ending, mapped in one place (run/outcome.py)
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — every other ending, mapped in one place (run/outcome.py)
         status, error = ending(exc)
     _close_open_steps(state, error)
     log.emit(
@@ -316,7 +316,7 @@ async def _turns(state: LoopState) -> Any:
             state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc["id"], provider_call_id=provider_id,
                            name=fn.get("name", ""), arguments=fn.get("arguments") or "")
         results = await _tool_steps(state, turn, steps)
-        for (_, tc, _), text in zip(steps, results):
+        for (_, tc, _), text in zip(steps, results, strict=True):
             state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
     raise MaxStepsExceeded(
         f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
@@ -428,7 +428,7 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             if state.model_calls >= state.agent.max_steps:  # no call left for the next model
                 raise MaxStepsExceeded(
                     f"no final answer after max_steps={state.agent.max_steps} model calls (failovers count); "
-                    f"the last, to {spec.name}, failed with {error}. Raise max_steps", run_id=state.ctx.run_id)
+                    f"the last, to {spec.name}, failed with {error}. Raise max_steps", run_id=state.ctx.run_id) from exc
             state.log.emit(Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name,
                            error=error)
             await asyncio.sleep(tier.backoff_s * 2**attempt)
@@ -464,7 +464,7 @@ async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str
         raise
     except ToolError as exc:
         error = ErrorInfo(type=type(exc).__name__, message=str(exc))
-    except Exception as exc:  # the tool's own failure: the model sees it, the run goes on
+    except Exception as exc:  # noqa: BLE001 — the tool's own failure: the model sees it, the run goes on
         error = ErrorInfo(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
     if error is not None:
         text = f"Error: {error.type}: {error.message}"
