@@ -29,8 +29,8 @@ from executus_nb.errors import (  # noqa: E402
     ToolRegistrationError,
     UserError,
 )
-from executus_nb.model import sim  # noqa: E402
 from executus_nb.fanout import Fanout  # noqa: E402
+from executus_nb.model import sim  # noqa: E402
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.tool.decorator import Tool  # noqa: E402

@@ -156,7 +156,7 @@ def test_steps_df_rows_follow_the_runs(finished):
     assert (df["finished_at"] >= df["started_at"]).all()
     assert (df["duration_s"] >= 0).all()
     model_rows = df[df["kind"] == "model"]
-    assert ((model_rows["total_tokens"] == model_rows["prompt_tokens"] + model_rows["completion_tokens"])).all()
+    assert (model_rows["total_tokens"] == model_rows["prompt_tokens"] + model_rows["completion_tokens"]).all()
     assert (df.loc[df["kind"] == "tool", "total_tokens"] == 0).all()
 
 

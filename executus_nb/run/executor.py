@@ -6,8 +6,8 @@ import asyncio
 import os
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -19,6 +19,7 @@ from executus_nb.errors import (
     run_error,
     unknown_option,
 )
+from executus_nb.lane import Lanes
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
@@ -28,10 +29,9 @@ from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.handle import Run
-from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.hooks import HookSet, check_hooks
+from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
-from executus_nb.lane import Lanes
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.ports import EventSink, Ports, ToolGate
 from executus_nb.tool.decorator import Tool
