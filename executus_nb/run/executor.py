@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 import uuid
@@ -33,7 +34,7 @@ from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
-from executus_nb.run.ports import EventSink, Ports, ToolGate
+from executus_nb.run.ports import NO_BUDGET, EventSink, Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.budget import Budget, as_budget
@@ -133,7 +134,9 @@ class Executor:
     a TOML/YAML path, or by default ``EXECUTUS_TIER_<NAME>`` variables); ``prices`` gives
     per-token prices (this executor's only, before litellm's cost map); ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
-    ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call;
+    ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call (the ``gate`` slot of ``ports``);
+    ``ports`` (a ``Ports``) fills the host slots: gate, sinks, audit, critic, checkpointer, palette, delivery
+    (``executus_nb.run.ports``, which also gives the order they run in around the hooks);
     ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
     ``sinks`` receive every event of every run (usage and trace sinks, see ``executus_nb.sinks``);
     ``cache=True`` answers repeated identical model calls from a response cache on disk
@@ -170,10 +173,11 @@ class Executor:
         self._price_table = price_table(prices)
         self.prices = {k: dict(v) for k, v in (prices or {}).items()}
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
-        self.ports = ports or Ports()
+        self.ports = dataclasses.replace(ports) if ports is not None else Ports()  # the caller's is left as it is
         if policy is not None:
             self.ports.gate = policy
         self.ports.sinks.extend(sinks)
+        self.ports.check()
         self.cache = _response_cache(cache)
         self.hooks: tuple[Any, ...] = check_hooks(hooks, "Executor(hooks=...)")
         self.budget = as_budget(budget, "Executor(budget=...)")
@@ -228,12 +232,12 @@ class Executor:
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
-        # The budget is the last hook: at before_model_call it judges the request as sent (after a compaction).
+        # The budget slot comes after every hook: at before_model_call it judges the request as sent.
         budget_hook = RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()],
                                 self._price_table) if scopes else None
-        state = LoopState(log=log, agent=agent, tier=tier, tools=tools, ports=self.ports, approvals=approvals,
-                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table,
-                          hooks=HookSet(self.hooks + agent.hooks + run_hooks + ((budget_hook,) if budget_hook else ())))
+        ordered = self.ports.hooks(self.hooks + agent.hooks + run_hooks, budget=budget_hook or NO_BUDGET)
+        state = LoopState(log=log, agent=agent, tier=tier, tools=tools, approvals=approvals,
+                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table, hooks=HookSet(ordered))
         state.ctx.deps = deps
 
         async def prepare() -> None:

@@ -15,7 +15,9 @@ A hook is any object with some of these methods, each optional, sync or async::
     after_run(ctx, result)               the run ended (RunResult); what it raises is logged only
 
 Any of them but ``after_run`` may ``raise StopRun(reason, status="stopped")`` to end the run.
-Hooks run in this order: the executor's, the agent's, then the run's own.  The methods each
+Hooks run in this order: the executor's, the agent's, then the run's own, between the host
+ports' slots (``run/ports.py``: the observing slots first; the critic, delivery, budget and the
+tool gate after them).  The methods each
 hook has are found once per run, so a point no hook uses costs one empty-tuple check.
 Whatever a hook decides is recorded as an event (MessagesRewritten, ApprovalResolved with
 ``by="hook"``, RevisionRequested, a RunFinished with status ``stopped``), so the log stays the truth.
@@ -92,8 +94,9 @@ class HookSet:
         for method in self._before_run:
             await _call(method, "before_run", ctx)
 
-    async def before_model_call(self, ctx: RunContext, request: ModelRequest) -> ModelRequest | None:
-        """The request the hooks changed (each change, in place or returned, goes to the next), or None."""
+    async def before_model_call(self, ctx: RunContext, request: ModelRequest) -> tuple[ModelRequest, bool] | None:
+        """The request the hooks changed (each change, in place or returned, goes to the next) and whether
+        its messages changed (else only its tools did: a palette), or None if nothing changed."""
         if not self._before_model_call:
             return None
         sent, messages, tools = request, list(request.messages), list(request.tools)
@@ -106,16 +109,20 @@ class HookSet:
             elif value is not None:
                 raise HookError(f"hook {_name(method)} returned {type(value).__name__} from before_model_call; "
                                 "return None, a ModelRequest or a list of messages")
-        if request is sent and request.messages == messages and request.tools == tools:
+        rewritten = request.messages != messages
+        if request is sent and not rewritten and request.tools == tools:
             return None
-        return request
+        return request, rewritten
 
     async def after_model_call(self, ctx: RunContext, response: ModelResponse) -> None:
         for method in self._after_model_call:
             await _call(method, "after_model_call", ctx, response)
 
-    async def before_tool_call(self, ctx: RunContext, call: ToolCallRequest) -> GateVerdict | None:
-        """The first decision a hook returns (the gate is last), or None if none decides."""
+    async def before_tool_call(self, ctx: RunContext, call: ToolCallRequest) -> GateVerdict:
+        """The first decision a hook returns; the gate is the last hook (``Ports.hooks``), so one decides.
+
+        A hook set without a gate denies (fail closed): a call nobody allowed never runs.
+        """
         for method in self._before_tool_call:
             value = await _call(method, "before_tool_call", ctx, call)
             if value is None:
@@ -126,7 +133,7 @@ class HookSet:
                 return GateVerdict(action=value, rule=f"hook {_name(method)}", by="hook")
             raise HookError(f"hook {_name(method)} returned {value!r} from before_tool_call; "
                             "return None, 'allow', 'ask', 'deny' or a GateVerdict")
-        return None
+        return GateVerdict(action="deny", rule="no gate decided", by="hooks")
 
     async def after_tool_call(self, ctx: RunContext, call: ToolCallRequest, result: ToolResult) -> None:
         for method in self._after_tool_call:

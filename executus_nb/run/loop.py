@@ -51,7 +51,7 @@ from executus_nb.run.approval import Approvals
 from executus_nb.run.hooks import HookSet
 from executus_nb.run.log import RunLog
 from executus_nb.run.outcome import CANCELLED, ending
-from executus_nb.run.ports import Ports
+from executus_nb.run.ports import offered_names
 from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
 from executus_nb.types.context import ModelRequest, ModelResponse, RunContext, ToolResult
@@ -94,7 +94,6 @@ class LoopState:
     agent: Agent
     tier: Tier
     tools: dict[str, Tool]
-    ports: Ports
     approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
     next_step: int = 1
@@ -106,10 +105,13 @@ class LoopState:
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     cache: ResponseCache | None = None
     prices: dict[str, Price] = field(default_factory=dict)  # the executor's own price table
-    hooks: HookSet = field(default_factory=lambda: HookSet(()))  # executor's, agent's, run's: in that order
+    hooks: HookSet = field(default_factory=lambda: HookSet(()))  # the ports' slots and hooks (Ports.hooks)
+    offered: frozenset[str] = frozenset()  # the tools the request sent offered: the only ones callable
+    all_tools: frozenset[str] = frozenset()
     ctx: RunContext = None  # type: ignore[assignment]  # set in __post_init__ unless given
 
     def __post_init__(self) -> None:
+        self.all_tools = self.offered = frozenset(self.tools)
         if self.ctx is None:
             self.ctx = RunContext(identity=self.log.identity, agent=self.agent, events=self.log.events)
 
@@ -400,14 +402,17 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
     """
     tier, failures = state.tier, []
     models = state.cooldowns.order(tier)
+    state.offered = state.all_tools  # every tool, unless a hook (a palette) changes this call's schemas
     for attempt, spec in enumerate(models):
         request = ModelRequest(step=state.next_step, turn=turn, model=spec.name, messages=state.messages, tools=schemas)
         changed = await state.hooks.before_model_call(state.ctx, request)
         step = state.allocate()
         if changed is not None:  # the hook's conversation is sent and kept (a compaction stays compacted)
-            schemas, state.messages = changed.tools, list(changed.messages)
-            state.ctx.messages = state.messages
-            state.log.emit(MessagesRewritten, step=step, turn=turn, messages=list(state.messages))
+            request, rewritten = changed
+            schemas, state.offered = request.tools, offered_names(request.tools)
+            if rewritten:
+                state.messages = state.ctx.messages = list(request.messages)
+                state.log.emit(MessagesRewritten, step=step, turn=turn, messages=list(state.messages))
         state.model_calls += 1
         state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
@@ -482,9 +487,9 @@ async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str
 
 
 async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str) -> str:
-    tool = state.tools.get(name)
+    tool = state.tools.get(name) if name in state.offered else None  # a tool the palette hid is not callable
     if tool is None:
-        raise UnknownToolError(f"no tool named {name!r}; available tools: {sorted(state.tools)}")
+        raise UnknownToolError(f"no tool named {name!r}; available tools: {sorted(state.offered)}")
     arguments = tool.parse_arguments(raw)
     identity = state.log.identity
     request = ToolCallRequest(
@@ -493,8 +498,8 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     )
     if (open_step := state.open_steps.get(step)) is not None:
         open_step.request = request
-    # Hooks first (the executor's, the agent's, the run's); the first that decides wins, else the gate.
-    verdict = await state.hooks.before_tool_call(state.ctx, request) or await state.ports.gate.decide(request)
+    # The hooks in order, the tool gate last (Ports.hooks): the first that decides wins.
+    verdict = await state.hooks.before_tool_call(state.ctx, request)
     decision, by = verdict.action, verdict.by
     if verdict.action == "ask":
         decision, by = await state.approvals.ask(request, verdict, announce=lambda: state.log.emit(
