@@ -192,6 +192,42 @@ def test_before_model_call_rewrites_the_messages_sent_and_kept_in_place_or_retur
     assert len(rewritten) == 1 and rewritten[0].step == 1 and rewritten[0].messages == sent[0]
 
 
+@pytest.mark.parametrize("depth", ["message", "content part"])
+def test_an_edit_in_place_inside_a_message_is_recorded_and_leaves_the_started_log_alone(depth):
+    sent: list[str] = []
+
+    def model(messages, tools):
+        last = messages[-1]["content"]
+        sent.append(last if isinstance(last, str) else last[0]["text"])
+        return sim.reply("ok")
+
+    class Upper:
+        def before_model_call(self, ctx, request):
+            for m in request.messages:
+                if m["role"] != "user":
+                    continue
+                if isinstance(m["content"], str):
+                    m["content"] = m["content"].upper()  # the message dict itself, changed in place
+                else:
+                    m["content"][0]["text"] = m["content"][0]["text"].upper()  # a nested part
+
+    class Parts:  # turns the prompt into content parts first, so the next hook edits a nested dict
+        def before_model_call(self, ctx, request):
+            if depth == "content part":
+                return [{"role": "user", "content": [{"type": "text", "text": m["content"]}]}
+                        if m["role"] == "user" else m for m in request.messages]
+
+    with Executor() as executor:
+        result = run(executor, Agent(model=sim.function(model)), "hello there", hooks=[Parts(), Upper()])
+    assert result.ok and sent == ["HELLO THERE"]
+    events = result_events(executor)
+    rewritten = [ev for ev in events if isinstance(ev, MessagesRewritten)]
+    assert len(rewritten) == 1
+    last = rewritten[0].messages[-1]["content"]
+    assert (last if isinstance(last, str) else last[0]["text"]) == "HELLO THERE"
+    assert events[0].messages[-1]["content"] == "hello there"  # what RunStarted recorded is not rewritten
+
+
 def result_events(executor: Executor) -> list:
     return executor.runs[-1].events
 

@@ -25,6 +25,7 @@ Whatever a hook decides is recorded as an event (MessagesRewritten, ApprovalReso
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -99,7 +100,11 @@ class HookSet:
         its messages changed (else only its tools did: a palette), or None if nothing changed."""
         if not self._before_model_call:
             return None
-        sent, messages, tools = request, list(request.messages), list(request.tools)
+        # The hooks get their own copy, so an edit in place (at any depth) can neither slip past the
+        # MessagesRewritten record nor alter messages the log already holds.
+        messages, tools = request.messages, list(request.tools)
+        request.messages = copy.deepcopy(messages)
+        sent = request
         for method in self._before_model_call:
             value = await _call(method, "before_model_call", ctx, request)
             if isinstance(value, ModelRequest):
