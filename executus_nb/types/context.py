@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.types.identity import RunIdentity
-from executus_nb.types.result import sum_usage
+from executus_nb.types.fold import RunFold
 from executus_nb.types.usage import Usage
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class RunContext:
     turn: int = 0
     budget_left: dict[str, float] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list, repr=False)  # the run's log (read it, never append)
+    _fold: RunFold | None = field(default=None, init=False, repr=False)  # folded so far: O(new events) per read
+    _folded: int = field(default=0, init=False, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -57,8 +59,14 @@ class RunContext:
 
     @property
     def usage(self) -> Usage:
-        """Tokens and cost of the model calls made so far."""
-        return sum_usage(self.events)
+        """Tokens and cost of the model calls made so far (only events new since the last read are folded)."""
+        if self._fold is None:
+            self._fold = RunFold()
+        events = self.events
+        for ev in events[self._folded:len(events)]:
+            self._fold.add(ev)
+        self._folded = len(events)
+        return self._fold.usage
 
 
 @dataclass
