@@ -27,7 +27,9 @@ class ServerProcess:
 
     def __enter__(self) -> str:
         code = _CHILD.format(root=str(ROOT), latency=self.latency_s)
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         return self.proc.stdout.readline().strip()
 
     def __exit__(self, *exc: object) -> None:

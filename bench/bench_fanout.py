@@ -76,8 +76,13 @@ class ToolServer:
 
     def __enter__(self) -> str:
         code = _CHILD.format(root=str(ROOT), latency=LATENCY_S, args=TOOL_ARGS)
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.summary = ""
         return self.proc.stdout.readline().strip()
 
@@ -102,18 +107,32 @@ def peak_rss_mb() -> float:
 async def baseline(lm, model: dict, schema: dict, n: int) -> tuple[float, float]:
     """``n`` tasks × 2 bare ``acompletion`` calls under a semaphore; (wall s, cpu s)."""
     sem = asyncio.Semaphore(CONCURRENCY)
-    kwargs = {"model": model["model"], "api_base": model["api_base"], "api_key": model["api_key"],
-              "max_retries": 0, "timeout": 120.0}
+    kwargs = {
+        "model": model["model"],
+        "api_base": model["api_base"],
+        "api_key": model["api_key"],
+        "max_retries": 0,
+        "timeout": 120.0,
+    }
 
     async def one(i: int) -> None:
         async with sem:
             messages = [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": f"q{i}"}]
             r = await lm.acompletion(messages=messages, tools=[schema], **kwargs)
             call = r.choices[0].message.tool_calls[0]
-            messages.append({"role": "assistant", "content": r.choices[0].message.content,
-                             "tool_calls": [{"id": call.id, "type": "function",
-                                             "function": {"name": call.function.name,
-                                                          "arguments": call.function.arguments}}]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": r.choices[0].message.content,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.function.name, "arguments": call.function.arguments},
+                        }
+                    ],
+                }
+            )
             messages.append({"role": "tool", "tool_call_id": call.id, "content": "value of k"})
             r = await lm.acompletion(messages=messages, tools=[schema], **kwargs)
             assert r.choices[0].message.content == "done", r
@@ -173,9 +192,15 @@ async def starvation(executor, agent, model: dict) -> dict[str, float]:
     check(fan)
     assert result.ok and result.output == "done", result
     cell_s = statistics.quantiles((r.result.duration_s for r in fan.runs), n=10)
-    return {"cells_started_at_submit": started_cells, "start_s": seen["run_started"] - submitted,
-            "first_call_s": seen["model_call_started"] - submitted,
-            "finish_s": finished - submitted, "round_wall_s": wall, "cell_p50_s": cell_s[4], "cell_p90_s": cell_s[8]}
+    return {
+        "cells_started_at_submit": started_cells,
+        "start_s": seen["run_started"] - submitted,
+        "first_call_s": seen["model_call_started"] - submitted,
+        "finish_s": finished - submitted,
+        "round_wall_s": wall,
+        "cell_p50_s": cell_s[4],
+        "cell_p90_s": cell_s[8],
+    }
 
 
 # --------------------------------------------------------------------------- main
@@ -207,8 +232,11 @@ async def main() -> None:
         for i in range(ROUNDS):
             base.append(await baseline(lm, model, schema, RUNS))
             ours.append(await harness(executor, agent, model, RUNS))
-            print(f"round {i + 1}: baseline {base[-1][0]:.2f} s wall / {base[-1][1]:.2f} s cpu   "
-                  f"harness {ours[-1][0]:.2f} s wall / {ours[-1][1]:.2f} s cpu", flush=True)
+            print(
+                f"round {i + 1}: baseline {base[-1][0]:.2f} s wall / {base[-1][1]:.2f} s cpu   "
+                f"harness {ours[-1][0]:.2f} s wall / {ours[-1][1]:.2f} s cpu",
+                flush=True,
+            )
         rss_after_rounds = peak_rss_mb()
         starve = await starvation(executor, agent, model)
         rss_end = peak_rss_mb()
@@ -221,28 +249,44 @@ async def main() -> None:
     floor = RUNS / CONCURRENCY * CALLS_PER_RUN * LATENCY_S
     print()
     print("=" * 72)
-    print(f"fan-out bench: {RUNS} runs × {CALLS_PER_RUN} model calls, concurrency {CONCURRENCY}, "
-          f"server latency {1000 * LATENCY_S:.0f} ms, {ROUNDS} rounds (medians), {os.cpu_count()} CPUs")
+    print(
+        f"fan-out bench: {RUNS} runs × {CALLS_PER_RUN} model calls, concurrency {CONCURRENCY}, "
+        f"server latency {1000 * LATENCY_S:.0f} ms, {ROUNDS} rounds (medians), {os.cpu_count()} CPUs"
+    )
     print(f"  load average (1 min):         {load_start:.2f} at start, {load_end:.2f} at end")
     print(f"  server:                       {server.summary}")
     print(f"  latency-only floor:           {floor:.2f} s wall")
-    print(f"  baseline (bare acompletion):  {b_wall:.2f} s wall (rounds {spread([w for w, _ in base])})   "
-          f"{1000 * b_cpu / calls:.2f} ms CPU / model call")
-    print(f"  harness  (executor.fanout):   {h_wall:.2f} s wall (rounds {spread([w for w, _ in ours])})   "
-          f"{1000 * h_cpu / calls:.2f} ms CPU / model call")
-    print(f"  harness CPU overhead:         {1000 * (h_cpu - b_cpu) / calls:+.2f} ms / model call "
-          f"(CPU ratio {h_cpu / b_cpu:.3f})")
-    print(f"  ratio harness / baseline:     {ratio:.3f}   (wall; target ≤ {TARGET})  "
-          f"{'PASS' if ratio <= TARGET else 'FAIL'}")
-    print(f"  peak RSS (process peak):      {rss_end:.0f} MB   (at start {rss_start:.0f}, "
-          f"after warm-up {rss_warm:.0f}, after timed rounds {rss_after_rounds:.0f})")
+    print(
+        f"  baseline (bare acompletion):  {b_wall:.2f} s wall (rounds {spread([w for w, _ in base])})   "
+        f"{1000 * b_cpu / calls:.2f} ms CPU / model call"
+    )
+    print(
+        f"  harness  (executor.fanout):   {h_wall:.2f} s wall (rounds {spread([w for w, _ in ours])})   "
+        f"{1000 * h_cpu / calls:.2f} ms CPU / model call"
+    )
+    print(
+        f"  harness CPU overhead:         {1000 * (h_cpu - b_cpu) / calls:+.2f} ms / model call "
+        f"(CPU ratio {h_cpu / b_cpu:.3f})"
+    )
+    print(
+        f"  ratio harness / baseline:     {ratio:.3f}   (wall; target ≤ {TARGET})  "
+        f"{'PASS' if ratio <= TARGET else 'FAIL'}"
+    )
+    print(
+        f"  peak RSS (process peak):      {rss_end:.0f} MB   (at start {rss_start:.0f}, "
+        f"after warm-up {rss_warm:.0f}, after timed rounds {rss_after_rounds:.0f})"
+    )
     print(f"  starvation: interactive run submitted with {starve['cells_started_at_submit']} cells started")
     print(f"    submit → RunStarted:        {1000 * starve['start_s']:.1f} ms")
     print(f"    submit → first model call:  {1000 * starve['first_call_s']:.1f} ms")
-    print(f"    submit → finished:          {1000 * starve['finish_s']:.1f} ms   "
-          f"(2 model calls at {1000 * LATENCY_S:.0f} ms server latency each)")
-    print(f"    a fan-out cell, for scale:  {1000 * starve['cell_p50_s']:.1f} ms p50, "
-          f"{1000 * starve['cell_p90_s']:.1f} ms p90 run time (RunStarted → finished, same round)")
+    print(
+        f"    submit → finished:          {1000 * starve['finish_s']:.1f} ms   "
+        f"(2 model calls at {1000 * LATENCY_S:.0f} ms server latency each)"
+    )
+    print(
+        f"    a fan-out cell, for scale:  {1000 * starve['cell_p50_s']:.1f} ms p50, "
+        f"{1000 * starve['cell_p90_s']:.1f} ms p90 run time (RunStarted → finished, same round)"
+    )
     print(f"    that round's wall time:     {starve['round_wall_s']:.2f} s")
     print("=" * 72)
 

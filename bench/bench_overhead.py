@@ -33,8 +33,14 @@ def import_time(module: str) -> float:
 async def bare(lm, base_url: str, messages: list) -> float:
     started = time.perf_counter()
     for _ in range(CALLS):
-        r = await lm.acompletion(model="openai/test-model", api_base=base_url, api_key="sk-bench",
-                                 messages=messages, max_retries=0, timeout=30)
+        r = await lm.acompletion(
+            model="openai/test-model",
+            api_base=base_url,
+            api_key="sk-bench",
+            messages=messages,
+            max_retries=0,
+            timeout=30,
+        )
         assert r.choices[0].message.content
     return time.perf_counter() - started
 
@@ -54,8 +60,11 @@ async def main() -> None:
     lm = litellm()
     prompt = "Say ok."
     with ServerProcess() as base_url:
-        agent = Agent(name="bench", instructions="Be brief.",
-                      model={"model": "openai/test-model", "api_base": base_url, "api_key": "sk-bench"})
+        agent = Agent(
+            name="bench",
+            instructions="Be brief.",
+            model={"model": "openai/test-model", "api_base": base_url, "api_key": "sk-bench"},
+        )
         messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}]
         executor = Executor()
         await bare(lm, base_url, messages)  # warm both paths

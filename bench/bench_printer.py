@@ -27,8 +27,9 @@ def noop(i: int) -> int:
     return i
 
 
-MODEL = sim.scripted([sim.calls(*(sim.call("noop", i=i) for i in range(CALLS))), sim.reply("done")],
-                     name="bench-printer")
+MODEL = sim.scripted(
+    [sim.calls(*(sim.call("noop", i=i) for i in range(CALLS))), sim.reply("done")], name="bench-printer"
+)
 
 
 def one(printed: bool) -> float:

@@ -114,4 +114,3 @@ class Agent(BaseModel):
             if key == "tools":
                 value = [getattr(t, "name", t) for t in value]
             yield key, value
-

@@ -72,8 +72,17 @@ class RunError(ExecutusError):
             _BY_STATUS.setdefault(cls.status, cls)
 
     @classmethod
-    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
-                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+    def for_run(
+        cls,
+        message: str,
+        *,
+        error_type: str,
+        run_id: str | None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        raw_text: str = "",
+        errors: str = "",
+    ) -> RunError:
         """This error for a finished run (what ``RunResult.raise_for_status()`` raises); ``hint`` added."""
         return cls(_hinted(message, cls.hint), error_type=error_type, run_id=run_id)
 
@@ -86,8 +95,17 @@ def _hinted(message: str, hint: str) -> str:
     return f"{message.rstrip('. ')}. {hint}" if hint else message
 
 
-def run_error(status: str, error_type: str, message: str, *, run_id: str | None = None, provider: str | None = None,
-              status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+def run_error(
+    status: str,
+    error_type: str,
+    message: str,
+    *,
+    run_id: str | None = None,
+    provider: str | None = None,
+    status_code: int | None = None,
+    raw_text: str = "",
+    errors: str = "",
+) -> RunError:
     """The typed error for a run that ended with ``status`` and an error of ``error_type``.
 
     A status of its own (``max_steps``, ``timeout``, ``cancelled``, ``stopped``…) gives its class (a
@@ -98,8 +116,15 @@ def run_error(status: str, error_type: str, message: str, *, run_id: str | None 
         cls = _BY_NAME.get(error_type, ModelCallError)
     else:
         cls = _BY_STATUS.get(status, RunStopped)
-    return cls.for_run(message, error_type=error_type, run_id=run_id, provider=provider, status_code=status_code,
-                       raw_text=raw_text, errors=errors)
+    return cls.for_run(
+        message,
+        error_type=error_type,
+        run_id=run_id,
+        provider=provider,
+        status_code=status_code,
+        raw_text=raw_text,
+        errors=errors,
+    )
 
 
 class ModelCallError(RunError):
@@ -119,8 +144,17 @@ class ModelCallError(RunError):
         self.status_code = status_code
 
     @classmethod
-    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
-                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+    def for_run(
+        cls,
+        message: str,
+        *,
+        error_type: str,
+        run_id: str | None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        raw_text: str = "",
+        errors: str = "",
+    ) -> RunError:
         message = message if message.startswith(f"{error_type}:") else f"{error_type}: {message}"  # the provider's type
         return ModelCallError(message, error_type=error_type, provider=provider, status_code=status_code, run_id=run_id)
 
@@ -135,8 +169,17 @@ class SimScriptExhausted(ModelCallError):
         super().__init__(message, error_type="SimScriptExhausted", provider="sim", run_id=run_id)
 
     @classmethod
-    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
-                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+    def for_run(
+        cls,
+        message: str,
+        *,
+        error_type: str,
+        run_id: str | None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        raw_text: str = "",
+        errors: str = "",
+    ) -> RunError:
         return cls(message, run_id=run_id)
 
 
@@ -149,8 +192,17 @@ class OutputValidationError(RunError):
         self.errors = errors
 
     @classmethod
-    def for_run(cls, message: str, *, error_type: str, run_id: str | None, provider: str | None = None,
-                status_code: int | None = None, raw_text: str = "", errors: str = "") -> RunError:
+    def for_run(
+        cls,
+        message: str,
+        *,
+        error_type: str,
+        run_id: str | None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        raw_text: str = "",
+        errors: str = "",
+    ) -> RunError:
         return cls(message, raw_text=raw_text, errors=errors, run_id=run_id)
 
 
@@ -204,8 +256,9 @@ class StopRun(Exception):  # noqa: N818 — a control-flow signal, kept apart fr
         except ValueError:
             final = None
         if final is None or not final.is_final or final is RunStatus.SUCCEEDED:
-            raise UserError(f"StopRun status must be a final status other than 'succeeded' (e.g. 'stopped'), "
-                            f"not {status!r}")
+            raise UserError(
+                f"StopRun status must be a final status other than 'succeeded' (e.g. 'stopped'), not {status!r}"
+            )
         super().__init__(reason)
         self.reason = reason
         self.status = final

@@ -59,8 +59,15 @@ def _labels(names: Sequence[str]) -> list[str]:
 class Fanout:
     """A started N×M fan-out: ``.wait()``, ``await``, ``.cancel()``, ``.to_df()``, ``.pivot()``, ``.runs``."""
 
-    def __init__(self, executor: Executor, prompts: list[str], labels: list[str], agents: list[Agent],
-                 concurrency: int | None, per_key: int | None):
+    def __init__(
+        self,
+        executor: Executor,
+        prompts: list[str],
+        labels: list[str],
+        agents: list[Agent],
+        concurrency: int | None,
+        per_key: int | None,
+    ):
         self.id = f"fanout-{next(_ids)}"
         self.executor = executor
         self.prompts = prompts
@@ -73,9 +80,18 @@ class Fanout:
         self._view: Any = None
 
     @classmethod
-    def start(cls, executor: Executor, agent: Agent | None, prompts: Sequence[str], *,
-              models: Sequence[str | dict[str, Any]] | None, agents: Sequence[Agent] | None,
-              concurrency: int | None, per_key: int | None, per_run: dict[str, Any] | None = None) -> Fanout:
+    def start(
+        cls,
+        executor: Executor,
+        agent: Agent | None,
+        prompts: Sequence[str],
+        *,
+        models: Sequence[str | dict[str, Any]] | None,
+        agents: Sequence[Agent] | None,
+        concurrency: int | None,
+        per_key: int | None,
+        per_run: dict[str, Any] | None = None,
+    ) -> Fanout:
         """Validate the grid and start every cell's run."""
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -106,8 +122,12 @@ class Fanout:
     def _launch(self, row: int, col: int) -> Run:
         index = row * len(self.labels) + col
         run = self.executor.run(
-            self.agents[col], self.prompts[row], lane=self.id, tags=(self.id,),
-            within=[(self.lanes, "cells", self.labels[col])], **self.per_run,
+            self.agents[col],
+            self.prompts[row],
+            lane=self.id,
+            tags=(self.id,),
+            within=[(self.lanes, "cells", self.labels[col])],
+            **self.per_run,
         )
         run.log.subscribe(functools.partial(self._changed, index))
         return run
@@ -193,25 +213,42 @@ class Fanout:
             result = cell.run.result
             usage = result.usage if result else None
             state = fold(cell.run.log.events, model=cell.run.model)
-            rows.append({
-                "row": cell.row, "col": cell.col, "prompt": cell.prompt,
-                "model": state.model, "models": state.models_tried,
-                "agent": cell.agent.name, "status": cell.run.status.value,
-                "output": result.output if result else None,
-                "prompt_tokens": usage.prompt_tokens if usage else 0,
-                "completion_tokens": usage.completion_tokens if usage else 0,
-                "total_tokens": usage.total_tokens if usage else 0,
-                "cost_usd": usage.cost_usd if usage else math.nan,
-                "latency_s": result.duration_s if result else math.nan,
-                "steps": len(result.steps) if result else 0, "attempts": cell.attempts,
-                "error_type": result.error.type if result and result.error else None,
-                "error_message": result.error.message if result and result.error else None,
-                "run_id": cell.run.run_id,
-            })
+            rows.append(
+                {
+                    "row": cell.row,
+                    "col": cell.col,
+                    "prompt": cell.prompt,
+                    "model": state.model,
+                    "models": state.models_tried,
+                    "agent": cell.agent.name,
+                    "status": cell.run.status.value,
+                    "output": result.output if result else None,
+                    "prompt_tokens": usage.prompt_tokens if usage else 0,
+                    "completion_tokens": usage.completion_tokens if usage else 0,
+                    "total_tokens": usage.total_tokens if usage else 0,
+                    "cost_usd": usage.cost_usd if usage else math.nan,
+                    "latency_s": result.duration_s if result else math.nan,
+                    "steps": len(result.steps) if result else 0,
+                    "attempts": cell.attempts,
+                    "error_type": result.error.type if result and result.error else None,
+                    "error_message": result.error.message if result and result.error else None,
+                    "run_id": cell.run.run_id,
+                }
+            )
         df = pd.DataFrame(rows)
-        return df.astype({"row": "int64", "col": "int64", "prompt_tokens": "int64", "completion_tokens": "int64",
-                          "total_tokens": "int64", "cost_usd": "float64", "latency_s": "float64",
-                          "steps": "int64", "attempts": "int64"})
+        return df.astype(
+            {
+                "row": "int64",
+                "col": "int64",
+                "prompt_tokens": "int64",
+                "completion_tokens": "int64",
+                "total_tokens": "int64",
+                "cost_usd": "float64",
+                "latency_s": "float64",
+                "steps": "int64",
+                "attempts": "int64",
+            }
+        )
 
     def pivot(self, value: str = "cost") -> pd.DataFrame:
         """The N×M table of one value (``cost``, ``tokens``, ``latency``, ``status``, ``output``
@@ -245,5 +282,7 @@ class Fanout:
         c = self.counts()
         n, m = self.shape
         cancelled = f", {c['cancelled']} cancelled" if c["cancelled"] else ""
-        return (f"Fanout({n}×{m}: {c['done']}/{c['total']} done, {c['running']} running, "
-                f"{c['queued']} queued, {c['failed']} failed{cancelled})")
+        return (
+            f"Fanout({n}×{m}: {c['done']}/{c['total']} done, {c['running']} running, "
+            f"{c['queued']} queued, {c['failed']} failed{cancelled})"
+        )

@@ -23,27 +23,72 @@ _TIME = "datetime64[ns, UTC]"
 _INT = "int64"
 
 STEP_COLUMNS: dict[str, str] = {
-    "run_id": "object", "agent": "object", "step": _INT, "turn": _INT, "kind": "object", "name": "object",
-    "call_id": "object", "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64", "ok": "boolean",
-    "prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT, "cost_usd": "float64",
-    "cached": "bool", "error_type": "object", "error_message": "object",
+    "run_id": "object",
+    "agent": "object",
+    "step": _INT,
+    "turn": _INT,
+    "kind": "object",
+    "name": "object",
+    "call_id": "object",
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "duration_s": "float64",
+    "ok": "boolean",
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "total_tokens": _INT,
+    "cost_usd": "float64",
+    "cached": "bool",
+    "error_type": "object",
+    "error_message": "object",
 }
 TOOL_COLUMNS: dict[str, str] = {
-    "run_id": "object", "agent": "object", "step": _INT, "turn": _INT, "call_id": "object",
-    "provider_call_id": "object", "tool": "object", "arguments": "object", "result": "object", "ok": "boolean",
-    "error_type": "object", "error_message": "object",
-    "decision": "object", "decided_by": "object", "rule": "object",
-    "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64",
+    "run_id": "object",
+    "agent": "object",
+    "step": _INT,
+    "turn": _INT,
+    "call_id": "object",
+    "provider_call_id": "object",
+    "tool": "object",
+    "arguments": "object",
+    "result": "object",
+    "ok": "boolean",
+    "error_type": "object",
+    "error_message": "object",
+    "decision": "object",
+    "decided_by": "object",
+    "rule": "object",
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "duration_s": "float64",
 }
 USAGE_COLUMNS: dict[str, str] = {
-    "model": "object", "requests": _INT, "prompt_tokens": _INT, "completion_tokens": _INT,
-    "total_tokens": _INT, "cost_usd": "float64",
+    "model": "object",
+    "requests": _INT,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "total_tokens": _INT,
+    "cost_usd": "float64",
 }
 RUN_COLUMNS: dict[str, str] = {
-    "run_id": "object", "agent": "object", "model": "object", "models": "object", "status": "object",
-    "started_at": _TIME, "finished_at": _TIME, "duration_s": "float64", "steps": _INT, "model_calls": _INT,
-    "tool_calls": _INT, "prompt_tokens": _INT, "completion_tokens": _INT, "total_tokens": _INT,
-    "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
+    "run_id": "object",
+    "agent": "object",
+    "model": "object",
+    "models": "object",
+    "status": "object",
+    "started_at": _TIME,
+    "finished_at": _TIME,
+    "duration_s": "float64",
+    "steps": _INT,
+    "model_calls": _INT,
+    "tool_calls": _INT,
+    "prompt_tokens": _INT,
+    "completion_tokens": _INT,
+    "total_tokens": _INT,
+    "cost_usd": "float64",
+    "output": "object",
+    "error_type": "object",
+    "error_message": "object",
     "budget": "object",
 }
 
@@ -88,11 +133,15 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
             if not isinstance(item, ToolCallItem):
                 continue
             d = item.decision
-            rows.append({
-                **step.model_dump(include=set(TOOL_COLUMNS)), "tool": step.name,
-                "decision": d.decision if d else None, "decided_by": d.by if d else None,
-                "rule": d.rule if d else None,
-            })
+            rows.append(
+                {
+                    **step.model_dump(include=set(TOOL_COLUMNS)),
+                    "tool": step.name,
+                    "decision": d.decision if d else None,
+                    "decided_by": d.by if d else None,
+                    "rule": d.rule if d else None,
+                }
+            )
     return _frame(rows, TOOL_COLUMNS)
 
 
@@ -103,9 +152,15 @@ def usage_df(events: Iterable[Event]) -> pd.DataFrame:
     (NaN for a model with no known price, never a silent 0).
     """
     rows = [
-        {"model": item.model, **item.usage.model_dump(include={"requests", "prompt_tokens", "completion_tokens",
-                                                               "total_tokens", "cost_usd"})}
-        for run in fold_runs(events) for item in run.timeline if isinstance(item, ModelCallItem) and item.ok
+        {
+            "model": item.model,
+            **item.usage.model_dump(
+                include={"requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"}
+            ),
+        }
+        for run in fold_runs(events)
+        for item in run.timeline
+        if isinstance(item, ModelCallItem) and item.ok
     ]
     df = _frame(rows, USAGE_COLUMNS)
     if df.empty:
@@ -131,19 +186,27 @@ def runs_df(runs: Iterable[Run]) -> pd.DataFrame:
         items = state.steps_in_order()
         model_items = [i for i in items if isinstance(i, ModelCallItem)]
         started = state.started_at if state.prompt is not None else None
-        rows.append({
-            "run_id": run.run_id, "agent": run.agent.name, "model": state.model,
-            "models": state.models_tried, "status": run.status.value,
-            "started_at": started, "finished_at": state.finished_at,
-            "duration_s": state.elapsed_s() if started and state.finished else float("nan"),
-            "steps": len(items), "model_calls": len(model_items), "tool_calls": len(items) - len(model_items),
-            "prompt_tokens": sum(i.usage.prompt_tokens for i in model_items),
-            "completion_tokens": sum(i.usage.completion_tokens for i in model_items),
-            "total_tokens": sum(i.usage.total_tokens for i in model_items),
-            "cost_usd": state.usage.cost_usd,
-            "output": state.output,
-            "error_type": state.error.type if state.error else None,
-            "error_message": state.error.message if state.error else None,
-            "budget": state.budget,
-        })
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "agent": run.agent.name,
+                "model": state.model,
+                "models": state.models_tried,
+                "status": run.status.value,
+                "started_at": started,
+                "finished_at": state.finished_at,
+                "duration_s": state.elapsed_s() if started and state.finished else float("nan"),
+                "steps": len(items),
+                "model_calls": len(model_items),
+                "tool_calls": len(items) - len(model_items),
+                "prompt_tokens": sum(i.usage.prompt_tokens for i in model_items),
+                "completion_tokens": sum(i.usage.completion_tokens for i in model_items),
+                "total_tokens": sum(i.usage.total_tokens for i in model_items),
+                "cost_usd": state.usage.cost_usd,
+                "output": state.output,
+                "error_type": state.error.type if state.error else None,
+                "error_message": state.error.message if state.error else None,
+                "budget": state.budget,
+            }
+        )
     return _frame(rows, RUN_COLUMNS)

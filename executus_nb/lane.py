@@ -149,16 +149,28 @@ class Lanes:
             for key in keys:
                 stats = self._stats.get(key, LaneStats())
                 queue = self._queues.get(key, deque())
-                rows.append({
-                    "lane": key, "running": self._running[key], "queued": len(queue), "started": stats.started,
-                    "oldest_wait_s": max((now - w.enqueued for w in queue), default=0.0),
-                    "mean_wait_s": stats.waited_s / stats.started if stats.started else 0.0,
-                    "max_wait_s": stats.max_wait_s,
-                })
+                rows.append(
+                    {
+                        "lane": key,
+                        "running": self._running[key],
+                        "queued": len(queue),
+                        "started": stats.started,
+                        "oldest_wait_s": max((now - w.enqueued for w in queue), default=0.0),
+                        "mean_wait_s": stats.waited_s / stats.started if stats.started else 0.0,
+                        "max_wait_s": stats.max_wait_s,
+                    }
+                )
         columns = ["lane", "running", "queued", "started", "oldest_wait_s", "mean_wait_s", "max_wait_s"]
         return pd.DataFrame(rows, columns=columns).astype(
-            {"running": "int64", "queued": "int64", "started": "int64", "oldest_wait_s": "float64",
-             "mean_wait_s": "float64", "max_wait_s": "float64"})
+            {
+                "running": "int64",
+                "queued": "int64",
+                "started": "int64",
+                "oldest_wait_s": "float64",
+                "mean_wait_s": "float64",
+                "max_wait_s": "float64",
+            }
+        )
 
 
 def _grant(future: asyncio.Future[None]) -> None:

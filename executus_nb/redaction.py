@@ -33,16 +33,37 @@ MIN_PREFIX_LEN = 8  # a secret's echo is redacted from this many leading charact
 # (``max_tokens``) and ``author`` (``GIT_AUTHOR_NAME``) are counts and names, not secrets.
 SECRET_NAME = re.compile(
     r"key|secret|token(?!s|i[sz])|pass(?!age|ive|port|thr|env)|pwd|credential|auth(?!or)|signature|cookie|bearer"
-    r"|private|(?:^|_)pat(?:$|_)", re.IGNORECASE)
+    r"|private|(?:^|_)pat(?:$|_)",
+    re.IGNORECASE,
+)
 # Query parameters of a URL that carry credentials (``?key=``, ``?sig=``, ``?access_token=``…).
 _QUERY_SECRET_NAME = re.compile(rf"{SECRET_NAME.pattern}|^(sig|sas|code|pass|session)$", re.IGNORECASE)
 # Headers known not to carry credentials; every other header value counts as a secret.
-PUBLIC_HEADERS = frozenset({
-    "accept", "accept-encoding", "accept-language", "cache-control", "connection", "content-type",
-    "content-length", "host", "origin", "referer", "http-referer", "user-agent", "x-title",
-    "anthropic-version", "anthropic-beta", "openai-beta", "x-stainless-lang", "x-stainless-package-version",
-    "x-request-id", "x-client-request-id", "idempotency-key",
-})
+PUBLIC_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "content-type",
+        "content-length",
+        "host",
+        "origin",
+        "referer",
+        "http-referer",
+        "user-agent",
+        "x-title",
+        "anthropic-version",
+        "anthropic-beta",
+        "openai-beta",
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-request-id",
+        "x-client-request-id",
+        "idempotency-key",
+    }
+)
 _AUTH_SCHEMES = ("bearer", "basic", "token", "apikey", "api-key", "key", "digest", "sharedaccesssignature")
 
 
@@ -93,8 +114,11 @@ def secret_values(value: Any) -> list[str]:
             except ValueError:
                 return [text]
         if "-----BEGIN" in text:
-            body = [line.strip() for line in text.replace("\\n", "\n").splitlines()
-                    if line.strip() and not line.lstrip().startswith("-----")]
+            body = [
+                line.strip()
+                for line in text.replace("\\n", "\n").splitlines()
+                if line.strip() and not line.lstrip().startswith("-----")
+            ]
             return body + ["".join(body)]
         return [text]
     if isinstance(value, Mapping):
@@ -474,4 +498,3 @@ def _install_log_redaction() -> None:
 
         logging.setLogRecordFactory(make_record)
         _log_installed = True
-

@@ -26,9 +26,14 @@ def main(notebook: str, outdir: str) -> int:
     with tempfile.TemporaryDirectory(prefix="executus-demo-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
         try:
-            NotebookClient(nb, km=km, timeout=300, kernel_name="python3",
-                           resources={"metadata": {"path": str(path.parent)}},
-                           skip_cells_with_tag="skip-execution").execute()
+            NotebookClient(
+                nb,
+                km=km,
+                timeout=300,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+                skip_cells_with_tag="skip-execution",
+            ).execute()
         finally:  # a kernel manager passed in is ours to stop (else the kernel warns its parent left)
             if km.has_kernel:
                 km.shutdown_kernel(now=False)

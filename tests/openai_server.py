@@ -152,9 +152,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
 
 
@@ -249,10 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         if path in ("/v1/models", "/models"):
             owner = self.server.owner
-            data = [
-                {"id": m, "object": "model", "created": 0, "owned_by": "openai-server"}
-                for m in owner.models
-            ]
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "openai-server"} for m in owner.models]
             self._send_json(200, {"object": "list", "data": data})
         else:
             self._send_json(404, _error_body(404, f"no route GET {self.path}"))
@@ -276,9 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writers -------------------------------------------------------------
 
-    def _send_bytes(
-        self, status: int, data: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()
-    ) -> None:
+    def _send_bytes(self, status: int, data: bytes, content_type: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         """Send a complete response with a correct Content-Length (keep-alive safe)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -434,9 +427,7 @@ class OpenAIServer:
         """Queue an assistant text reply."""
         self.enqueue(Reply(text, finish_reason))
 
-    def tool_call(
-        self, name: str, arguments: Mapping[str, Any] | str = "{}", call_id: str | None = None
-    ) -> None:
+    def tool_call(self, name: str, arguments: Mapping[str, Any] | str = "{}", call_id: str | None = None) -> None:
         """Queue one tool call; a dict is JSON-encoded, a string is sent verbatim."""
         self.enqueue(ToolCalls((_as_tool_call((name, arguments, call_id)),)))
 
@@ -462,9 +453,7 @@ class OpenAIServer:
         """Queue a reply that starts, then goes silent for ``seconds`` (a provider stuck mid-answer)."""
         self.enqueue(Stall(seconds, _as_turn(then)))  # type: ignore[arg-type]
 
-    def malformed(
-        self, body: str = "not json", status: int = 200, content_type: str = "application/json"
-    ) -> None:
+    def malformed(self, body: str = "not json", status: int = 200, content_type: str = "application/json") -> None:
         """Queue a response with an invalid body."""
         self.enqueue(Malformed(body, status, content_type))
 
@@ -582,9 +571,7 @@ class OpenAIServer:
                 "created": int(time.time()),
                 "model": model,
                 "system_fingerprint": None,
-                "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-                ],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage,
             },
         )

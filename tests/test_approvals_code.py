@@ -34,8 +34,7 @@ def _poll_pending(run, timeout: float = 30.0):
     raise AssertionError("nothing asked for approval")
 
 
-@pytest.mark.parametrize(("how", "decision", "result"), [("approve", "allow", "published 'a'"),
-                                                         ("deny", "deny", None)])
+@pytest.mark.parametrize(("how", "decision", "result"), [("approve", "allow", "published 'a'"), ("deny", "deny", None)])
 def test_another_thread_answers_by_polling_pending(how, decision, result):
     run = _run(Policy(approver="code", ask_timeout_s=60), "a")
     seen = []

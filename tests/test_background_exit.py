@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def _script(body: str, timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], float]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
     return done, time.monotonic() - started
 
 
@@ -44,7 +50,11 @@ def _exit_seconds(stdout: str) -> float:
 
 def test_a_script_with_sim_runs_exits_quietly_and_quickly_cancelling_what_is_left():
     # one subprocess for all of it: each pays the litellm import
-    done, _ = _script(_PRELUDE.replace("    ended = time.monotonic()", textwrap.indent(textwrap.dedent("""
+    done, _ = _script(
+        _PRELUDE.replace(
+            "    ended = time.monotonic()",
+            textwrap.indent(
+                textwrap.dedent("""
         from executus_nb.run.background import background_loop
 
         async def forever():
@@ -63,7 +73,11 @@ def test_a_script_with_sim_runs_exits_quietly_and_quickly_cancelling_what_is_lef
         asyncio.run_coroutine_threadsafe(forever(), background_loop())
         asyncio.run_coroutine_threadsafe(stubborn(), background_loop())
         time.sleep(0.1)
-        ended = time.monotonic()"""), "    ")))
+        ended = time.monotonic()"""),
+                "    ",
+            ),
+        )
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no "Task was destroyed but it is pending!", nothing else either
     assert done.stdout.startswith("['three', 'three']")

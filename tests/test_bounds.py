@@ -126,8 +126,13 @@ def test_a_stubborn_model_call_is_let_go_and_starts_nothing_more(executor, warm,
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             await asyncio.sleep(1.5)
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+            ],
+        }
         return Completion(model=spec.name, message=message, usage=Usage(), finish_reason="tool_calls", latency_s=0)
 
     monkeypatch.setattr(loop, "complete", stubborn_complete)
@@ -165,8 +170,9 @@ def test_a_tool_that_obeys_cancellation_is_not_counted(executor, warm, settled):
 def test_close_cancels_every_run_and_waits_for_no_hung_tool(warm, settled, gate):
     executor = Executor()
     tools = [hung_sync(gate, "hung"), stubborn_async(name="stubborn")]
-    runs = [executor.run(Agent(tools=[t], model=sim.scripted([sim.call(t.name), sim.reply("never")])), "go")
-            for t in tools]
+    runs = [
+        executor.run(Agent(tools=[t], model=sim.scripted([sim.call(t.name), sim.reply("never")])), "go") for t in tools
+    ]
     for run in runs:
         wait_until(lambda run=run: any(isinstance(ev, ToolCallStarted) for ev in run.events))
     started = time.perf_counter()

@@ -68,6 +68,7 @@ def usage_of_calls(model: Model, tool_turns: int = 2) -> list[tuple[int, int]]:
 
 # -- the value -------------------------------------------------------------------------------
 
+
 def test_budget_is_exported_with_four_limits_none_meaning_no_limit():
     budget = Budget(max_steps=3, max_usd=0.5)
     assert budget.limits == {"max_steps": 3, "max_usd": 0.5}
@@ -75,12 +76,22 @@ def test_budget_is_exported_with_four_limits_none_meaning_no_limit():
     assert Budget(1, 2, 3.0, 4.0).limits == {"max_steps": 1, "max_tokens": 2, "max_usd": 3.0, "max_runtime_s": 4.0}
 
 
-@pytest.mark.parametrize("kw, field", [
-    ({"max_steps": -1}, "max_steps"), ({"max_tokens": -5}, "max_tokens"), ({"max_usd": -0.01}, "max_usd"),
-    ({"max_runtime_s": -1.0}, "max_runtime_s"), ({"max_steps": "10"}, "max_steps"), ({"max_steps": 2.5}, "max_steps"),
-    ({"max_tokens": True}, "max_tokens"), ({"max_usd": "1"}, "max_usd"), ({"max_usd": float("nan")}, "max_usd"),
-    ({"max_runtime_s": float("inf")}, "max_runtime_s"), ({"max_usd": [1]}, "max_usd"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"max_steps": -1}, "max_steps"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"max_usd": -0.01}, "max_usd"),
+        ({"max_runtime_s": -1.0}, "max_runtime_s"),
+        ({"max_steps": "10"}, "max_steps"),
+        ({"max_steps": 2.5}, "max_steps"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_usd": "1"}, "max_usd"),
+        ({"max_usd": float("nan")}, "max_usd"),
+        ({"max_runtime_s": float("inf")}, "max_runtime_s"),
+        ({"max_usd": [1]}, "max_usd"),
+    ],
+)
 def test_a_bad_budget_value_is_a_config_error_naming_the_field(kw, field):
     with pytest.raises(ConfigError, match=field) as raised:
         Budget(**kw)
@@ -107,6 +118,7 @@ def test_budget_where_it_is_given_must_be_a_budget_or_its_limits():
 
 
 # -- each limit, before each model call -----------------------------------------------------
+
 
 def test_max_steps_stops_before_the_call_that_would_pass_it_with_every_step_kept():
     model = Model(tool_turns=3)
@@ -175,6 +187,7 @@ def test_max_runtime_s_stops_before_the_next_call_once_elapsed():
 
 # -- refused before any model call ------------------------------------------------------------
 
+
 def test_a_first_prompt_larger_than_the_tokens_left_is_refused_with_no_model_call():
     model = Model()
     (p1, _), *_ = usage_of_calls(model)
@@ -190,8 +203,9 @@ def test_a_first_prompt_larger_than_the_tokens_left_is_refused_with_no_model_cal
     assert f"~{p1:,} tokens" in result.error.message
 
 
-@pytest.mark.parametrize("budget", [Budget(max_steps=0), Budget(max_tokens=0), Budget(max_usd=0.0),
-                                    Budget(max_runtime_s=0.0)])
+@pytest.mark.parametrize(
+    "budget", [Budget(max_steps=0), Budget(max_tokens=0), Budget(max_usd=0.0), Budget(max_runtime_s=0.0)]
+)
 def test_a_limit_already_spent_refuses_the_run(budget):
     model = Model()
     ex = Executor(prices={model.name: PRICE})
@@ -216,6 +230,7 @@ def test_an_executor_budget_spent_by_earlier_runs_refuses_the_next():
 
 
 # -- scopes --------------------------------------------------------------------------------
+
 
 def test_an_agent_budget_applies_to_each_run_of_that_agent_separately():
     model = Model(tool_turns=3)
@@ -281,6 +296,7 @@ def test_failover_attempts_count_as_steps():
 
 # -- the budget is a hook: last at before_model_call, committing after each call -------------
 
+
 class Compact:
     """Replaces every tool result by a short note before each call (what a compaction does)."""
 
@@ -307,8 +323,9 @@ def test_the_budget_judges_the_request_as_sent_after_other_hooks_change_it():
     ex = Executor()
     uncompacted = finish(ex.run(Agent(tools=[big], model=script()), "go", budget=Budget(max_tokens=limit)))
     assert uncompacted.status is RunStatus.BUDGET_EXCEEDED
-    compacted = finish(ex.run(Agent(tools=[big], model=script(), hooks=[Compact()]), "go",
-                              budget=Budget(max_tokens=limit)))
+    compacted = finish(
+        ex.run(Agent(tools=[big], model=script(), hooks=[Compact()]), "go", budget=Budget(max_tokens=limit))
+    )
     assert compacted.status is RunStatus.SUCCEEDED
 
 
@@ -321,8 +338,9 @@ def test_hooks_and_tools_see_the_budget_left_in_ctx():
         seen.append(dict(ctx.budget_left))
         return "ok"
 
-    script = sim.scripted([sim.call("remaining"), sim.call("remaining"), sim.reply("done")],
-                          name=f"left-{next(_names)}")
+    script = sim.scripted(
+        [sim.call("remaining"), sim.call("remaining"), sim.reply("done")], name=f"left-{next(_names)}"
+    )
     run = Executor().run(Agent(tools=[remaining], model=script), "go", budget=Budget(max_steps=5))
     assert finish(run).ok
     assert seen == [{"max_steps": 4}, {"max_steps": 3}]
@@ -331,7 +349,7 @@ def test_hooks_and_tools_see_the_budget_left_in_ctx():
 
 def test_a_failed_call_holds_nothing_for_the_next_run():
     ok = Model(tool_turns=0)
-    (p1, c1), = usage_of_calls(ok, tool_turns=0)
+    ((p1, c1),) = usage_of_calls(ok, tool_turns=0)
     ex = Executor(budget=Budget(max_tokens=p1 + c1))
     failed = finish(ex.run(Agent(model=sim.failing(500)), "go"))  # admitted, then failed: no usage
     assert failed.status is RunStatus.FAILED
@@ -385,6 +403,7 @@ def test_sim_models_are_free_so_max_usd_needs_no_price_for_them():
 
 # -- concurrent runs sharing the executor budget ------------------------------------------------
 
+
 def test_a_fanout_under_an_executor_cap_overshoots_by_at_most_the_calls_in_flight():
     model = Model(tool_turns=2, latency_s=0.05)  # three calls a cell
     limit, concurrency = 0.01, 4
@@ -416,6 +435,7 @@ def test_runs_on_several_loops_and_threads_share_the_executor_steps_exactly():
         async def main():
             for _ in range(5):
                 await ex.arun(model.agent(), "go")
+
         try:
             asyncio.run(main())
         except BaseException as exc:  # noqa: BLE001 — reported by the assertion below

@@ -73,13 +73,13 @@ BAD_ENTRIES = {
     "missing token counts": '{"message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}',
     "message is a string": '{"message": "x", "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1}',
     "tokens are text": '{"message": {"role": "assistant", "content": "x"}, "finish_reason": "stop", '
-                       '"prompt_tokens": "many", "completion_tokens": 1}',
+    '"prompt_tokens": "many", "completion_tokens": 1}',
     "negative tokens": '{"message": {"role": "assistant", "content": "x"}, "finish_reason": "stop", '
-                       '"prompt_tokens": -5, "completion_tokens": 1}',
+    '"prompt_tokens": -5, "completion_tokens": 1}',
     "tool calls without function": '{"message": {"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]},'
-                                   ' "finish_reason": "tool_calls", "prompt_tokens": 1, "completion_tokens": 1}',
+    ' "finish_reason": "tool_calls", "prompt_tokens": 1, "completion_tokens": 1}',
     "content is a number": '{"message": {"role": "assistant", "content": 42}, "finish_reason": "stop", '
-                           '"prompt_tokens": 1, "completion_tokens": 1}',
+    '"prompt_tokens": 1, "completion_tokens": 1}',
     "binary blob": b"\x00\xff\x10garbage",
     "an integer": 7,
 }
@@ -115,8 +115,10 @@ def test_a_table_of_another_shape_is_a_miss_not_a_failed_run(tmp_path):
 
 # -- an unusable database file -------------------------------------------------------------
 
-@pytest.mark.parametrize("content", [b"this is not a database" * 50, b"SQLite format 3\x00" + b"\xff" * 4000],
-                         ids=["text", "damaged header"])
+
+@pytest.mark.parametrize(
+    "content", [b"this is not a database" * 50, b"SQLite format 3\x00" + b"\xff" * 4000], ids=["text", "damaged header"]
+)
 def test_a_garbage_cache_file_warns_once_and_every_call_goes_to_the_model(tmp_path, content):
     path = tmp_path / "garbage.sqlite"
     path.write_bytes(content)
@@ -132,6 +134,7 @@ def test_a_garbage_cache_file_warns_once_and_every_call_goes_to_the_model(tmp_pa
 
 
 # -- locks ---------------------------------------------------------------------------------
+
 
 def test_a_locked_database_is_a_quick_miss_and_the_answer_is_kept(populated):
     path, counting = populated
@@ -193,6 +196,7 @@ def test_a_write_lock_after_the_model_answered_keeps_the_answer(tmp_path):
 
 # -- read-only, disk full ------------------------------------------------------------------
 
+
 def test_a_read_only_cache_still_answers_hits_and_misses_still_run(populated):
     path, counting = populated
     executor = Executor(cache=path)
@@ -250,9 +254,11 @@ class CircularRef:
 
 # -- keys: endpoints and credentials ---------------------------------------------------------
 
+
 def test_two_endpoints_with_the_same_model_name_never_share_entries(tmp_path):
     path = tmp_path / "cache.sqlite"
     with OpenAIServer(default="from server A") as a, OpenAIServer(default="from server B") as b:
+
         def agent(server: OpenAIServer, key: str = "sk-test-key-one") -> Agent:
             return Agent(name="ep", model={"model": "openai/test-model", "api_base": server.base_url, "api_key": key})
 
@@ -274,8 +280,12 @@ def test_no_credential_is_stored_in_the_cache_file(tmp_path):
     path = tmp_path / "cache.sqlite"
     secret = "sk-live-0123456789abcdefSECRET"
     with OpenAIServer() as server:
-        model = {"model": "openai/test-model", "api_base": server.base_url, "api_key": secret,
-                 "extra_headers": {"X-Api-Token": "header-secret-value-42"}}
+        model = {
+            "model": "openai/test-model",
+            "api_base": server.base_url,
+            "api_key": secret,
+            "extra_headers": {"X-Api-Token": "header-secret-value-42"},
+        }
         result = Executor(cache=path).run(Agent(name="k", model=model), "hi").wait(timeout=60, quiet=True)
     assert result.ok
     data = path.read_bytes()
@@ -284,6 +294,7 @@ def test_no_credential_is_stored_in_the_cache_file(tmp_path):
 
 
 # -- cache= takes a folder; an unusable path is a ConfigError ---------------------------------
+
 
 def test_an_existing_folder_means_the_database_inside_it(tmp_path):
     counting = Counting("folder-model")

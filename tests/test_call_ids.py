@@ -46,10 +46,12 @@ def _assert_answers_match(messages: list[dict]) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_two_calls_with_one_id_in_a_turn_keep_their_own_decisions(stream):
-    model, seen = _recording([
-        sim.calls(sim.call("erase", x="a", call_id="dup"), sim.call("read", x="b", call_id="dup")),
-        sim.reply("done"),
-    ])
+    model, seen = _recording(
+        [
+            sim.calls(sim.call("erase", x="a", call_id="dup"), sim.call("read", x="b", call_id="dup")),
+            sim.reply("done"),
+        ]
+    )
     ex = Executor(policy=Policy().deny("erase"))
     run = ex.run(Agent(name="a", tools=[read, erase], model=model, stream=stream), "go")
     result = run.wait(timeout=30, quiet=True)
@@ -65,12 +67,14 @@ def test_two_calls_with_one_id_in_a_turn_keep_their_own_decisions(stream):
 
 
 def test_ids_reused_across_turns_are_told_apart():
-    model, seen = _recording([
-        sim.call("erase", x="a", call_id="call_0"),
-        sim.call("read", x="b", call_id="call_0"),
-        sim.call("read", x="c", call_id="call_0"),
-        sim.reply("done"),
-    ])
+    model, seen = _recording(
+        [
+            sim.call("erase", x="a", call_id="call_0"),
+            sim.call("read", x="b", call_id="call_0"),
+            sim.call("read", x="c", call_id="call_0"),
+            sim.reply("done"),
+        ]
+    )
     run = Executor(policy=Policy().deny("erase")).run(Agent(name="a", tools=[read, erase], model=model), "go")
     assert run.wait(timeout=30, quiet=True).ok
 
@@ -84,10 +88,12 @@ def test_ids_reused_across_turns_are_told_apart():
 
 
 def test_each_of_two_same_id_calls_can_be_approved():
-    model, _ = _recording([
-        sim.calls(sim.call("erase", x="a", call_id="same"), sim.call("erase", x="b", call_id="same")),
-        sim.reply("done"),
-    ])
+    model, _ = _recording(
+        [
+            sim.calls(sim.call("erase", x="a", call_id="same"), sim.call("erase", x="b", call_id="same")),
+            sim.reply("done"),
+        ]
+    )
     ex = Executor(policy=Policy(approver="code", ask_timeout_s=60).ask("erase"))
     run = ex.run(Agent(name="a", tools=[erase], model=model), "go")
     answered: list[str] = []
@@ -115,8 +121,11 @@ def test_http_provider_reusing_ids_gets_matching_unique_ids_back(openai_server):
         ToolCalls((ToolCall("read", '{"x": "c"}', id="call_0"),)),
         "done",
     )
-    agent = Agent(name="http", tools=[read], model={"model": "openai/test-model", "api_base": openai_server.base_url,
-                                                     "api_key": "sk-test", "timeout": 10})
+    agent = Agent(
+        name="http",
+        tools=[read],
+        model={"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "sk-test", "timeout": 10},
+    )
     run = Executor().run(agent, "go")
     assert run.wait(timeout=30, quiet=True).ok
 

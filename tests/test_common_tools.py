@@ -56,9 +56,7 @@ def test_file_tools_are_three_new_tools_and_write_asks(workspace: Path):
     assert first["list_dir"].schema["function"]["parameters"]["properties"]["path"]["default"] == "."
 
 
-@pytest.mark.parametrize(
-    "root", ["missing", "notes/a.txt"], ids=["missing-root", "root-is-a-file"]
-)
+@pytest.mark.parametrize("root", ["missing", "notes/a.txt"], ids=["missing-root", "root-is-a-file"])
 def test_the_root_must_be_an_existing_directory(workspace: Path, root: str):
     with pytest.raises(ConfigError, match="not an existing directory"):
         file_tools(workspace / root)
@@ -67,23 +65,53 @@ def test_the_root_must_be_an_existing_directory(workspace: Path, root: str):
 # (tool, arguments, error, text in the message); "{outside}" is the outside directory
 ESCAPES = [
     ("dotdot", "read_file", {"path": "../outside/secret.txt"}, PathOutsideRoot, "outside the workspace root"),
-    ("nested-dotdot", "read_file", {"path": "notes/deep/../../../outside/secret.txt"}, PathOutsideRoot,
-     "outside the workspace root"),
+    (
+        "nested-dotdot",
+        "read_file",
+        {"path": "notes/deep/../../../outside/secret.txt"},
+        PathOutsideRoot,
+        "outside the workspace root",
+    ),
     ("absolute-outside", "read_file", {"path": "{outside}/secret.txt"}, PathOutsideRoot, "outside the workspace root"),
     ("etc-passwd", "read_file", {"path": "/etc/passwd"}, PathOutsideRoot, "outside the workspace root"),
     ("symlink-file", "read_file", {"path": "escape.txt"}, PathOutsideRoot, "symlink that leads outside"),
     ("symlinked-dir", "read_file", {"path": "outdir/secret.txt"}, PathOutsideRoot, "symlink that leads outside"),
     ("nul-byte", "read_file", {"path": "notes/a.txt\x00.png"}, ToolError, "NUL byte"),
-    ("write-dotdot", "write_file", {"path": "../outside/x.txt", "content": "x"}, PathOutsideRoot,
-     "outside the workspace root"),
-    ("write-absolute-outside", "write_file", {"path": "{outside}/x.txt", "content": "x"}, PathOutsideRoot,
-     "outside the workspace root"),
-    ("write-symlink-file", "write_file", {"path": "escape.txt", "content": "x"}, PathOutsideRoot,
-     "symlink that leads outside"),
-    ("write-dangling-symlink", "write_file", {"path": "dangling.txt", "content": "x"}, PathOutsideRoot,
-     "symlink that leads outside"),
-    ("write-symlinked-dir", "write_file", {"path": "outdir/new/x.txt", "content": "x"}, PathOutsideRoot,
-     "symlink that leads outside"),
+    (
+        "write-dotdot",
+        "write_file",
+        {"path": "../outside/x.txt", "content": "x"},
+        PathOutsideRoot,
+        "outside the workspace root",
+    ),
+    (
+        "write-absolute-outside",
+        "write_file",
+        {"path": "{outside}/x.txt", "content": "x"},
+        PathOutsideRoot,
+        "outside the workspace root",
+    ),
+    (
+        "write-symlink-file",
+        "write_file",
+        {"path": "escape.txt", "content": "x"},
+        PathOutsideRoot,
+        "symlink that leads outside",
+    ),
+    (
+        "write-dangling-symlink",
+        "write_file",
+        {"path": "dangling.txt", "content": "x"},
+        PathOutsideRoot,
+        "symlink that leads outside",
+    ),
+    (
+        "write-symlinked-dir",
+        "write_file",
+        {"path": "outdir/new/x.txt", "content": "x"},
+        PathOutsideRoot,
+        "symlink that leads outside",
+    ),
     ("write-nul-byte", "write_file", {"path": "a\x00b", "content": "x"}, ToolError, "NUL byte"),
     ("list-dotdot", "list_dir", {"path": ".."}, PathOutsideRoot, "outside the workspace root"),
     ("list-symlinked-dir", "list_dir", {"path": "outdir"}, PathOutsideRoot, "symlink that leads outside"),
@@ -110,13 +138,27 @@ INSIDE = [
     ("read-dotdot-inside", "read_file", {"path": "notes/deep/../a.txt"}, "hello"),
     ("read-absolute-inside", "read_file", {"path": "{root}/notes/a.txt"}, "hello"),
     ("read-symlink-inside", "read_file", {"path": "inner.txt"}, "hello"),
-    ("write-nested", "write_file", {"path": "new/dir/c.txt", "content": "hi there"},
-     "wrote 8 characters to new/dir/c.txt"),
-    ("write-absolute-inside", "write_file", {"path": "{root}/notes/d.txt", "content": "é"},
-     "wrote 1 characters to notes/d.txt"),
-    ("list-root", "list_dir", {},
-     ("./ (6 entries):\ndangling.txt@  (symlink)\nescape.txt@  (symlink)\ninner.txt@  (symlink)\nnotes/\n"
-      "outdir@  (symlink)\nroot.txt  (4 bytes)")),
+    (
+        "write-nested",
+        "write_file",
+        {"path": "new/dir/c.txt", "content": "hi there"},
+        "wrote 8 characters to new/dir/c.txt",
+    ),
+    (
+        "write-absolute-inside",
+        "write_file",
+        {"path": "{root}/notes/d.txt", "content": "é"},
+        "wrote 1 characters to notes/d.txt",
+    ),
+    (
+        "list-root",
+        "list_dir",
+        {},
+        (
+            "./ (6 entries):\ndangling.txt@  (symlink)\nescape.txt@  (symlink)\ninner.txt@  (symlink)\nnotes/\n"
+            "outdir@  (symlink)\nroot.txt  (4 bytes)"
+        ),
+    ),
     ("list-nested", "list_dir", {"path": "notes"}, "notes/ (2 entries):\na.txt  (5 bytes)\ndeep/"),
 ]
 
@@ -310,7 +352,8 @@ def test_current_time_defaults_to_utc():
 
 
 @pytest.mark.parametrize(
-    "zone", ["Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", "", "UTC\x00"],
+    "zone",
+    ["Mars/Olympus_Mons", "../../etc/passwd", "/etc/localtime", "", "UTC\x00"],
     ids=["unknown", "traversal", "absolute", "empty", "nul-byte"],
 )
 def test_current_time_refuses_unknown_zones(zone: str):
@@ -393,8 +436,10 @@ def test_web_fetch_notes_truncation(server: Server):
     small = make_web_fetch(allow_private=["127.0.0.1"], max_bytes=100, name="small_fetch")
     assert small.name == "small_fetch"
     text = asyncio.run(small(url(server, "/big")))
-    assert text == (f"URL: {url(server, '/big')}\nStatus: 200 (text/plain)\n"
-                    "[truncated: only the first 100 bytes of the page were read]\n\n" + "a" * 100)
+    assert text == (
+        f"URL: {url(server, '/big')}\nStatus: 200 (text/plain)\n"
+        "[truncated: only the first 100 bytes of the page were read]\n\n" + "a" * 100
+    )
 
 
 def test_web_fetch_reports_a_non_2xx_status(server: Server):
@@ -472,9 +517,11 @@ def test_file_tools_in_an_agent_run(workspace: Path):
 
 
 def test_web_fetch_in_an_agent_run(server: Server):
-    result = run_agent([LOCAL, make_web_fetch(name="public_fetch")],
-                       sim.call("web_fetch", url=url(server, "/page")),
-                       sim.call("public_fetch", url=url(server, "/page")))
+    result = run_agent(
+        [LOCAL, make_web_fetch(name="public_fetch")],
+        sim.call("web_fetch", url=url(server, "/page")),
+        sim.call("public_fetch", url=url(server, "/page")),
+    )
     fetched, refused = [s for s in result.steps if s.kind == "tool"]
     assert fetched.ok and fetched.result.endswith("Title\n\nBody text.")
     assert (refused.ok, refused.error_type) == (False, "SSRFBlocked")

@@ -55,8 +55,7 @@ def test_parallel_steps_print_in_step_order_not_finish_order(capsys):
     assert [s.step for s in finished] == list(range(9, 1, -1))  # they really finished last-first
     lines = capsys.readouterr().out.splitlines()
     assert [int(m.group(1)) for m in map(re.compile(r"  #(\d+) ").match, lines) if m] == list(range(1, 11))
-    assert re.fullmatch(r"Run \w+ · order · sim/console-order · succeeded · 10 steps · \d+→\d+ tok · \$0",
-                        lines[-1])
+    assert re.fullmatch(r"Run \w+ · order · sim/console-order · succeeded · 10 steps · \d+→\d+ tok · \$0", lines[-1])
 
 
 def test_one_step_is_one_step(capsys):
@@ -84,8 +83,14 @@ def test_a_broken_stream_never_breaks_the_run(capsys):
         def write(self, text):
             raise OSError("terminal gone")
 
-    run = Executor().run(Agent(name="broken", tools=[noop], model=sim.scripted(
-        [sim.call("noop", i=1), sim.reply("ok")], name="console-broken")), "go")
+    run = Executor().run(
+        Agent(
+            name="broken",
+            tools=[noop],
+            model=sim.scripted([sim.call("noop", i=1), sim.reply("ok")], name="console-broken"),
+        ),
+        "go",
+    )
     printer = StepPrinter(run.log, Broken())
     result = run.wait(timeout=60, quiet=True)
     printer.close()
@@ -107,8 +112,9 @@ def _timed(printed: bool, model: str) -> tuple[float, str, int]:
 
 
 def test_printing_a_thousand_parallel_steps_costs_about_as_much_as_quiet():
-    model = sim.scripted([sim.calls(*(sim.call("noop", i=i) for i in range(CALLS))), sim.reply("done")],
-                         name="console-thousand")
+    model = sim.scripted(
+        [sim.calls(*(sim.call("noop", i=i) for i in range(CALLS))), sim.reply("done")], name="console-thousand"
+    )
     _timed(False, model)  # warm-up
     quiet, printed = [], []
     for _ in range(3):  # interleaved, best of three: a busy machine slows both alike
@@ -121,8 +127,9 @@ def test_printing_a_thousand_parallel_steps_costs_about_as_much_as_quiet():
 
 
 def test_the_printer_folds_each_event_once():
-    model = sim.scripted([sim.calls(*(sim.call("noop", i=i) for i in range(300))), sim.reply("done")],
-                         name="console-count")
+    model = sim.scripted(
+        [sim.calls(*(sim.call("noop", i=i) for i in range(300))), sim.reply("done")], name="console-count"
+    )
     run = Executor().run(Agent(name="count", tools=[noop], model=model), "go")
     stream = io.StringIO()
     printer = StepPrinter(run.log, stream)
@@ -134,8 +141,9 @@ def test_the_printer_folds_each_event_once():
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_wait_prints_every_step_before_it_returns(n, capsys):
-    model = sim.scripted([sim.calls(*(sim.call("noop", i=i) for i in range(n))), sim.reply("done")],
-                         name=f"console-before-{n}")
+    model = sim.scripted(
+        [sim.calls(*(sim.call("noop", i=i) for i in range(n))), sim.reply("done")], name=f"console-before-{n}"
+    )
     Executor().run(Agent(name="before", tools=[noop], model=model), "go").wait(timeout=60)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == n + 3 and lines[-1].startswith("Run ") and f"· {n + 2} steps ·" in lines[-1]

@@ -45,7 +45,9 @@ def usage_of(executor: Executor, server: OpenAIServer):
 
 
 def expected(usage, price) -> float:
-    return usage.prompt_tokens * price["input_cost_per_token"] + usage.completion_tokens * price["output_cost_per_token"]
+    return (
+        usage.prompt_tokens * price["input_cost_per_token"] + usage.completion_tokens * price["output_cost_per_token"]
+    )
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations("AB-")), ids="".join)
@@ -84,14 +86,17 @@ def test_cost_comes_from_the_given_table_then_litellms_map_then_nan():
     assert cost_usd("openai/executus-bare-name", 100, 10, bare) == pytest.approx(100 * 1e-6 + 10 * 2e-6)
 
 
-@pytest.mark.parametrize("price, problem", [
-    ({"input_cost_per_token": 1e-6}, "lacks"),
-    ({"input_cost_per_token": "cheap", "output_cost_per_token": 1e-6}, "finite number"),
-    ({"input_cost_per_token": -1e-6, "output_cost_per_token": 1e-6}, "finite number"),
-    ({"input_cost_per_token": float("nan"), "output_cost_per_token": 1e-6}, "finite number"),
-    ({"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6, "input_cost_per_tokn": 1}, "unknown keys"),
-    (0.001, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "price, problem",
+    [
+        ({"input_cost_per_token": 1e-6}, "lacks"),
+        ({"input_cost_per_token": "cheap", "output_cost_per_token": 1e-6}, "finite number"),
+        ({"input_cost_per_token": -1e-6, "output_cost_per_token": 1e-6}, "finite number"),
+        ({"input_cost_per_token": float("nan"), "output_cost_per_token": 1e-6}, "finite number"),
+        ({"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6, "input_cost_per_tokn": 1}, "unknown keys"),
+        (0.001, "must be a dict"),
+    ],
+)
 def test_a_bad_price_is_a_config_error_naming_the_model(price, problem):
     with pytest.raises(ConfigError, match=problem) as info:
         Executor(prices={"openai/some-model": price})

@@ -26,10 +26,14 @@ def second_server():
 
 
 def tier(primary, backup, **params):
-    return {"models": [
-        {"model": "openai/primary", "api_base": primary.base_url, "api_key": "sk-a"},
-        {"model": "openai/backup", "api_base": backup.base_url, "api_key": "sk-b"},
-    ], "backoff_s": 0.0, **params}
+    return {
+        "models": [
+            {"model": "openai/primary", "api_base": primary.base_url, "api_key": "sk-a"},
+            {"model": "openai/backup", "api_base": backup.base_url, "api_key": "sk-b"},
+        ],
+        "backoff_s": 0.0,
+        **params,
+    }
 
 
 def test_429_then_500_fail_over_to_the_second_model(openai_server, second_server):
@@ -44,12 +48,18 @@ def test_429_then_500_fail_over_to_the_second_model(openai_server, second_server
     assert result.status is RunStatus.SUCCEEDED and result.output == "5"
     steps = run.steps_df()
     assert list(zip(steps.kind, steps.name, steps.ok, strict=True)) == [
-        ("model", "openai/primary", False), ("model", "openai/backup", True), ("tool", "add", True),
-        ("model", "openai/primary", False), ("model", "openai/backup", True)]
+        ("model", "openai/primary", False),
+        ("model", "openai/backup", True),
+        ("tool", "add", True),
+        ("model", "openai/primary", False),
+        ("model", "openai/backup", True),
+    ]
     assert list(steps.error_type.dropna()) == ["RateLimitError", "InternalServerError"]
     failovers = [e for e in run.events if e.kind == "failover"]
     assert [(f.from_model, f.to_model, f.error.status_code) for f in failovers] == [
-        ("openai/primary", "openai/backup", 429), ("openai/primary", "openai/backup", 500)]
+        ("openai/primary", "openai/backup", 429),
+        ("openai/primary", "openai/backup", 500),
+    ]
     usage = run.usage_df()
     assert list(usage.model) == ["openai/backup"] and usage.requests.iloc[0] == 2
     assert usage.total_tokens.iloc[0] == result.usage.total_tokens > 0
@@ -75,8 +85,10 @@ def test_every_model_failing_fails_the_run_with_every_attempt_recorded(openai_se
     result = run.wait(timeout=30, quiet=True)
     assert result.status is RunStatus.FAILED
     assert [(s.name, s.ok) for s in result.steps] == [("openai/primary", False), ("openai/backup", False)]
-    assert result.error.message.startswith("every model of tier 'fast' failed: openai/primary → InternalServerError; "
-                                           "openai/backup → ServiceUnavailableError")
+    assert result.error.message.startswith(
+        "every model of tier 'fast' failed: openai/primary → InternalServerError; "
+        "openai/backup → ServiceUnavailableError"
+    )
     assert "sk-a" not in result.error.message and "sk-b" not in result.error.message
 
 
@@ -223,6 +235,7 @@ def test_model_calls_never_exceed_max_steps(openai_server, second_server, max_st
     second_server.default = ToolCalls((ToolCall("add", '{"a": 2, "b": 2}'),))
     ex = Executor(tiers={"fast": tier(openai_server, second_server, cooldown_s=0.0)})
     result = ex.run(Agent(name="calc", tools=[add], tier="fast", max_steps=max_steps), "go").wait(
-        timeout=30, quiet=True)
+        timeout=30, quiet=True
+    )
     assert openai_server.count + second_server.count == max_steps
     assert result.status is RunStatus.MAX_STEPS

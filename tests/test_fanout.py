@@ -28,6 +28,7 @@ def echo_model(latency_s: float = 0.0, fail: bool = False, name: str = "m") -> s
 
 # -- lanes -------------------------------------------------------------------------------
 
+
 def test_lanes_take_turns_so_a_big_queue_cannot_starve_another_key():
     async def main():
         lanes = Lanes(max_running=2)
@@ -104,6 +105,7 @@ def test_queued_run_shows_queued_and_cancel_while_queued_is_recorded():
 
 # -- fan-out -----------------------------------------------------------------------------
 
+
 def test_fanout_grid_tables_and_isolated_failures():
     ex = Executor()
     models = [echo_model(0.01, name="a"), echo_model(0.02, name="b"), echo_model(0.0, fail=True, name="bad")]
@@ -129,8 +131,12 @@ def test_fanout_with_agents_and_bad_arguments():
     agents = [Agent(name="x", model=echo_model()), Agent(name="y", model=echo_model(name="y"))]
     fan = ex.fanout(prompts=["p"], agents=agents).wait()
     assert list(fan.pivot("output").columns) == ["x", "y"]
-    for kwargs in ({"prompts": []}, {"prompts": ["p"]}, {"prompts": ["p"], "models": ["sim/x"], "agents": agents},
-                   {"prompts": ["p"], "agents": agents, "concurrency": 0}):
+    for kwargs in (
+        {"prompts": []},
+        {"prompts": ["p"]},
+        {"prompts": ["p"], "models": ["sim/x"], "agents": agents},
+        {"prompts": ["p"], "agents": agents, "concurrency": 0},
+    ):
         with pytest.raises(UserError):
             ex.fanout(**kwargs)
 
@@ -160,8 +166,9 @@ def test_retry_failed_reruns_only_failed_cells():
 def test_cancel_all_stops_queued_and_running_cells():
     async def main():
         ex = Executor()
-        fan = ex.fanout(Agent(name="qa"), [f"q{i}" for i in range(10)], models=[echo_model(1.0, name="slow")],
-                        concurrency=2)
+        fan = ex.fanout(
+            Agent(name="qa"), [f"q{i}" for i in range(10)], models=[echo_model(1.0, name="slow")], concurrency=2
+        )
         await asyncio.sleep(0.1)
         threading.Thread(target=fan.cancel).start()
         await asyncio.wait_for(fan, 5)
@@ -201,6 +208,7 @@ def test_interactive_run_starts_within_the_next_free_slot_of_a_big_fanout(warm):
 
 
 # -- the grid ----------------------------------------------------------------------------
+
 
 class RecordingComm(BaseComm):
     sent: list = []

@@ -80,9 +80,11 @@ def test_swapping_a_folder_for_a_symlink_never_escapes_the_root(layout):
         n = 0
         while time.monotonic() < deadline:
             n += 1
-            for op, call in (("read", lambda: read("a/d/f.txt")),
-                             ("write", lambda n=n: write(f"a/d/w{n % 50}.txt", "x")),
-                             ("list", lambda: listing("a/d"))):
+            for op, call in (
+                ("read", lambda: read("a/d/f.txt")),
+                ("write", lambda n=n: write(f"a/d/w{n % 50}.txt", "x")),
+                ("list", lambda: listing("a/d")),
+            ):
                 try:
                     result = call()
                 except ToolError as exc:
@@ -117,13 +119,17 @@ def assert_no_host_path(exc: BaseException, root: Path) -> None:
 LONG = "n" * 300
 
 
-@pytest.mark.parametrize(("name", "arguments", "text"), [
-    ("write-long-name", {"path": f"{LONG}.txt", "content": "x"}, "a name in the path is too long"),
-    ("write-long-folder", {"path": f"{LONG}/x.txt", "content": "x"}, "a name in the path is too long"),
-    ("write-a-folder", {"path": "a/d", "content": "x"}, "'a/d' is a directory"),
-    ("write-under-a-file", {"path": "a/d/f.txt/x.txt", "content": "x"}, "part of the path is a file"),
-    ("write-trailing-slash", {"path": "a/d/", "content": "x"}, "is a directory"),
-], ids=lambda v: v if isinstance(v, str) and not v.startswith(("{", "a ", "'")) else "")
+@pytest.mark.parametrize(
+    ("name", "arguments", "text"),
+    [
+        ("write-long-name", {"path": f"{LONG}.txt", "content": "x"}, "a name in the path is too long"),
+        ("write-long-folder", {"path": f"{LONG}/x.txt", "content": "x"}, "a name in the path is too long"),
+        ("write-a-folder", {"path": "a/d", "content": "x"}, "'a/d' is a directory"),
+        ("write-under-a-file", {"path": "a/d/f.txt/x.txt", "content": "x"}, "part of the path is a file"),
+        ("write-trailing-slash", {"path": "a/d/", "content": "x"}, "is a directory"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and not v.startswith(("{", "a ", "'")) else "",
+)
 def test_write_failures_are_tool_errors_without_the_host_path(layout, name, arguments, text):
     root, _ = layout
     with pytest.raises(ToolError) as caught:
@@ -133,11 +139,14 @@ def test_write_failures_are_tool_errors_without_the_host_path(layout, name, argu
     assert_no_host_path(caught.value, root)
 
 
-@pytest.mark.parametrize(("tool_name", "arguments"), [
-    ("read_file", {"path": f"{LONG}.txt"}),
-    ("list_dir", {"path": LONG}),
-    ("read_file", {"path": "loop"}),
-])
+@pytest.mark.parametrize(
+    ("tool_name", "arguments"),
+    [
+        ("read_file", {"path": f"{LONG}.txt"}),
+        ("list_dir", {"path": LONG}),
+        ("read_file", {"path": "loop"}),
+    ],
+)
 def test_read_and_list_failures_are_tool_errors_without_the_host_path(layout, tool_name, arguments):
     root, _ = layout
     os.symlink("loop", root / "loop")  # a link to itself
@@ -205,8 +214,11 @@ def test_a_folder_above_the_root_swapped_for_a_symlink_does_not_move_the_root(tm
     assert tools["read_file"]("f.txt") == "inside"
     os.rename(tmp_path / "p1", tmp_path / "p1_real")  # two levels above the root, after the tools were made
     os.symlink("evil", tmp_path / "p1")
-    for name, arguments in (("read_file", {"path": "f.txt"}), ("write_file", {"path": "g.txt", "content": "x"}),
-                            ("list_dir", {})):
+    for name, arguments in (
+        ("read_file", {"path": "f.txt"}),
+        ("write_file", {"path": "g.txt", "content": "x"}),
+        ("list_dir", {}),
+    ):
         with pytest.raises(PathOutsideRoot) as caught:
             tools[name](**arguments)
         assert_no_host_path(caught.value, root)
@@ -227,9 +239,11 @@ def test_swapping_a_folder_two_levels_up_never_escapes(tmp_path):
     try:
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            for op, call in (("read", lambda: tools["read_file"]("a/b/c/f.txt")),
-                             ("list", lambda: tools["list_dir"]("a/b/c")),
-                             ("write", lambda: tools["write_file"]("a/b/c/w.txt", "x"))):
+            for op, call in (
+                ("read", lambda: tools["read_file"]("a/b/c/f.txt")),
+                ("list", lambda: tools["list_dir"]("a/b/c")),
+                ("write", lambda: tools["write_file"]("a/b/c/w.txt", "x")),
+            ):
                 try:
                     result = call()
                 except ToolError as exc:
@@ -243,7 +257,6 @@ def test_swapping_a_folder_two_levels_up_never_escapes(tmp_path):
     assert not any("ESCAPE" in k for k in outcomes), outcomes
     assert sorted(p.name for p in (outside / "b" / "c").iterdir()) == ["f.txt"]  # no write landed outside
     assert outcomes["read ok"] > 0, outcomes
-
 
 
 def test_a_hard_link_to_a_file_outside_is_never_written(layout):

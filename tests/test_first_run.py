@@ -50,8 +50,14 @@ gc.collect()  # an event loop left open by the warm-up would warn here
 @pytest.mark.parametrize("mode", ["plain", "stream", "nested"])
 def test_first_run_bound_and_latency_exclude_litellm_import_and_warm_up(mode):
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-W", "error", "-c", SCRIPT, mode], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no warning, no "Task was destroyed" from the warm-up's private loop
     figures = json.loads(done.stdout)

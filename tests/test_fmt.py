@@ -21,13 +21,33 @@ NAN = float("nan")
 PRICE_TIP = "price unknown: register it with Executor(prices=…)"
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (0, "$0"), (0.0, "$0"), (-0.0, "$0"),
-    (0.0123, "$0.0123"), (0.000140, "$0.00014"), (0.00014, "$0.00014"), (0.000123456, "$0.000123"),
-    (1.5e-9, "$0.0000000015"), (0.5, "$0.50"), (0.1, "$0.10"), (0.01, "$0.01"), (0.999, "$0.999"),
-    (0.9996, "$1.00"), (1, "$1.00"), (1.234, "$1.23"), (12.5, "$12.50"), (120, "$120.00"), (1234.567, "$1,234.57"),
-    (-0.02, "-$0.02"), (NAN, "–"), (math.inf, "–"), (None, "–"),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0, "$0"),
+        (0.0, "$0"),
+        (-0.0, "$0"),
+        (0.0123, "$0.0123"),
+        (0.000140, "$0.00014"),
+        (0.00014, "$0.00014"),
+        (0.000123456, "$0.000123"),
+        (1.5e-9, "$0.0000000015"),
+        (0.5, "$0.50"),
+        (0.1, "$0.10"),
+        (0.01, "$0.01"),
+        (0.999, "$0.999"),
+        (0.9996, "$1.00"),
+        (1, "$1.00"),
+        (1.234, "$1.23"),
+        (12.5, "$12.50"),
+        (120, "$120.00"),
+        (1234.567, "$1,234.57"),
+        (-0.02, "-$0.02"),
+        (NAN, "–"),
+        (math.inf, "–"),
+        (None, "–"),
+    ],
+)
 def test_money_is_readable_at_every_size(value, shown):
     assert money(value) == shown
 
@@ -38,20 +58,40 @@ def test_unknown_money_in_html_says_how_to_register_a_price():
     assert money(NAN, unknown="unknown") == "unknown"
 
 
-@pytest.mark.parametrize(("n", "word", "shown"), [
-    (0, "step", "0 steps"), (1, "step", "1 step"), (2, "step", "2 steps"), (1, "token", "1 token"),
-    (1, "tool call", "1 tool call"), (3, "tool call", "3 tool calls"), (1, "run", "1 run"), (11, "run", "11 runs"),
-])
+@pytest.mark.parametrize(
+    ("n", "word", "shown"),
+    [
+        (0, "step", "0 steps"),
+        (1, "step", "1 step"),
+        (2, "step", "2 steps"),
+        (1, "token", "1 token"),
+        (1, "tool call", "1 tool call"),
+        (3, "tool call", "3 tool calls"),
+        (1, "run", "1 run"),
+        (11, "run", "11 runs"),
+    ],
+)
 def test_counts_are_pluralised(n, word, shown):
     assert plural(n, word) == shown
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b[31m", "\\x1b[31m"), ("a\x00b", "a\\x00b"), ("\x85", "\\x85"), ("\u202eevil", "\\u202eevil"),
-    ("\u2066x\u2069", "\\u2066x\\u2069"), ("\u2028", "\\u2028"), ("\ud800", "\\ud800"), ("\x7f", "\\x7f"),
-    ("\u200b", "\\u200b"), ("\U000e0041", "\\U000e0041"), ("tab\tnew\nline", "tab\tnew\nline"),
-    ("emoji 👩\u200d💻 ünïcödé", "emoji 👩\u200d💻 ünïcödé"),
-])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\x1b[31m", "\\x1b[31m"),
+        ("a\x00b", "a\\x00b"),
+        ("\x85", "\\x85"),
+        ("\u202eevil", "\\u202eevil"),
+        ("\u2066x\u2069", "\\u2066x\\u2069"),
+        ("\u2028", "\\u2028"),
+        ("\ud800", "\\ud800"),
+        ("\x7f", "\\x7f"),
+        ("\u200b", "\\u200b"),
+        ("\U000e0041", "\\U000e0041"),
+        ("tab\tnew\nline", "tab\tnew\nline"),
+        ("emoji 👩\u200d💻 ünïcödé", "emoji 👩\u200d💻 ünïcödé"),
+    ],
+)
 def test_control_characters_are_escaped_visibly(raw, shown):
     assert clean(raw) == shown
     shown.encode("utf-8")  # never a lone surrogate: the kernel's JSON and the terminal can carry it
@@ -104,6 +144,7 @@ def test_json_text_pretty_printed_or_shown_as_sent():
 
 # -- the views show money through the one formatter ---------------------------------------
 
+
 def test_a_free_model_shows_zero_dollars_everywhere():
     run = Executor().run(Agent(name="free", model=sim.scripted([sim.reply("ok")])), "go")
     result = run.wait(quiet=True)
@@ -130,8 +171,15 @@ def test_a_small_price_shows_three_significant_digits():
 
 
 def test_an_unknown_price_is_a_dash_with_a_tooltip_in_html(openai_server):
-    agent = Agent(name="unpriced", model={"model": "openai/never-priced-model", "api_base": openai_server.base_url,
-                                          "api_key": "sk-test", "timeout": 5})
+    agent = Agent(
+        name="unpriced",
+        model={
+            "model": "openai/never-priced-model",
+            "api_base": openai_server.base_url,
+            "api_key": "sk-test",
+            "timeout": 5,
+        },
+    )
     ex = Executor()
     run = ex.run(agent, "hi")
     result = run.wait(timeout=30, quiet=True)

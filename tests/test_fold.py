@@ -58,19 +58,29 @@ class Clock:
         return self.t
 
 
-def hand_log(*, budget_left: dict[str, float] | None = None, stop: BudgetStopped | None = None,
-             finish: bool = True) -> RunLog:
+def hand_log(
+    *, budget_left: dict[str, float] | None = None, stop: BudgetStopped | None = None, finish: bool = True
+) -> RunLog:
     """A run: a 429 failover, a tool call that waited for approval, a rewrite, a rejection, a review, an answer."""
     log, ts = RunLog("fold-1", "hand", owner="ana", tags=("t",)), Clock()
     e = lambda kind, **f: log.emit(kind, ts=ts(), **f)  # noqa: E731
-    e(RunStarted, prompt="p", model="sim/a", messages=[{"role": "user", "content": "p"}], max_steps=9,
-      budget_left=budget_left or {})
+    e(
+        RunStarted,
+        prompt="p",
+        model="sim/a",
+        messages=[{"role": "user", "content": "p"}],
+        max_steps=9,
+        budget_left=budget_left or {},
+    )
     e(ModelCallStarted, step=1, turn=1, model="sim/a")
     e(ModelCallFinished, step=1, turn=1, model="sim/a", error=DOWN, latency_s=0.1)
     e(Failover, step=1, turn=1, from_model="sim/a", to_model="sim/b", error=DOWN)
     e(ModelCallStarted, step=2, turn=1, model="sim/b")
-    call = {"role": "assistant", "content": None,
-            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}]}
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}],
+    }
     e(ModelCallFinished, step=2, turn=1, model="sim/b", message=call, usage=USAGE, latency_s=0.2)
     e(ToolCallStarted, step=3, turn=1, call_id="c1", name="add", arguments="{}")
     e(ApprovalRequested, step=3, call_id="c1", name="add", arguments="{}", rule="ask add")
@@ -80,21 +90,47 @@ def hand_log(*, budget_left: dict[str, float] | None = None, stop: BudgetStopped
     e(ToolCallFinished, step=3, turn=1, call_id="c1", name="add", result="5", duration_s=0.3)
     e(MessagesRewritten, step=4, turn=2, messages=[{"role": "user", "content": "short"}])
     e(ModelCallStarted, step=4, turn=2, model="sim/b")
-    e(ModelCallFinished, step=4, turn=2, model="sim/b", message={"role": "assistant", "content": "five?"},
-      usage=USAGE, latency_s=0.2)
+    e(
+        ModelCallFinished,
+        step=4,
+        turn=2,
+        model="sim/b",
+        message={"role": "assistant", "content": "five?"},
+        usage=USAGE,
+        latency_s=0.2,
+    )
     e(OutputRejected, turn=2, raw="five?", errors="not an int", feedback="give an int")
     if stop is not None:
         log.emit(type(stop), ts=ts(), **stop.model_dump(exclude={"identity", "seq", "ts", "kind"}))
-        e(RunFinished, status=RunStatus.BUDGET_EXCEEDED, steps=4, usage=USAGE + USAGE,
-          error=ErrorInfo(type="BudgetExceeded", message="max_usd (executor) reached"))
+        e(
+            RunFinished,
+            status=RunStatus.BUDGET_EXCEEDED,
+            steps=4,
+            usage=USAGE + USAGE,
+            error=ErrorInfo(type="BudgetExceeded", message="max_usd (executor) reached"),
+        )
         return log
     e(ModelCallStarted, step=5, turn=3, model="sim/b")
-    e(ModelCallFinished, step=5, turn=3, model="sim/b", message={"role": "assistant", "content": "5"},
-      usage=USAGE, latency_s=0.2)
+    e(
+        ModelCallFinished,
+        step=5,
+        turn=3,
+        model="sim/b",
+        message={"role": "assistant", "content": "5"},
+        usage=USAGE,
+        latency_s=0.2,
+    )
     e(RevisionRequested, turn=3, output="5", feedback="say it in words")
     e(ModelCallStarted, step=6, turn=4, model="sim/b")
-    e(ModelCallFinished, step=6, turn=4, model="sim/b", message={"role": "assistant", "content": "five"},
-      usage=USAGE, latency_s=0.2)
+    e(
+        ModelCallFinished,
+        step=6,
+        turn=4,
+        model="sim/b",
+        message={"role": "assistant", "content": "five"},
+        usage=USAGE,
+        latency_s=0.2,
+    )
     e(RunFinished, status=RunStatus.SUCCEEDED, output="five", steps=6, usage=USAGE + USAGE + USAGE + USAGE)
     return log
 
@@ -117,8 +153,13 @@ def test_every_marker_kind_has_its_text_and_its_label():
     assert set(MARKER_EVENTS) <= union_members()
     assert set(MARKER_TEXT) == set(MARKER_EVENTS)
     assert set(MARKER_LABEL) == set(MARKER_KINDS)
-    assert set(MARKER_KINDS) == {"failover", "messages_rewritten", "revision_requested", "output_rejected",
-                                 "budget_stopped"}
+    assert set(MARKER_KINDS) == {
+        "failover",
+        "messages_rewritten",
+        "revision_requested",
+        "output_rejected",
+        "budget_stopped",
+    }
 
 
 def test_the_fold_gives_the_runs_state():
@@ -133,8 +174,17 @@ def test_the_fold_gives_the_runs_state():
     assert [(d.call_id, d.decision, d.by) for d in state.decisions] == [("c1", "allow", "user")]
     assert state.pending == {} and state.steps == 6 and state.model_calls == 5
     assert [type(i).__name__ if not isinstance(i, Marker) else i.marker_kind for i in state.timeline] == [
-        "ModelCallItem", "failover", "ModelCallItem", "ToolCallItem", "messages_rewritten", "ModelCallItem",
-        "output_rejected", "ModelCallItem", "revision_requested", "ModelCallItem"]
+        "ModelCallItem",
+        "failover",
+        "ModelCallItem",
+        "ToolCallItem",
+        "messages_rewritten",
+        "ModelCallItem",
+        "output_rejected",
+        "ModelCallItem",
+        "revision_requested",
+        "ModelCallItem",
+    ]
 
 
 def test_a_run_in_flight_has_its_pending_approval_and_open_step():
@@ -160,8 +210,12 @@ def test_result_and_frames_are_projections_of_the_fold():
     log = hand_log()
     run = run_of(log)
     result = run.result
-    assert (result.model, result.models, result.usage, result.budget) == ("sim/b", ["sim/a", "sim/b"],
-                                                                          USAGE + USAGE + USAGE + USAGE, None)
+    assert (result.model, result.models, result.usage, result.budget) == (
+        "sim/b",
+        ["sim/a", "sim/b"],
+        USAGE + USAGE + USAGE + USAGE,
+        None,
+    )
     assert [s.step for s in result.steps] == [1, 2, 3, 4, 5, 6]
     steps = steps_df(log.events)
     assert steps.kind.tolist() == ["model", "model", "tool", "model", "model", "model"]
@@ -179,12 +233,21 @@ def test_result_and_frames_are_projections_of_the_fold():
 
 def test_markers_render_in_the_timeline_at_their_place_in_the_static_html():
     html = render_html(summarize(hand_log().events))
-    timeline = html[html.index('class="executus-timeline"'):]
+    timeline = html[html.index('class="executus-timeline"') :]
     timeline = timeline[: timeline.index('class="executus-output"')]
     order = re.findall(r'class="executus-(step|marker) (?:executus-kind-(\w+)|executus-marker-(\w+))', timeline)
     assert [kind or marker for _, kind, marker in order] == [
-        "model", "failover", "model", "tool", "messages_rewritten", "model", "output_rejected", "model",
-        "revision_requested", "model"]
+        "model",
+        "failover",
+        "model",
+        "tool",
+        "messages_rewritten",
+        "model",
+        "output_rejected",
+        "model",
+        "revision_requested",
+        "model",
+    ]
     assert 'class="executus-marker executus-marker-failover executus-failover"' in timeline
     assert "sim/a → 429 RateLimitError → sim/b" in timeline
 
@@ -192,8 +255,17 @@ def test_markers_render_in_the_timeline_at_their_place_in_the_static_html():
 def test_markers_print_in_the_text_and_the_terminal_at_their_place():
     lines = render_text(summarize(hand_log().events)).splitlines()[1:]
     assert [ln.split()[0] if ln.startswith("  #") else ln.split()[0] + " " + ln.split()[1] for ln in lines] == [
-        "#1", "failover #1", "#2", "#3", "messages rewritten", "#4", "output rejected", "#5",
-        "revision requested", "#6"]
+        "#1",
+        "failover #1",
+        "#2",
+        "#3",
+        "messages rewritten",
+        "#4",
+        "output rejected",
+        "#5",
+        "revision requested",
+        "#6",
+    ]
     stream = io.StringIO()
     StepPrinter(hand_log(), stream).close()  # it subscribes with replay, as a terminal wait() does
     printed = stream.getvalue().splitlines()
@@ -202,8 +274,7 @@ def test_markers_print_in_the_text_and_the_terminal_at_their_place():
 
 
 def test_a_budget_stop_is_a_marker_and_names_the_budget_in_the_result_and_runs_df():
-    stop = BudgetStopped(run_id="x", agent="x", step=5, budget="max_usd", scope="executor", limit=0.002,
-                         spent=0.002)
+    stop = BudgetStopped(run_id="x", agent="x", step=5, budget="max_usd", scope="executor", limit=0.002, spent=0.002)
     log = hand_log(stop=stop)
     run = run_of(log)
     assert run.result.status is RunStatus.BUDGET_EXCEEDED and run.result.budget == "max_usd (executor)"

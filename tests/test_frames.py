@@ -26,26 +26,72 @@ WAIT = 120
 TIME = "datetime64[ns, UTC]"
 
 STEP_DTYPES = {
-    "run_id": "object", "agent": "object", "step": "int64", "turn": "int64", "kind": "object",
-    "name": "object", "call_id": "object", "started_at": TIME, "finished_at": TIME, "duration_s": "float64",
-    "ok": "boolean", "prompt_tokens": "int64", "completion_tokens": "int64", "total_tokens": "int64",
-    "cost_usd": "float64", "cached": "bool", "error_type": "object", "error_message": "object",
+    "run_id": "object",
+    "agent": "object",
+    "step": "int64",
+    "turn": "int64",
+    "kind": "object",
+    "name": "object",
+    "call_id": "object",
+    "started_at": TIME,
+    "finished_at": TIME,
+    "duration_s": "float64",
+    "ok": "boolean",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "total_tokens": "int64",
+    "cost_usd": "float64",
+    "cached": "bool",
+    "error_type": "object",
+    "error_message": "object",
 }
 TOOL_DTYPES = {
-    "run_id": "object", "agent": "object", "step": "int64", "turn": "int64", "call_id": "object",
-    "provider_call_id": "object", "tool": "object", "arguments": "object", "result": "object", "ok": "boolean", "error_type": "object",
-    "error_message": "object", "decision": "object", "decided_by": "object", "rule": "object",
-    "started_at": TIME, "finished_at": TIME, "duration_s": "float64",
+    "run_id": "object",
+    "agent": "object",
+    "step": "int64",
+    "turn": "int64",
+    "call_id": "object",
+    "provider_call_id": "object",
+    "tool": "object",
+    "arguments": "object",
+    "result": "object",
+    "ok": "boolean",
+    "error_type": "object",
+    "error_message": "object",
+    "decision": "object",
+    "decided_by": "object",
+    "rule": "object",
+    "started_at": TIME,
+    "finished_at": TIME,
+    "duration_s": "float64",
 }
 USAGE_DTYPES = {
-    "model": "object", "requests": "int64", "prompt_tokens": "int64", "completion_tokens": "int64",
-    "total_tokens": "int64", "cost_usd": "float64",
+    "model": "object",
+    "requests": "int64",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "total_tokens": "int64",
+    "cost_usd": "float64",
 }
 RUN_DTYPES = {
-    "run_id": "object", "agent": "object", "model": "object", "models": "object", "status": "object", "started_at": TIME,
-    "finished_at": TIME, "duration_s": "float64", "steps": "int64", "model_calls": "int64",
-    "tool_calls": "int64", "prompt_tokens": "int64", "completion_tokens": "int64", "total_tokens": "int64",
-    "cost_usd": "float64", "output": "object", "error_type": "object", "error_message": "object",
+    "run_id": "object",
+    "agent": "object",
+    "model": "object",
+    "models": "object",
+    "status": "object",
+    "started_at": TIME,
+    "finished_at": TIME,
+    "duration_s": "float64",
+    "steps": "int64",
+    "model_calls": "int64",
+    "tool_calls": "int64",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "total_tokens": "int64",
+    "cost_usd": "float64",
+    "output": "object",
+    "error_type": "object",
+    "error_message": "object",
     "budget": "object",
 }
 
@@ -81,15 +127,26 @@ def log_of(calls: list[tuple[str, Usage]], run_id: str = "hand-made") -> RunLog:
     log.emit(RunStarted, prompt="p", model=calls[0][0], messages=[], max_steps=10)
     for step, (model, usage) in enumerate(calls, start=1):
         log.emit(ModelCallStarted, step=step, turn=step, model=model)
-        log.emit(ModelCallFinished, step=step, turn=step, model=model, usage=usage,
-                 message={"role": "assistant", "content": "x"})
+        log.emit(
+            ModelCallFinished,
+            step=step,
+            turn=step,
+            model=model,
+            usage=usage,
+            message={"role": "assistant", "content": "x"},
+        )
     log.emit(RunFinished, status=RunStatus.SUCCEEDED, output="x", usage=sum_usage(log.events), steps=len(calls))
     return log
 
 
 def usage(model: str, prompt: int, completion: int) -> Usage:
-    return Usage(requests=1, prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=prompt + completion, cost_usd=cost_usd(model, prompt, completion))
+    return Usage(
+        requests=1,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        cost_usd=cost_usd(model, prompt, completion),
+    )
 
 
 def run_of(log: RunLog) -> Run:
@@ -218,7 +275,9 @@ def test_executor_frames_cover_every_run(finished):
     assert steps["step"].tolist() == [s.step for run in finished.runs for s in run.result.steps]
     every_event = [ev for run in finished.runs for ev in run.events]
     assert tool_calls_df(every_event)["run_id"].value_counts().to_dict() == {
-        finished.runs[0].run_id: 2, finished.runs[1].run_id: 1, finished.runs[2].run_id: 2,
+        finished.runs[0].run_id: 2,
+        finished.runs[1].run_id: 1,
+        finished.runs[2].run_id: 2,
     }
     total = sum(run.result.usage.total_tokens for run in finished.runs)
     assert finished.usage_df()["total_tokens"].sum() == total == finished.runs_df()["total_tokens"].sum()
@@ -235,8 +294,13 @@ def test_cost_of_an_unknown_model_is_nan_and_of_a_known_one_positive():
 
 def test_an_unknown_cost_stays_nan_through_every_projection():
     sim_model = sim.scripted([sim.reply("frames nan")])
-    log = log_of([(UNPRICED, usage(UNPRICED, 100, 10)), (sim_model, usage(sim_model, 50, 5)),
-                  (UNPRICED, usage(UNPRICED, 120, 12))])
+    log = log_of(
+        [
+            (UNPRICED, usage(UNPRICED, 100, 10)),
+            (sim_model, usage(sim_model, 50, 5)),
+            (UNPRICED, usage(UNPRICED, 120, 12)),
+        ]
+    )
 
     steps = steps_df(log.events)
     assert steps["cost_usd"].isna().tolist() == [True, False, True]
@@ -277,12 +341,15 @@ def test_sim_prices_make_cost_tokens_times_price():
 def test_usage_across_runs_and_models_adds_up():
     cheap = sim.scripted([sim.reply("cheap answer")])
     dear = sim.scripted([sim.reply("dear answer")])
-    executor = Executor(prices={
-        cheap: {"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7},
-        dear: {"input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5},
-    })
-    results = [executor.run(Agent(model=m), f"question {i}").wait(timeout=WAIT)
-               for i, m in enumerate([cheap, dear, cheap])]
+    executor = Executor(
+        prices={
+            cheap: {"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-7},
+            dear: {"input_cost_per_token": 1e-5, "output_cost_per_token": 3e-5},
+        }
+    )
+    results = [
+        executor.run(Agent(model=m), f"question {i}").wait(timeout=WAIT) for i, m in enumerate([cheap, dear, cheap])
+    ]
     df = executor.usage_df().set_index("model")
     assert df.loc[cheap, "requests"] == 2
     assert df.loc[dear, "requests"] == 1
@@ -296,9 +363,12 @@ def test_usage_across_runs_and_models_adds_up():
 
 # -- the model that answered, and every model tried ----------------------------------------------
 
+
 def test_after_a_failover_every_frame_and_the_result_name_the_model_that_answered():
-    busy, good = sim.failing(503, "busy-model overloaded"), sim.scripted([sim.reply("served by the backup")],
-                                                                         name="frames-good-backup")
+    busy, good = (
+        sim.failing(503, "busy-model overloaded"),
+        sim.scripted([sim.reply("served by the backup")], name="frames-good-backup"),
+    )
     executor = Executor(tiers={"fast": {"models": [busy, good], "backoff_s": 0}})
     result = executor.run(Agent(name="fo", tier="fast"), "hi").wait(timeout=WAIT, quiet=True)
     assert result.ok and result.output == "served by the backup"
@@ -324,6 +394,7 @@ def test_a_run_without_an_answer_names_the_last_model_tried():
 
 # -- one name per column, documented once ----------------------------------------------------------
 
+
 def readme_tables() -> dict[str, list[str]]:
     """The README's DataFrames table: the call cell → its column list."""
     from pathlib import Path
@@ -342,8 +413,13 @@ def every_frame(executor: Executor) -> dict[str, pd.DataFrame]:
     fan = executor.fanout(Agent(name="cols"), ["q"], models=[sim.scripted([sim.reply("x")], name="cols")])
     fan.wait(timeout=WAIT)
     run = executor.runs[0]
-    return {"steps_df": run.steps_df(), "tool_calls_df": run.tool_calls_df(), "usage_df": run.usage_df(),
-            "runs_df": executor.runs_df(), "to_df": fan.to_df()}
+    return {
+        "steps_df": run.steps_df(),
+        "tool_calls_df": run.tool_calls_df(),
+        "usage_df": run.usage_df(),
+        "runs_df": executor.runs_df(),
+        "to_df": fan.to_df(),
+    }
 
 
 def test_the_readme_table_lists_exactly_the_columns_of_every_frame(finished):
@@ -359,11 +435,14 @@ def test_every_frame_docstring_names_each_of_its_columns():
     import executus_nb.frames as frames
     from executus_nb import Fanout
 
-    docs = {frames.steps_df: frames.STEP_COLUMNS, frames.tool_calls_df: frames.TOOL_COLUMNS,
-            frames.usage_df: frames.USAGE_COLUMNS, frames.runs_df: frames.RUN_COLUMNS,
-            Fanout.to_df: list(every_frame(Executor())["to_df"].columns)}
+    docs = {
+        frames.steps_df: frames.STEP_COLUMNS,
+        frames.tool_calls_df: frames.TOOL_COLUMNS,
+        frames.usage_df: frames.USAGE_COLUMNS,
+        frames.runs_df: frames.RUN_COLUMNS,
+        Fanout.to_df: list(every_frame(Executor())["to_df"].columns),
+    }
     for fn, columns in docs.items():
         named = set(re.findall(r"[a-z_]+", fn.__doc__ or ""))
         assert [c for c in columns if c not in named] == [], fn.__qualname__
         assert "tokens," not in fn.__doc__.replace("_tokens,", ""), fn.__qualname__
-

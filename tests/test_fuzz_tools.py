@@ -23,11 +23,11 @@ json_values = st.recursive(
     max_leaves=12,
 )
 garbage = st.one_of(
-    st.text(max_size=200),                                                    # anything at all
-    json_values.map(json.dumps),                                              # valid JSON, wrong shape
+    st.text(max_size=200),  # anything at all
+    json_values.map(json.dumps),  # valid JSON, wrong shape
     st.dictionaries(st.sampled_from(["city", "nights", "guests", "budget", "x"]), json_values).map(json.dumps),
-    st.text(alphabet="{}[]\":,0123456789abc \\", max_size=60),               # JSON-looking debris
-    st.just("[" * 5000 + "]" * 5000),                                         # deep nesting
+    st.text(alphabet='{}[]":,0123456789abc \\', max_size=60),  # JSON-looking debris
+    st.just("[" * 5000 + "]" * 5000),  # deep nesting
 )
 
 

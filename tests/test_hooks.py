@@ -98,10 +98,14 @@ class AsyncRecorder(Recorder):
 
 
 EXPECTED_POINTS = [
-    ("before_model_call", 1), ("after_model_call", 1),
-    ("before_tool_call", "add", {"a": 2, "b": 3}), ("after_tool_call", "add", "5"),
-    ("before_model_call", 3), ("after_model_call", 3),
-    ("on_final", "5"), ("after_run", RunStatus.SUCCEEDED),
+    ("before_model_call", 1),
+    ("after_model_call", 1),
+    ("before_tool_call", "add", {"a": 2, "b": 3}),
+    ("after_tool_call", "add", "5"),
+    ("before_model_call", 3),
+    ("after_model_call", 3),
+    ("on_final", "5"),
+    ("after_run", RunStatus.SUCCEEDED),
 ]
 
 
@@ -183,8 +187,12 @@ def test_before_model_call_rewrites_the_messages_sent_and_kept_in_place_or_retur
                 return [{"role": "system", "content": "short"}, *request.messages]
 
     with Executor() as executor:
-        result = run(executor, Agent(tools=[add], model=sim.function(model)), "the original prompt",
-                     hooks=[InPlace(), Returned()])
+        result = run(
+            executor,
+            Agent(tools=[add], model=sim.function(model)),
+            "the original prompt",
+            hooks=[InPlace(), Returned()],
+        )
     assert result.ok
     assert sent[0] == [{"role": "system", "content": "short"}, {"role": "user", "content": "REWRITTEN"}]
     assert sent[1][:2] == sent[0]  # the rewrite is the conversation from then on
@@ -214,8 +222,10 @@ def test_an_edit_in_place_inside_a_message_is_recorded_and_leaves_the_started_lo
     class Parts:  # turns the prompt into content parts first, so the next hook edits a nested dict
         def before_model_call(self, ctx, request):
             if depth == "content part":
-                return [{"role": "user", "content": [{"type": "text", "text": m["content"]}]}
-                        if m["role"] == "user" else m for m in request.messages]
+                return [
+                    {"role": "user", "content": [{"type": "text", "text": m["content"]}]} if m["role"] == "user" else m
+                    for m in request.messages
+                ]
 
     with Executor() as executor:
         result = run(executor, Agent(model=sim.function(model)), "hello there", hooks=[Parts(), Upper()])
@@ -232,8 +242,7 @@ def result_events(executor: Executor) -> list:
     return executor.runs[-1].events
 
 
-STOP_POINTS = ["before_run", "before_model_call", "after_model_call", "before_tool_call", "after_tool_call",
-               "on_final"]
+STOP_POINTS = ["before_run", "before_model_call", "after_model_call", "before_tool_call", "after_tool_call", "on_final"]
 
 
 @pytest.mark.parametrize("point", STOP_POINTS)
@@ -252,8 +261,14 @@ def test_stoprun_from_any_point_ends_the_run_stopped_with_its_reason_and_steps_k
     assert len(finished) == 1 and finished[0].status is RunStatus.STOPPED
     assert result.status is RunStatus.STOPPED and result.status.is_final and not result.ok
     assert result.error.type == "StopRun" and result.error.message == f"stopped at {point}"
-    expected_steps = {"before_run": 0, "before_model_call": 0, "after_model_call": 1, "before_tool_call": 2,
-                      "after_tool_call": 2, "on_final": 3}[point]
+    expected_steps = {
+        "before_run": 0,
+        "before_model_call": 0,
+        "after_model_call": 1,
+        "before_tool_call": 2,
+        "after_tool_call": 2,
+        "on_final": 3,
+    }[point]
     assert len(result.steps) == expected_steps == finished[0].steps
     assert all(s.finished_at is not None for s in result.steps)  # open steps closed, with the reason
     if point == "before_tool_call":
@@ -305,8 +320,9 @@ def test_a_tool_asking_for_ctx_gets_the_run_context_and_deps_and_the_model_never
     for t in (lookup, alookup):
         assert list(t.schema["function"]["parameters"]["properties"]) == ["key"]
         assert "ctx" not in t.schema["function"]["parameters"].get("required", [])
-    model = sim.scripted([sim.calls(sim.call("lookup", key="city"), sim.call("alookup", key="city")),
-                          sim.reply("done")])
+    model = sim.scripted(
+        [sim.calls(sim.call("lookup", key="city"), sim.call("alookup", key="city")), sim.reply("done")]
+    )
     with Executor() as executor:
         result = run(executor, Agent(tools=[lookup, alookup], model=model), deps={"city": "Oslo"})
     tools = [s for s in result.steps if s.kind == "tool"]
@@ -317,6 +333,7 @@ def test_a_runcontext_parameter_that_is_not_first_is_refused_at_registration():
     from executus_nb import ToolRegistrationError
 
     with pytest.raises(ToolRegistrationError, match="must come first"):
+
         @tool
         def late(key: str, ctx: RunContext) -> str:
             """Wrong place."""
@@ -393,8 +410,9 @@ def test_on_final_gets_the_validated_output_of_a_typed_agent():
             got.append(output)
 
     with Executor() as executor:
-        result = run(executor, Agent(output_type=City, model=sim.scripted([sim.reply('{"name": "Oslo"}')])),
-                     hooks=[Look()])
+        result = run(
+            executor, Agent(output_type=City, model=sim.scripted([sim.reply('{"name": "Oslo"}')])), hooks=[Look()]
+        )
     assert result.ok and got == [City(name="Oslo")]
 
 
@@ -459,8 +477,14 @@ def test_fanout_gives_every_cell_the_run_hooks_deps_and_overrides():
             seen.append(ctx.deps)
 
     with Executor() as executor:
-        fan = executor.fanout(Agent(), ["a", "b"], models=[sim.echo(), sim.scripted([sim.reply("x")] * 2)],
-                              hooks=[Note()], deps="shared", max_steps=1)
+        fan = executor.fanout(
+            Agent(),
+            ["a", "b"],
+            models=[sim.echo(), sim.scripted([sim.reply("x")] * 2)],
+            hooks=[Note()],
+            deps="shared",
+            max_steps=1,
+        )
         fan.wait(WAIT)
         assert all(cell.run.result.ok for cell in fan.cells)
         assert all(cell.run.agent.max_steps == 1 for cell in fan.cells)

@@ -18,8 +18,16 @@ from tests.test_fetch import Server, _serve, _stop
 
 
 def req(url: object, name: str = "web_fetch") -> ToolCallRequest:
-    return ToolCallRequest(run_id="r", agent="a", step=1, call_id="c1", name=name, arguments={"url": url},
-                           raw_arguments="{}", default_permission=None)
+    return ToolCallRequest(
+        run_id="r",
+        agent="a",
+        step=1,
+        call_id="c1",
+        name=name,
+        arguments={"url": url},
+        raw_arguments="{}",
+        default_permission=None,
+    )
 
 
 # Spellings of www.evil.example that a browser (WHATWG URL, UTS-46) and our fetcher read as that host.
@@ -72,9 +80,11 @@ def test_every_spelling_has_one_canonical_host_everywhere(url: str) -> None:
 
 @pytest.mark.parametrize("url", list(UNREADABLE.values()), ids=list(UNREADABLE))
 def test_a_host_that_cannot_be_canonicalised_is_denied_by_allow_and_deny_rules(url: str) -> None:
-    for policy in (Policy().deny("web_fetch", host="*.evil.example"),
-                   Policy(default="deny").allow("web_fetch", host="*.good.example"),
-                   Policy().allow("web_fetch", host="*")):
+    for policy in (
+        Policy().deny("web_fetch", host="*.evil.example"),
+        Policy(default="deny").allow("web_fetch", host="*.good.example"),
+        Policy().allow("web_fetch", host="*"),
+    ):
         action, label = policy.evaluate(req(url))
         assert action == "deny" and "unreadable host" in label, (policy, label)
     with pytest.raises(SSRFBlocked):

@@ -105,8 +105,10 @@ def test_provider_error_fails_run_keeping_steps(openai_server, enqueue, error_ty
 
 
 def test_connection_refused_is_a_clear_failure():
-    agent = Agent(name="down", model={"model": "openai/test-model", "api_base": "http://127.0.0.1:9/v1",
-                                      "api_key": KEY, "timeout": 2})
+    agent = Agent(
+        name="down",
+        model={"model": "openai/test-model", "api_base": "http://127.0.0.1:9/v1", "api_key": KEY, "timeout": 2},
+    )
     result = Executor().run(agent, "hi").wait(timeout=30, quiet=True)
     assert result.status is RunStatus.FAILED
     assert result.error.type in {"InternalServerError", "APIConnectionError"}
@@ -120,8 +122,10 @@ def test_prices_register_cost_and_unknown_model_cost_is_nan(openai_server):
     assert u.cost_usd == pytest.approx(u.prompt_tokens * 1e-6 + u.completion_tokens * 2e-6)
     assert u.cost_usd > 0
 
-    agent = Agent(name="unpriced", model={"model": "openai/never-priced-model", "api_base": openai_server.base_url,
-                                          "api_key": KEY})
+    agent = Agent(
+        name="unpriced",
+        model={"model": "openai/never-priced-model", "api_base": openai_server.base_url, "api_key": KEY},
+    )
     ex = Executor()
     result = ex.run(agent, "hi").wait(timeout=30, quiet=True)
     assert result.status is RunStatus.SUCCEEDED
@@ -131,8 +135,12 @@ def test_prices_register_cost_and_unknown_model_cost_is_nan(openai_server):
 
 @pytest.mark.parametrize(
     ("status", "body_message", "error_type"),
-    [(429, "injected rate limit", "RateLimitError"), (500, "injected outage", "InternalServerError"),
-     (401, "injected bad key", "AuthenticationError"), (503, "injected overload", "ServiceUnavailableError")],
+    [
+        (429, "injected rate limit", "RateLimitError"),
+        (500, "injected outage", "InternalServerError"),
+        (401, "injected bad key", "AuthenticationError"),
+        (503, "injected overload", "ServiceUnavailableError"),
+    ],
 )
 def test_error_text_shows_its_type_once_everywhere(openai_server, capsys, status, body_message, error_type):
     from executus_nb.frames import runs_df
@@ -149,9 +157,13 @@ def test_error_text_shows_its_type_once_everywhere(openai_server, capsys, status
     assert str(error) == f"{error_type}: {body_message}"
     frame = runs_df([run])
     shown = {
-        "str": str(error), "repr": repr(result), "runs_df": f"{frame.error_type[0]}: {frame.error_message[0]}",
-        "steps_df": str(run.steps_df().error_message[0]), "html": render_html(summarize(run.events)),
-        "text": render_text(summarize(run.events)), "printer": printed,
+        "str": str(error),
+        "repr": repr(result),
+        "runs_df": f"{frame.error_type[0]}: {frame.error_message[0]}",
+        "steps_df": str(run.steps_df().error_message[0]),
+        "html": render_html(summarize(run.events)),
+        "text": render_text(summarize(run.events)),
+        "printer": printed,
     }
     for where, text in shown.items():
         assert f"{error_type}: {error_type}" not in text, where

@@ -102,7 +102,8 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(module: str) -> list[Edge]:
@@ -123,9 +124,13 @@ def _imports(module: str) -> list[Edge]:
             elif isinstance(child, (ast.Import, ast.ImportFrom)):
                 function = ".".join(scope) if in_function else None
                 edges.extend(Edge(module, t, function, child.lineno) for t in _targets(module, child))
-            elif (isinstance(child, ast.Call) and ast.unparse(child.func) in ("importlib.import_module", "import_module")
-                  and child.args and isinstance(child.args[0], ast.Constant)
-                  and str(child.args[0].value).startswith("executus_nb")):
+            elif (
+                isinstance(child, ast.Call)
+                and ast.unparse(child.func) in ("importlib.import_module", "import_module")
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and str(child.args[0].value).startswith("executus_nb")
+            ):
                 edges.append(Edge(module, str(child.args[0].value), ".".join(scope) or None, child.lineno))
                 visit(child, scope, in_function)
             else:
@@ -214,11 +219,16 @@ def test_module_level_imports_point_down_or_sideways():
 
 
 def test_lazy_imports_point_up_only_in_the_named_shims():
-    upward = {(e.source, e.function, e.target): e for e in EDGES
-              if e.function is not None and layer_of(e.target) > layer_of(e.source)}
+    upward = {
+        (e.source, e.function, e.target): e
+        for e in EDGES
+        if e.function is not None and layer_of(e.target) > layer_of(e.source)
+    }
     unlisted = [_where(e) for key, e in sorted(upward.items()) if key not in UPWARD_SHIMS]
-    assert unlisted == [], ("lazy imports that point up a layer (move the code down, or list a display shim "
-                            "in UPWARD_SHIMS):\n" + "\n".join(unlisted))
+    assert unlisted == [], (
+        "lazy imports that point up a layer (move the code down, or list a display shim "
+        "in UPWARD_SHIMS):\n" + "\n".join(unlisted)
+    )
 
 
 def test_the_named_shims_exist_so_the_list_stays_true():
@@ -229,12 +239,15 @@ def test_the_named_shims_exist_so_the_list_stays_true():
 def test_no_import_cycles_module_level_or_lazy():
     cycles = _cycles(EDGES)
     assert cycles == [], "modules that import each other (directly or round a circle):\n" + "\n".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle():
-    made_up = [Edge("executus_nb.tool.policy", "executus_nb.run.ports", None, 1),
-               Edge("executus_nb.run.ports", "executus_nb.tool.policy", "default_gate", 2)]
+    made_up = [
+        Edge("executus_nb.tool.policy", "executus_nb.run.ports", None, 1),
+        Edge("executus_nb.run.ports", "executus_nb.tool.policy", "default_gate", 2),
+    ]
     assert _cycles(made_up) == [["executus_nb.run.ports", "executus_nb.tool.policy"]]
 
 
@@ -262,8 +275,10 @@ def test_upper_layers_use_only_public_seams_of_the_run_layer(upper):
     reaches = []
     for module in (m for m in MODULES if m == upper or m.startswith(upper + ".")):
         for node in ast.walk(ast.parse(MODULES[module].read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Attribute) and node.attr in private
-                    and ast.unparse(node.value) not in ("self", "cls")):
-                reaches.append(f"{module}:{node.lineno} reads {ast.unparse(node)} "
-                               f"(private to {private[node.attr]})")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in private
+                and ast.unparse(node.value) not in ("self", "cls")
+            ):
+                reaches.append(f"{module}:{node.lineno} reads {ast.unparse(node)} (private to {private[node.attr]})")
     assert reaches == [], "private attributes of lower layers used from above:\n" + "\n".join(reaches)

@@ -212,12 +212,20 @@ def test_sync_tools_run_in_worker_threads_without_blocking_the_loop(executor, wa
 BAD_CALLS = [
     ("invalid-json", sim.raw_call("add", "{not json"), "ToolArgumentsError", "arguments are not valid JSON"),
     ("not-an-object", sim.raw_call("add", "[1, 2]"), "ToolArgumentsError", "arguments must be a JSON object, got list"),
-    ("wrong-type", sim.call("add", a="two", b=2), "ToolArgumentsError",
-     "invalid arguments for add: a: Input should be a valid integer"),
+    (
+        "wrong-type",
+        sim.call("add", a="two", b=2),
+        "ToolArgumentsError",
+        "invalid arguments for add: a: Input should be a valid integer",
+    ),
     ("missing-argument", sim.call("add", a=1), "ToolArgumentsError", "b: Field required"),
     ("extra-argument", sim.call("add", a=1, b=2, c=3), "ToolArgumentsError", "c: Extra inputs are not permitted"),
-    ("unknown-tool", sim.call("subtract", a=1, b=2), "UnknownToolError",
-     "no tool named 'subtract'; available tools: ['add', 'explode', 'hang', 'refuse']"),
+    (
+        "unknown-tool",
+        sim.call("subtract", a=1, b=2),
+        "UnknownToolError",
+        "no tool named 'subtract'; available tools: ['add', 'explode', 'hang', 'refuse']",
+    ),
     ("tool-raises", sim.call("explode"), "RuntimeError", "kaput"),
     ("tool-error", sim.call("refuse"), "ToolError", "not allowed here"),
     ("tool-timeout", sim.call("hang"), "ToolTimeoutError", "hang timed out after 0.1 s"),
@@ -386,7 +394,11 @@ def test_a_provider_error_fails_the_run_and_keeps_every_earlier_step(executor):
     assert result.error.type == "InternalServerError"
     assert "ConnectionError: provider went away" in result.error.message
     assert [(s.kind, s.ok) for s in result.steps] == [
-        ("model", True), ("tool", True), ("model", True), ("tool", True), ("model", False),
+        ("model", True),
+        ("tool", True),
+        ("model", True),
+        ("tool", True),
+        ("model", False),
     ]
     assert result.steps[4].error_type == "InternalServerError"
     assert result.usage.requests == 2
@@ -432,9 +444,12 @@ def test_events_come_in_order_and_carry_the_run_identity(executor):
     # approval events (the permission policy's record) may sit between a tool call's start and end
     assert [ev.kind for ev in events if not ev.kind.startswith("approval_")] == [
         "run_started",
-        "model_call_started", "model_call_finished",
-        "tool_call_started", "tool_call_finished",
-        "model_call_started", "model_call_finished",
+        "model_call_started",
+        "model_call_finished",
+        "tool_call_started",
+        "tool_call_finished",
+        "model_call_started",
+        "model_call_finished",
         "run_finished",
     ]
     assert [ev.seq for ev in events] == list(range(len(events)))
@@ -476,6 +491,7 @@ def test_the_event_log_rebuilds_the_conversation_the_model_saw(executor):
             rebuilt.append(ev.message)
         elif isinstance(ev, ToolCallFinished):
             rebuilt.append({"role": "tool", "tool_call_id": ev.call_id, "content": ev.result})
+
     # litellm drops None-valued keys (an assistant's content=None) on the way to the provider
     def without_none(messages):
         return [{k: v for k, v in m.items() if v is not None} for m in messages]

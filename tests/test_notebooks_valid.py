@@ -36,8 +36,9 @@ def test_outputs_render_without_a_kernel(notebook):
     is whole (a ``widgets`` entry without its ``state`` makes GitHub refuse the file)."""
     path, nb = notebook
     if "widgets" in nb.metadata:
-        assert "state" in nb.metadata["widgets"].get("application/vnd.jupyter.widget-state+json", {}), \
+        assert "state" in nb.metadata["widgets"].get("application/vnd.jupyter.widget-state+json", {}), (
             f"{path.name}: widget metadata without its state"
+        )
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -53,7 +54,7 @@ def test_one_marked_real_provider_cell_that_names_the_key(notebook):
     assert len(skipped) == 1, f"{path.name}: expected one real-provider cell tagged nbval-skip"
     assert "skip-execution" in skipped[0].metadata["tags"]
     index = nb.cells.index(skipped[0])
-    around = "".join(c.source for c in nb.cells[max(0, index - 1): index + 1])
+    around = "".join(c.source for c in nb.cells[max(0, index - 1) : index + 1])
     assert "real provider" in around.lower() and "_API_KEY" in around
 
 

@@ -58,12 +58,7 @@ async def call(server: OpenAIServer, messages: list[dict[str, Any]] = MESSAGES, 
 
 async def stream(server: OpenAIServer, messages: list[dict[str, Any]] = MESSAGES) -> Any:
     """A streamed call with usage, rebuilt into one response by litellm."""
-    chunks = [
-        c
-        async for c in await call(
-            server, messages, stream=True, stream_options={"include_usage": True}
-        )
-    ]
+    chunks = [c async for c in await call(server, messages, stream=True, stream_options={"include_usage": True})]
     return litellm.stream_chunk_builder(chunks, messages=messages)
 
 
@@ -107,9 +102,7 @@ async def test_tool_call_is_parsed_by_litellm(openai_server: OpenAIServer) -> No
     (tc,) = choice.message.tool_calls
     assert (tc.id, tc.type, tc.function.name) == ("call_abc", "function", "weather")
     assert json.loads(tc.function.arguments) == {"city": "Paris"}
-    assert resp.usage.completion_tokens == completion_tokens(
-        ToolCalls((ToolCall("weather", '{"city": "Paris"}'),))
-    )
+    assert resp.usage.completion_tokens == completion_tokens(ToolCalls((ToolCall("weather", '{"city": "Paris"}'),)))
 
 
 @pytest.mark.asyncio
@@ -379,9 +372,7 @@ def test_prompt_token_rule() -> None:
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [
-                {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
-            ],
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
         },
     ]
     assert prompt_tokens(messages) == (3 + 2) + (3 + 1 + 2)

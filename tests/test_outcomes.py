@@ -52,21 +52,28 @@ class TooDear(StopRun):
         super().__init__("over the limit", status="budget_exceeded")
 
 
-@pytest.mark.parametrize(("exc", "status", "error_type", "message"), [
-    (MaxStepsExceeded("no final answer"), RunStatus.MAX_STEPS, "MaxStepsExceeded", "no final answer"),
-    (RunTimeout("too long"), RunStatus.TIMEOUT, "RunTimeout", "too long"),
-    (RunCancelled("the run was cancelled"), RunStatus.CANCELLED, "RunCancelled", "the run was cancelled"),
-    (asyncio.CancelledError(), RunStatus.CANCELLED, "RunCancelled", "the run was cancelled"),
-    (StopRun("enough"), RunStatus.STOPPED, "StopRun", "enough"),
-    (TooDear(), RunStatus.BUDGET_EXCEEDED, "TooDear", "over the limit"),
-    (ModelCallError("boom", error_type="InternalServerError", status_code=500), RunStatus.FAILED,
-     "InternalServerError", "boom"),
-    (OutputValidationError("bad", raw_text="x", errors="e"), RunStatus.FAILED, "OutputValidationError", "bad"),
-    (HookError("hook failed"), RunStatus.FAILED, "HookError", "hook failed"),
-    (Paused("waiting for a person"), RunStatus.STOPPED, "Paused", "waiting for a person"),
-    (TimeoutError(), RunStatus.FAILED, "TimeoutError", "timed out"),
-    (ZeroDivisionError("division by zero"), RunStatus.FAILED, "ZeroDivisionError", "division by zero"),
-])
+@pytest.mark.parametrize(
+    ("exc", "status", "error_type", "message"),
+    [
+        (MaxStepsExceeded("no final answer"), RunStatus.MAX_STEPS, "MaxStepsExceeded", "no final answer"),
+        (RunTimeout("too long"), RunStatus.TIMEOUT, "RunTimeout", "too long"),
+        (RunCancelled("the run was cancelled"), RunStatus.CANCELLED, "RunCancelled", "the run was cancelled"),
+        (asyncio.CancelledError(), RunStatus.CANCELLED, "RunCancelled", "the run was cancelled"),
+        (StopRun("enough"), RunStatus.STOPPED, "StopRun", "enough"),
+        (TooDear(), RunStatus.BUDGET_EXCEEDED, "TooDear", "over the limit"),
+        (
+            ModelCallError("boom", error_type="InternalServerError", status_code=500),
+            RunStatus.FAILED,
+            "InternalServerError",
+            "boom",
+        ),
+        (OutputValidationError("bad", raw_text="x", errors="e"), RunStatus.FAILED, "OutputValidationError", "bad"),
+        (HookError("hook failed"), RunStatus.FAILED, "HookError", "hook failed"),
+        (Paused("waiting for a person"), RunStatus.STOPPED, "Paused", "waiting for a person"),
+        (TimeoutError(), RunStatus.FAILED, "TimeoutError", "timed out"),
+        (ZeroDivisionError("division by zero"), RunStatus.FAILED, "ZeroDivisionError", "division by zero"),
+    ],
+)
 def test_every_ending_exception_says_its_own_status(exc, status, error_type, message):
     got_status, error = ending(exc)
     assert (got_status, error.type, error.message) == (status, error_type, message)
@@ -156,8 +163,7 @@ def test_raise_for_status_returns_a_succeeded_result(executor):
 
 
 def test_raise_for_status_raises_the_error_of_each_ending(executor, warm):
-    looping = result_of(executor, Agent(tools=[add], max_steps=2,
-                                        model=sim.scripted([sim.call("add", a=1, b=2)] * 2)))
+    looping = result_of(executor, Agent(tools=[add], max_steps=2, model=sim.scripted([sim.call("add", a=1, b=2)] * 2)))
     assert looping.status is RunStatus.MAX_STEPS  # wait() returns the result, whatever the ending
     with pytest.raises(MaxStepsExceeded) as info:
         looping.raise_for_status()

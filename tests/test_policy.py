@@ -14,18 +14,28 @@ from executus_nb.types.gate import ToolCallRequest
 
 
 def req(name="web_fetch", agent="researcher", default=None, **arguments) -> ToolCallRequest:
-    return ToolCallRequest(run_id="r", agent=agent, step=1, call_id="c1", name=name, arguments=arguments,
-                           raw_arguments="{}", default_permission=default)
+    return ToolCallRequest(
+        run_id="r",
+        agent=agent,
+        step=1,
+        call_id="c1",
+        name=name,
+        arguments=arguments,
+        raw_arguments="{}",
+        default_permission=default,
+    )
 
 
-WIKI = (Policy()
-        .allow("web_fetch", host="*.wikipedia.org")
-        .ask("web_fetch")
-        .ask("write_file")
-        .deny("delete_*")
-        .deny("*", agent="intern")
-        .allow("search", args={"query": "weather *"})
-        .deny("search"))
+WIKI = (
+    Policy()
+    .allow("web_fetch", host="*.wikipedia.org")
+    .ask("web_fetch")
+    .ask("write_file")
+    .deny("delete_*")
+    .deny("*", agent="intern")
+    .allow("search", args={"query": "weather *"})
+    .deny("search")
+)
 
 
 @pytest.mark.parametrize(
@@ -46,9 +56,22 @@ WIKI = (Policy()
         (req("publish", default="ask"), "ask", "tool default (ask)"),
         (req("delete_file", default="allow"), "deny", "deny delete_*"),
     ],
-    ids=["host-match", "host-case-and-dot", "host-in-query", "host-suffix-trick", "userinfo-trick",
-         "non-string-url", "write-asks", "delete-glob-denies", "agent-rule", "default-allow",
-         "arg-glob-allows", "arg-glob-falls-through", "tool-default", "rule-beats-tool-default"],
+    ids=[
+        "host-match",
+        "host-case-and-dot",
+        "host-in-query",
+        "host-suffix-trick",
+        "userinfo-trick",
+        "non-string-url",
+        "write-asks",
+        "delete-glob-denies",
+        "agent-rule",
+        "default-allow",
+        "arg-glob-allows",
+        "arg-glob-falls-through",
+        "tool-default",
+        "rule-beats-tool-default",
+    ],
 )
 def test_first_matching_rule_wins(request_, action, rule):
     assert WIKI.evaluate(request_) == (action, rule)
@@ -91,7 +114,10 @@ def test_policy_from_toml_and_yaml(tmp_path):
     path.write_text(TOML)
     for policy in (Policy.from_toml(TOML), Policy.from_toml(path)):
         assert policy.ask_timeout_s == 30
-        assert policy.evaluate(req(url="https://de.wikipedia.org/")) == ("allow", "allow web_fetch host=*.wikipedia.org")
+        assert policy.evaluate(req(url="https://de.wikipedia.org/")) == (
+            "allow",
+            "allow web_fetch host=*.wikipedia.org",
+        )
         assert policy.evaluate(req(url="https://example.com/"))[0] == "ask"
         assert policy.evaluate(req("delete_x"))[0] == "deny"
     policy = Policy.from_yaml(YAML)
@@ -101,8 +127,14 @@ def test_policy_from_toml_and_yaml(tmp_path):
 
 @pytest.mark.parametrize(
     "source",
-    ['default = "maybe"', "[[rules]]\ntool = 'x'", "[[rules]]\naction = 'allow'\ncolour = 'red'",
-     "unknown_key = 1", "[[rules]\naction='allow'", '[[rules]]\naction = "perhaps"'],
+    [
+        'default = "maybe"',
+        "[[rules]]\ntool = 'x'",
+        "[[rules]]\naction = 'allow'\ncolour = 'red'",
+        "unknown_key = 1",
+        "[[rules]\naction='allow'",
+        '[[rules]]\naction = "perhaps"',
+    ],
     ids=["bad-default", "rule-without-action", "unknown-rule-key", "unknown-top-key", "bad-toml", "bad-action"],
 )
 def test_bad_policy_config_is_a_clear_error(source):
@@ -111,6 +143,7 @@ def test_bad_policy_config_is_a_clear_error(source):
 
 
 # -- the ask flow in runs ----------------------------------------------------------------
+
 
 @tool
 def write_note(text: str) -> str:
@@ -143,7 +176,12 @@ def test_deny_rule_never_runs_tool_and_model_sees_refusal():
     assert result.status is RunStatus.SUCCEEDED and ran == []
     row = run.tool_calls_df().iloc[0]
     assert (row.ok, row.error_type, row.decision, row.decided_by, row.rule) == (
-        False, "ToolDenied", "deny", "policy", "deny delete_*")
+        False,
+        "ToolDenied",
+        "deny",
+        "policy",
+        "deny delete_*",
+    )
     assert "denied" in row.result
 
 
@@ -193,8 +231,11 @@ def test_person_answers_from_another_thread(interactive, how):
     async def main():
         run = Executor().run(_agent([publish], calls), "go")
         await _until_waiting(run)
-        answer = {"approve": lambda: run.approve(), "deny": lambda: run.deny(),
-                  "always": lambda: run.approve(always=True)}[how]
+        answer = {
+            "approve": lambda: run.approve(),
+            "deny": lambda: run.deny(),
+            "always": lambda: run.approve(always=True),
+        }[how]
         t = threading.Thread(target=answer)
         t.start()
         t.join()
@@ -250,8 +291,15 @@ def test_approval_buttons_in_runview(interactive):
     assert view._extras.children == ()
 
 
-IPV4_SPELLINGS = ["http://10.0.0.5/", "http://012.0.0.5/", "http://[::ffff:10.0.0.5]/", "http://[::ffff:a00:5]/",
-                  "http://[64:ff9b::a00:5]/", "http://[2002:a00:5::1]/", "http://[::ffff:0:a00:5]/"]
+IPV4_SPELLINGS = [
+    "http://10.0.0.5/",
+    "http://012.0.0.5/",
+    "http://[::ffff:10.0.0.5]/",
+    "http://[::ffff:a00:5]/",
+    "http://[64:ff9b::a00:5]/",
+    "http://[2002:a00:5::1]/",
+    "http://[::ffff:0:a00:5]/",
+]
 
 
 @pytest.mark.parametrize("pattern", ["10.0.0.5", "10.0.*", "[::ffff:10.0.0.5]"])

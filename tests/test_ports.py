@@ -105,14 +105,19 @@ class Trail:
 def test_an_audit_records_every_tool_call_allowed_denied_or_unknown():
     ran.clear()
     trail = Trail()
-    model = sim.scripted([sim.calls(sim.call("add", a=2, b=3), sim.call("wipe"), sim.call("nope")),
-                          sim.reply("ok")], name="audit-three-calls")
+    model = sim.scripted(
+        [sim.calls(sim.call("add", a=2, b=3), sim.call("wipe"), sim.call("nope")), sim.reply("ok")],
+        name="audit-three-calls",
+    )
     with Executor(ports=Ports(audit=trail), policy=Policy().deny("wipe")) as executor:
         result, _ = run(executor, Agent(tools=[add, wipe], model=model))
     assert result.ok and ran == ["add"]
     rows = {name: row for row in trail.rows for name in [row[1]]}  # parallel calls finish in any order
     assert len(trail.rows) == 3 and {name: row[4] for name, row in rows.items()} == {
-        "add": True, "wipe": False, "nope": False}
+        "add": True,
+        "wipe": False,
+        "nope": False,
+    }
     assert rows["add"][2:4] == ({"a": 2, "b": 3}, "5") and "denied" in rows["wipe"][3]
     assert {row[0] for row in trail.rows} == {result.run_id}
 
@@ -133,7 +138,9 @@ def test_a_delivery_gets_the_final_result_of_every_run_whatever_the_ending():
         done, _ = run(executor, Agent(model=sim.scripted([sim.reply("hello")], name="delivered")))
         failed, _ = run(executor, Agent(model=sim.failing(500, "down")))
     assert [(r.run_id, r.status, r.output) for r in outbox.delivered] == [
-        (done.run_id, RunStatus.SUCCEEDED, "hello"), (failed.run_id, RunStatus.FAILED, None)]
+        (done.run_id, RunStatus.SUCCEEDED, "hello"),
+        (failed.run_id, RunStatus.FAILED, None),
+    ]
 
 
 class Saves:
@@ -153,7 +160,10 @@ def test_a_checkpointer_saves_the_conversation_before_each_model_call_and_at_the
         result, _ = run(executor, Agent(tools=[add], model=model))
     assert result.ok
     assert [roles for _, roles in saves.saved] == [
-        ["user"], ["user", "assistant", "tool"], ["user", "assistant", "tool", "assistant"]]
+        ["user"],
+        ["user", "assistant", "tool"],
+        ["user", "assistant", "tool", "assistant"],
+    ]
 
 
 # -- the order, the defaults, the gate ----------------------------------------------------------
@@ -182,8 +192,16 @@ def test_the_slots_run_around_the_hooks_in_the_documented_order():
     ports = Ports(audit=Trail(), critic=OneRevision(), checkpointer=Saves(), palette=NoWipe(), delivery=Outbox())
     order = ports.hooks([user], budget=budget)
     ports_of = [getattr(h, "port", h) for h in order]
-    assert ports_of == [ports.palette, ports.audit, ports.checkpointer, user, ports.critic, ports.delivery,
-                        budget, ports.gate]
+    assert ports_of == [
+        ports.palette,
+        ports.audit,
+        ports.checkpointer,
+        user,
+        ports.critic,
+        ports.delivery,
+        budget,
+        ports.gate,
+    ]
 
 
 def test_slots_left_at_their_defaults_add_no_hook_but_the_gate():

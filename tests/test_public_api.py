@@ -77,10 +77,7 @@ def test_errors_form_one_tree():
 
 
 def test_import_does_not_load_litellm_pandas_or_ipywidgets():
-    code = (
-        "import json, sys; import executus_nb; "
-        f"print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))"
-    )
+    code = f"import json, sys; import executus_nb; print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))"
     assert python(code) == {name: False for name in HEAVY}
 
 

@@ -55,8 +55,13 @@ def echo_of(secrets: list[str]) -> str:
     """What a careless provider sends back: each secret, its base64 forms, a prefix, Basic auth of it."""
     parts = []
     for s in secrets:
-        parts += [s, b64(s), base64.urlsafe_b64encode(s.encode()).decode().rstrip("="), s[:10],
-                  "Basic " + b64(f"{URL_USER}:{s}")]
+        parts += [
+            s,
+            b64(s),
+            base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+            s[:10],
+            "Basic " + b64(f"{URL_USER}:{s}"),
+        ]
     parts.append("Basic " + b64(f"{URL_USER}:{URL_PASSWORD}"))
     return " | ".join(parts)
 
@@ -67,8 +72,13 @@ FAN_ECHO = echo_of(SECRETS)
 
 def forbidden(secret: str) -> list[str]:
     """What must never show: the secret's 8-char prefix (so also it whole), its base64 forms, Basic auth."""
-    return [secret[:8], b64(secret)[:8], base64.urlsafe_b64encode(secret.encode()).decode()[:8],
-            b64(f"{URL_USER}:{secret}")[8:16], b64(secret)]
+    return [
+        secret[:8],
+        b64(secret)[:8],
+        base64.urlsafe_b64encode(secret.encode()).decode()[:8],
+        b64(f"{URL_USER}:{secret}")[8:16],
+        b64(secret),
+    ]
 
 
 def leaks(texts: dict[str, str], secrets: list[str] = SECRETS) -> list[tuple[str, str]]:
@@ -164,49 +174,92 @@ def test_secret_values_come_from_keys_every_private_header_and_url_credentials()
         "api_key": "k-0123456789",
         "max_tokens": 100000,  # a count, not a secret
         "aws_secret_access_key": "aws-secret-0123",
-        "extra_headers": {"Authorization": "Bearer bearer-0123456", "X-Custom": "custom-0123456",
-                          "Content-Type": "application/json", "anthropic-version": "2023-06-01"},
-        "headers": {"Proxy-Authorization": "Basic " + b64("proxyuser:proxy-pass-01"), "X-Auth": "SSWS ssws-0123456",
-                    "Cookie": "session=cookie-0123456; theme=dark"},
+        "extra_headers": {
+            "Authorization": "Bearer bearer-0123456",
+            "X-Custom": "custom-0123456",
+            "Content-Type": "application/json",
+            "anthropic-version": "2023-06-01",
+        },
+        "headers": {
+            "Proxy-Authorization": "Basic " + b64("proxyuser:proxy-pass-01"),
+            "X-Auth": "SSWS ssws-0123456",
+            "Cookie": "session=cookie-0123456; theme=dark",
+        },
         "base_url": "https://h.example/callback#access_token=fragment-0123",
         "api_base": "https://urluser:url-pass-01@h.example/v1?api-version=2024-02-01&key=query-key-01&sig=sig-0123456",
     }
     found = set(params_secrets(params))
-    assert {"k-0123456789", "aws-secret-0123", "bearer-0123456", "custom-0123456", "proxyuser:proxy-pass-01",
-            "proxy-pass-01", "urluser:url-pass-01", "url-pass-01", "query-key-01", "sig-0123456", "ssws-0123456",
-            "cookie-0123456", "fragment-0123"} <= found
+    assert {
+        "k-0123456789",
+        "aws-secret-0123",
+        "bearer-0123456",
+        "custom-0123456",
+        "proxyuser:proxy-pass-01",
+        "proxy-pass-01",
+        "urluser:url-pass-01",
+        "url-pass-01",
+        "query-key-01",
+        "sig-0123456",
+        "ssws-0123456",
+        "cookie-0123456",
+        "fragment-0123",
+    } <= found
     for public in ("application/json", "2023-06-01", "2024-02-01", "100000", "Bearer bearer-0123456"):
         assert public not in found
 
 
 def test_structured_secrets_give_their_secret_parts_not_their_boilerplate():
-    pem = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nQWxhZGRpbjpvcGVuIHNlc2FtZQ\n"
-           "-----END PRIVATE KEY-----\n")
-    creds = json.dumps({"type": "service_account", "project_id": "my-project-123", "private_key": pem,
-                        "client_secret": "client-secret-0123"})
+    pem = (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nQWxhZGRpbjpvcGVuIHNlc2FtZQ\n"
+        "-----END PRIVATE KEY-----\n"
+    )
+    creds = json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "my-project-123",
+            "private_key": pem,
+            "client_secret": "client-secret-0123",
+        }
+    )
     found = set(params_secrets({"vertex_credentials": creds}))
     assert "client-secret-0123" in found and "QWxhZGRpbjpvcGVuIHNlc2FtZQ" in found
     assert not any(v.startswith(("-----", "{", "service_account", "my-project")) for v in found)
 
 
 def test_environment_secrets_are_secret_named_values_and_url_credentials_not_paths():
-    env = {"MY_SERVICE_TOKEN": "env-token-0123", "DB_PASS": "db-pass-0123", "GIT_AUTHOR_NAME": "Ada Lovelace",
-           "GITHUB_PAT": "github-pat-0123", "PASSPORT_OFFICE": "Somewhere far",
-           "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/sa.json", "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
-           "DATABASE_URL": "postgres://dbuser:dburl-pass-01@db/app", "MAX_TOKENS": "200000"}
+    env = {
+        "MY_SERVICE_TOKEN": "env-token-0123",
+        "DB_PASS": "db-pass-0123",
+        "GIT_AUTHOR_NAME": "Ada Lovelace",
+        "GITHUB_PAT": "github-pat-0123",
+        "PASSPORT_OFFICE": "Somewhere far",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/sa.json",
+        "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
+        "DATABASE_URL": "postgres://dbuser:dburl-pass-01@db/app",
+        "MAX_TOKENS": "200000",
+    }
     found = set(environment_secrets(env))
     assert {"env-token-0123", "db-pass-0123", "dburl-pass-01", "github-pat-0123"} <= found
     assert not found & {"Ada Lovelace", "Somewhere far", "/home/me/sa.json", "/tmp/ssh-x/agent.1", "200000"}
 
 
 def test_reprs_and_dumps_mask_keys_private_headers_and_url_credentials():
-    params = {"model": "openai/x", "api_key": API_KEY, "extra_headers": {"X-Api-Key": XHEADER_KEY,
-              "anthropic-version": "2023-06-01"}, "headers": {"Authorization": f"Bearer {HEADER_KEY}"},
-              "api_base": f"http://{URL_USER}:{URL_PASSWORD}@h.example/v1?key={QUERY_KEY}&api-version=1"}
+    params = {
+        "model": "openai/x",
+        "api_key": API_KEY,
+        "extra_headers": {"X-Api-Key": XHEADER_KEY, "anthropic-version": "2023-06-01"},
+        "headers": {"Authorization": f"Bearer {HEADER_KEY}"},
+        "api_base": f"http://{URL_USER}:{URL_PASSWORD}@h.example/v1?key={QUERY_KEY}&api-version=1",
+    }
     agent = Agent(name="masked", model=params)
-    texts = {"repr(agent)": repr(agent), "str(agent)": str(agent), "dump": agent.model_dump_json(),
-             "dict dump": repr(agent.model_dump()), "repr(spec)": repr(agent.model),
-             "tier": repr(Executor(tiers={"t": [params]}).tiers)}
+    texts = {
+        "repr(agent)": repr(agent),
+        "str(agent)": str(agent),
+        "dump": agent.model_dump_json(),
+        "dict dump": repr(agent.model_dump()),
+        "repr(spec)": repr(agent.model),
+        "tier": repr(Executor(tiers={"t": [params]}).tiers),
+    }
     assert leaks(texts) == []
     shown = mask_params(agent.model.params)
     assert shown["extra_headers"] == {"X-Api-Key": "***", "anthropic-version": "2023-06-01"}
@@ -217,16 +270,20 @@ def test_reprs_and_dumps_mask_keys_private_headers_and_url_credentials():
 # -- errors carry no secret in their chain ---------------------------------------------------------
 
 BAD_CONFIGS = {
-    "agent model without a name": lambda: Agent(model={"api_key": API_KEY,
-                                                       "extra_headers": {"X-Api-Key": XHEADER_KEY}}),
-    "agent bad bound": lambda: Agent(model={"model": "openai/x", "api_key": API_KEY,
-                                            "headers": {"Authorization": f"Bearer {HEADER_KEY}"}}, max_steps=-1),
+    "agent model without a name": lambda: Agent(
+        model={"api_key": API_KEY, "extra_headers": {"X-Api-Key": XHEADER_KEY}}
+    ),
+    "agent bad bound": lambda: Agent(
+        model={"model": "openai/x", "api_key": API_KEY, "headers": {"Authorization": f"Bearer {HEADER_KEY}"}},
+        max_steps=-1,
+    ),
     "agent bad model type": lambda: Agent(model={"model": 12345, "api_key": API_KEY}),
     "spec": lambda: ModelSpec.model_validate({"model": "", "api_key": API_KEY}),
     "executor default model": lambda: Executor(model={"api_key": API_KEY}),
     "executor tier": lambda: Executor(tiers={"fast": [{"api_key": API_KEY, "api_base": f"http://h/?key={QUERY_KEY}"}]}),
-    "tier extra field": lambda: Executor(tiers={"fast": {"models": [{"model": "openai/x", "api_key": API_KEY}],
-                                                        "temprature": 0.1}}),
+    "tier extra field": lambda: Executor(
+        tiers={"fast": {"models": [{"model": "openai/x", "api_key": API_KEY}], "temprature": 0.1}}
+    ),
 }
 
 
@@ -238,10 +295,13 @@ def test_a_configuration_error_has_no_secret_anywhere_in_its_chain(make):
     assert leaks({f"chain {i}": t for i, t in enumerate(chain_texts(info.value))}) == []
 
 
-@pytest.mark.parametrize("suffix, text", [
-    (".yaml", f'fast:\n  - model: openai/x\n    api_key: "{API_KEY}\n  bad: ['),
-    (".toml", f'[fast]\nmodels = [{{model = "openai/x", api_key = "{API_KEY}" bad}}]'),
-])
+@pytest.mark.parametrize(
+    "suffix, text",
+    [
+        (".yaml", f'fast:\n  - model: openai/x\n    api_key: "{API_KEY}\n  bad: ['),
+        (".toml", f'[fast]\nmodels = [{{model = "openai/x", api_key = "{API_KEY}" bad}}]'),
+    ],
+)
 def test_a_tier_file_with_a_syntax_error_does_not_quote_its_key(tmp_path, suffix, text):
     path = tmp_path / f"tiers{suffix}"
     path.write_text(text)
@@ -256,8 +316,9 @@ def test_a_model_call_error_has_no_secret_in_its_chain(openai_server):
     from executus_nb.model.call import complete
 
     openai_server.fail(500, {"error": {"message": f"bad key {API_KEY} ({b64(API_KEY)}) prefix {API_KEY[:10]}"}})
-    spec = ModelSpec.model_validate({"model": "openai/test-model", "api_base": openai_server.base_url,
-                                     "api_key": API_KEY, "timeout": 10})
+    spec = ModelSpec.model_validate(
+        {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": API_KEY, "timeout": 10}
+    )
     with pytest.raises(ModelCallError) as info:
         asyncio.run(complete(spec, [{"role": "user", "content": "hi"}]))
     assert "bad key ***" in str(info.value)
@@ -314,11 +375,23 @@ def test_every_artifact_of_runs_that_saw_echoed_secrets_is_clean(openai_server, 
     cache_path = tmp_path / "cache" / "responses.sqlite"
     executor = Executor(sinks=[jsonl, OTelSink(provider, capture_content=True)], cache=cache_path)
 
-    model = {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": API_KEY, "timeout": 10,
-             "extra_headers": {"X-Api-Key": XHEADER_KEY}, "headers": {"api-key": HEADER_KEY}}
+    model = {
+        "model": "openai/test-model",
+        "api_base": openai_server.base_url,
+        "api_key": API_KEY,
+        "timeout": 10,
+        "extra_headers": {"X-Api-Key": XHEADER_KEY},
+        "headers": {"api-key": HEADER_KEY},
+    }
     agent = Agent(name="echo", tools=[lookup], model=model)
-    url_agent = Agent(name="url", model={**model, "api_base": openai_server.base_url.replace(
-        "http://", f"http://{URL_USER}:{URL_PASSWORD}@") + f"?key={QUERY_KEY}"})
+    url_agent = Agent(
+        name="url",
+        model={
+            **model,
+            "api_base": openai_server.base_url.replace("http://", f"http://{URL_USER}:{URL_PASSWORD}@")
+            + f"?key={QUERY_KEY}",
+        },
+    )
 
     # 1. the provider's error body echoes every form
     openai_server.enqueue(Fail(500, json.dumps({"error": {"message": f"invalid credentials: {ECHO}"}})))
@@ -400,8 +473,11 @@ def test_a_tool_call_waiting_for_approval_shows_its_arguments_redacted():
         return "sent"
 
     key = "apprK3y0123456789zz"
-    agent = Agent(name="asker", tools=[send], model={"model": sim.scripted([sim.call("send", to=f"x {key}"),
-                                                                             sim.reply("done")]), "api_key": key})
+    agent = Agent(
+        name="asker",
+        tools=[send],
+        model={"model": sim.scripted([sim.call("send", to=f"x {key}"), sim.reply("done")]), "api_key": key},
+    )
     run = Executor(policy=Policy(approver="code", ask_timeout_s=60)).run(agent, "go")
     request = run.wait_for_approval(timeout=WAIT)
     assert request is not None

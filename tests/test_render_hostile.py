@@ -101,8 +101,10 @@ CASES: dict[str, tuple[list, dict[str, Any], str | None]] = {
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Any]:
     ex = Executor()
-    made = {name: ex.run(Agent(name=f"hostile-{name}", tools=[take, nest], model=sim.scripted(turns), **opts), "go")
-            for name, (turns, opts, _) in CASES.items()}
+    made = {
+        name: ex.run(Agent(name=f"hostile-{name}", tools=[take, nest], model=sim.scripted(turns), **opts), "go")
+        for name, (turns, opts, _) in CASES.items()
+    }
     made["failing-model"] = ex.run(Agent(name=HOSTILE, model=sim.function(_fail, name="hostile-fail")), HOSTILE)
     for run in made.values():
         run.wait(timeout=120, quiet=True)
@@ -204,8 +206,11 @@ def test_fanout_grid_renders_hostile_prompts_and_outputs():
     grid = fan.view()
     for text in (grid.html(), render_grid_html(fan, metric="cost"), grid.mimebundle()["text/html"]):
         _assert_safe(text, html=True)
-    for text in (json.dumps(grid.mimebundle(), ensure_ascii=False), repr(fan),
-                 json.dumps(grid._patch(range(len(fan.cells))), ensure_ascii=False),  # what grid.js is sent
-                 json.dumps(grid.grid.rows + grid.grid.cols, ensure_ascii=False)):
+    for text in (
+        json.dumps(grid.mimebundle(), ensure_ascii=False),
+        repr(fan),
+        json.dumps(grid._patch(range(len(fan.cells))), ensure_ascii=False),  # what grid.js is sent
+        json.dumps(grid.grid.rows + grid.grid.cols, ensure_ascii=False),
+    ):
         _assert_safe(text)
     assert "\\u202eevil" in grid.html()

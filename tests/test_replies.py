@@ -16,14 +16,25 @@ KEY = "sk-replies-secret-0123456789"
 
 def completion(message: dict | None, finish: str | None = "stop", **extra) -> str:
     choice = {"index": 0, "finish_reason": finish, **({"message": message} if message is not None else {})}
-    return json.dumps({"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "test-model",
-                       "choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
-                       **extra})
+    return json.dumps(
+        {
+            "id": "chatcmpl-x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "test-model",
+            "choices": [choice],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            **extra,
+        }
+    )
 
 
 def agent(server: OpenAIServer, stream: bool) -> Agent:
-    return Agent(name="replies", stream=stream, model={"model": "openai/test-model", "api_base": server.base_url,
-                                                        "api_key": KEY, "timeout_s": 10})
+    return Agent(
+        name="replies",
+        stream=stream,
+        model={"model": "openai/test-model", "api_base": server.base_url, "api_key": KEY, "timeout_s": 10},
+    )
 
 
 def run(server: OpenAIServer, stream: bool):
@@ -120,13 +131,18 @@ def test_a_malformed_or_empty_reply_fails_over_to_the_next_model(openai_server, 
         openai_server.reply("")
         backup.reply("from the backup")
         backup.reply("again from the backup")
-        tier = {"models": [
-            {"model": "openai/primary", "api_base": openai_server.base_url, "api_key": KEY},
-            {"model": "openai/backup", "api_base": backup.base_url, "api_key": KEY},
-        ], "backoff_s": 0.0, "cooldown_s": 0.0}
+        tier = {
+            "models": [
+                {"model": "openai/primary", "api_base": openai_server.base_url, "api_key": KEY},
+                {"model": "openai/backup", "api_base": backup.base_url, "api_key": KEY},
+            ],
+            "backoff_s": 0.0,
+            "cooldown_s": 0.0,
+        }
         ex = Executor(tiers={"fast": tier})
-        results = [ex.run(Agent(name="a", tier="fast", stream=stream), "hi").wait(timeout=60, quiet=True)
-                   for _ in range(2)]
+        results = [
+            ex.run(Agent(name="a", tier="fast", stream=stream), "hi").wait(timeout=60, quiet=True) for _ in range(2)
+        ]
     assert [r.output for r in results] == ["from the backup", "again from the backup"]
     failed = [s.error_type for r in results for s in r.steps if not s.ok]
     assert failed == ["MalformedResponse", "EmptyResponse"]

@@ -93,7 +93,9 @@ def test_text_rendering_is_compact_and_deterministic():
     run = ex.run(Agent(name="calc", tools=[noop], model=model), "go", run_id="fixedrunid01")
     run.wait(quiet=True)
     text = render_text(summarize(run.events), steps=False)
-    assert re.fullmatch(r"Run fixedrunid01 · calc · sim/scripted-[0-9a-f]{10} · succeeded · 3 steps · 102→8 tok · \$0", text)
+    assert re.fullmatch(
+        r"Run fixedrunid01 · calc · sim/scripted-[0-9a-f]{10} · succeeded · 3 steps · 102→8 tok · \$0", text
+    )
     lines = render_text(summarize(run.events)).splitlines()
     assert len(lines) == 4
     assert re.fullmatch(r"  #1   model sim/scripted-[0-9a-f]{10} \d+\.\d\ds 41→7 tok", lines[1])
@@ -102,6 +104,7 @@ def test_text_rendering_is_compact_and_deterministic():
 
 def test_mimebundle_is_widget_with_static_fallbacks_running_or_finished():
     """A finished view stays a widget (interactive in a kernel); HTML and text beside it render without one."""
+
     async def main():
         run = Executor().run(Agent(name="calc", model=sim.scripted([sim.reply("ok")], latency_s=0.2)), "go")
         live = run.view().mimebundle()

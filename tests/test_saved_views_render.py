@@ -29,8 +29,9 @@ def test_finished_view_bundle_renders_as_static_html_in_nbconvert(kind):
         if kind == "run":
             shown = ex.run(Agent(name="calc", model=sim.scripted([sim.reply("2 + 3 = 5")], name="saved-run")), "2+3?")
         else:
-            shown = ex.fanout(Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("2 + 3 = 5")] * 2,
-                                                                                 name="saved-fan")])
+            shown = ex.fanout(
+                Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("2 + 3 = 5")] * 2, name="saved-fan")]
+            )
         await shown
         return shown.view().mimebundle()
 

@@ -21,20 +21,25 @@ def every_text(executor: Executor, run, agent: Agent) -> dict[str, str]:
     """Everything a user can see of a run, by where it comes from."""
     result = run.wait(timeout=WAIT)
     texts = {f"event {ev.seq} ({ev.kind})": ev.model_dump_json() for ev in run.events}
-    texts.update({
-        "repr(result)": repr(result),
-        "str(result)": str(result),
-        "result json": result.model_dump_json(),
-        "error message": str(result.error),
-        "repr(run)": repr(run),
-        "repr(agent)": repr(agent),
-        "str(agent)": str(agent),
-        "repr(agent.model)": repr(agent.model),
-        "repr(executor)": repr(executor),
-    })
+    texts.update(
+        {
+            "repr(result)": repr(result),
+            "str(result)": str(result),
+            "result json": result.model_dump_json(),
+            "error message": str(result.error),
+            "repr(run)": repr(run),
+            "repr(agent)": repr(agent),
+            "str(agent)": str(agent),
+            "repr(agent.model)": repr(agent.model),
+            "repr(executor)": repr(executor),
+        }
+    )
     frames = {
-        "steps_df": run.steps_df(), "tool_calls_df": run.tool_calls_df(), "usage_df": run.usage_df(),
-        "runs_df": executor.runs_df(), "executor.steps_df": executor.steps_df(),
+        "steps_df": run.steps_df(),
+        "tool_calls_df": run.tool_calls_df(),
+        "usage_df": run.usage_df(),
+        "runs_df": executor.runs_df(),
+        "executor.steps_df": executor.steps_df(),
     }
     for name, df in frames.items():
         texts[name] = df.to_string()

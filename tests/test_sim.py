@@ -345,7 +345,6 @@ litellm_readonly_warning = pytest.mark.filterwarnings("ignore:.*`ReadOnly` quali
 
 
 @litellm_readonly_warning
-
 @pytest.mark.parametrize(
     "turns",
     [

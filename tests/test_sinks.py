@@ -71,8 +71,15 @@ def hand_log(run_id: str = "hand-made", cost: float = math.nan) -> RunLog:
     log.emit(RunStarted, prompt="p", model=UNPRICED, messages=[{"role": "user", "content": "p"}], max_steps=4)
     log.emit(ModelCallStarted, step=1, turn=1, model=UNPRICED)
     used = Usage(requests=1, prompt_tokens=10, completion_tokens=2, total_tokens=12, cost_usd=cost)
-    log.emit(ModelCallFinished, step=1, turn=1, model=UNPRICED, usage=used, finish_reason="stop",
-             message={"role": "assistant", "content": "x"})
+    log.emit(
+        ModelCallFinished,
+        step=1,
+        turn=1,
+        model=UNPRICED,
+        usage=used,
+        finish_reason="stop",
+        message={"role": "assistant", "content": "x"},
+    )
     log.emit(RunFinished, status=RunStatus.SUCCEEDED, output="x", usage=used, steps=1)
     return log
 
@@ -81,16 +88,19 @@ def hand_log(run_id: str = "hand-made", cost: float = math.nan) -> RunLog:
 
 
 def test_importing_the_sinks_loads_neither_pandas_nor_opentelemetry():
-    code = ("import sys, executus_nb.sinks; "
-            "print([m for m in ('pandas', 'opentelemetry', 'litellm') if m in sys.modules])")
+    code = (
+        "import sys, executus_nb.sinks; print([m for m in ('pandas', 'opentelemetry', 'litellm') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_otel_sink_without_the_extra_names_the_extra():
-    code = ("import sys; sys.modules['opentelemetry'] = None\n"
-            "try:\n    from executus_nb.sinks import OTelSink\n"
-            "except ImportError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    from executus_nb.sinks import OTelSink\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'executus_nb[otel]'" in out.stdout
 
@@ -139,8 +149,15 @@ def test_memory_sink_gets_every_event_in_order_and_the_same_frames():
     assert sink.events == run.events
     assert [ev.seq for ev in sink.events] == list(range(len(run.events)))
     assert [ev.kind for ev in sink.events] == [
-        "run_started", "model_call_started", "model_call_finished", "tool_call_started", "approval_resolved",
-        "tool_call_finished", "model_call_started", "model_call_finished", "run_finished",
+        "run_started",
+        "model_call_started",
+        "model_call_finished",
+        "tool_call_started",
+        "approval_resolved",
+        "tool_call_finished",
+        "model_call_started",
+        "model_call_finished",
+        "run_finished",
     ]
     pd.testing.assert_frame_equal(sink.steps_df(), run.steps_df())
     pd.testing.assert_frame_equal(sink.tool_calls_df(), run.tool_calls_df())
@@ -166,6 +183,7 @@ def test_memory_sink_collects_many_runs_and_clears():
 
 def strict_json(line: str):
     """Parse a line as standard JSON (NaN and Infinity are not JSON)."""
+
     def refuse(name):
         raise ValueError(f"not JSON: {name}")
 
@@ -200,8 +218,11 @@ def test_jsonl_identity_is_one_object_per_line_and_reads_back_as_the_model(tmp_p
         for ev in log.events:
             sink.on_event(ev)
     rows = [strict_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert all(r["identity"] == {"run_id": "r-1", "agent": "hand", "owner": "ana", "tags": ["exp", "b"],
-                                 "parent_run_id": "r-0"} for r in rows)
+    assert all(
+        r["identity"]
+        == {"run_id": "r-1", "agent": "hand", "owner": "ana", "tags": ["exp", "b"], "parent_run_id": "r-0"}
+        for r in rows
+    )
     loaded = read_jsonl(path)
     assert [ev.identity for ev in loaded] == [log.identity] * 2
     assert (loaded[0].run_id, loaded[0].agent, loaded[0].owner, loaded[0].tags) == ("r-1", "hand", "ana", ("exp", "b"))
@@ -212,9 +233,11 @@ def test_a_line_written_by_the_previous_version_with_flat_identity_still_loads(t
 
     from executus_nb.types import Event
 
-    old = ('{"run_id":"abc","agent":"calc","owner":"ana","tags":["t"],"seq":3,"ts":"2026-11-30T10:00:00Z",'
-           '"kind":"tool_call_finished","step":2,"turn":1,"call_id":"call_1","name":"add","result":"5",'
-           '"error":null,"duration_s":0.01,"truncated":false}')
+    old = (
+        '{"run_id":"abc","agent":"calc","owner":"ana","tags":["t"],"seq":3,"ts":"2026-11-30T10:00:00Z",'
+        '"kind":"tool_call_finished","step":2,"turn":1,"call_id":"call_1","name":"add","result":"5",'
+        '"error":null,"duration_s":0.01,"truncated":false}'
+    )
     ev = TypeAdapter(Event).validate_json(old)
     assert isinstance(ev, ToolCallFinished) and ev.result == "5"
     assert ev.identity.run_id == "abc" and (ev.run_id, ev.agent, ev.owner, ev.tags) == ("abc", "calc", "ana", ("t",))

@@ -25,8 +25,11 @@ def test_invalid_twice_then_valid_is_retried_with_the_errors():
 
     def fn(messages, tools):
         seen.append(messages[-1]["content"])
-        answers = ["about half a million", '{"name": "Lisbon", "population": "many"}',
-                   '```json\n{"name": "Lisbon", "population": 545000}\n```']
+        answers = [
+            "about half a million",
+            '{"name": "Lisbon", "population": "many"}',
+            '```json\n{"name": "Lisbon", "population": 545000}\n```',
+        ]
         return sim.reply(answers[sum(m["role"] == "assistant" for m in messages)])
 
     ex = Executor()
@@ -49,16 +52,27 @@ def test_final_failure_raises_with_raw_text_and_errors():
 
 
 def test_agent_output_type_gives_an_instance_in_the_result():
-    agent = Agent(name="geo", output_type=City, model=sim.scripted([sim.reply('{"name": "Porto", "population": 231000}')]))
+    agent = Agent(
+        name="geo", output_type=City, model=sim.scripted([sim.reply('{"name": "Porto", "population": 231000}')])
+    )
     result = Executor().run(agent, "?").wait(quiet=True)
     assert result.status is RunStatus.SUCCEEDED and result.output == City(name="Porto", population=231000)
 
 
 def test_json_schema_mode_is_used_where_litellm_says_it_is_supported(openai_server):
-    litellm().register_model({"openai/schema-model": {
-        "litellm_provider": "openai", "mode": "chat", "supports_response_schema": True,
-        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
-        "cache_read_input_token_cost": 0.0, "cache_creation_input_token_cost": 0.0}})
+    litellm().register_model(
+        {
+            "openai/schema-model": {
+                "litellm_provider": "openai",
+                "mode": "chat",
+                "supports_response_schema": True,
+                "input_cost_per_token": 0.0,
+                "output_cost_per_token": 0.0,
+                "cache_read_input_token_cost": 0.0,
+                "cache_creation_input_token_cost": 0.0,
+            }
+        }
+    )
     openai_server.reply('{"name": "Faro", "population": 65000}')
     openai_server.reply('{"name": "Faro", "population": 65000}')
     ex = Executor()
@@ -83,6 +97,7 @@ def test_generate_surfaces_provider_errors_as_model_call_errors():
 
 # -- response cache ----------------------------------------------------------------------
 
+
 def test_second_identical_call_is_a_cache_hit_on_disk(tmp_path, openai_server):
     path = tmp_path / "cache.sqlite"
     prices = {"openai/test-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}}
@@ -99,7 +114,9 @@ def test_second_identical_call_is_a_cache_hit_on_disk(tmp_path, openai_server):
     assert first.steps_df().cost_usd.iloc[0] > 0
     second.run(agent, "another question").wait(quiet=True)
     assert openai_server.count == 2  # a different prompt is a different key
-    assert "(cached)" in "".join(s.name + (" (cached)" if s.cached else "") for s in summarize(second.runs[0].events).steps)
+    assert "(cached)" in "".join(
+        s.name + (" (cached)" if s.cached else "") for s in summarize(second.runs[0].events).steps
+    )
 
 
 def test_cache_key_separates_endpoints_and_credentials_but_not_transport_settings():
@@ -110,17 +127,23 @@ def test_cache_key_separates_endpoints_and_credentials_but_not_transport_setting
     assert base != cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-2", "api_base": "http://a"})
     assert base != cache.key("openai/x", msgs, None, {"temperature": 0.2, "api_key": "sk-1", "api_base": "http://a"})
     assert base != cache.key("openai/y", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a"})
-    assert base == cache.key("openai/x", msgs, None, {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a",
-                                                       "timeout": 5.0, "max_retries": 0})
+    assert base == cache.key(
+        "openai/x",
+        msgs,
+        None,
+        {"temperature": 0.1, "api_key": "sk-1", "api_base": "http://a", "timeout": 5.0, "max_retries": 0},
+    )
 
 
 # -- streaming ---------------------------------------------------------------------------
 
+
 def test_streamed_text_reaches_the_view_while_the_call_is_in_flight(openai_server):
     openai_server.chunk_delay_s = 0.05
     openai_server.reply("one two three four five six")
-    agent = Agent(name="s", stream=True, model={"model": "openai/test-model", "api_base": openai_server.base_url,
-                                                "api_key": "k"})
+    agent = Agent(
+        name="s", stream=True, model={"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "k"}
+    )
 
     async def main():
         run = Executor().run(agent, "count")

@@ -184,10 +184,12 @@ def test_pydantic_models_as_arguments():
 
 
 def test_a_pydantic_argument_reaches_the_tool_as_a_model_instance():
-    model = sim.scripted([
-        sim.call("register", person={"name": "Ada", "age": 36, "address": {"city": "London"}}),
-        sim.reply("registered"),
-    ])
+    model = sim.scripted(
+        [
+            sim.call("register", person={"name": "Ada", "age": 36, "address": {"city": "London"}}),
+            sim.reply("registered"),
+        ]
+    )
     result = Executor().run(Agent(tools=[register], model=model), "go").wait(timeout=WAIT)
     assert result.steps[1].result == "Ada (36) in London"
 
@@ -457,10 +459,13 @@ def test_unresolvable_type_hints_are_a_registration_error():
         Tool(make())
 
 
-@pytest.mark.parametrize(("tools", "name", "expected"), [
-    ((), "web_search", r"known: \[\] \(none registered\)"),
-    ((add, ping), "adder", r"known: \['add', 'ping'\] — did you mean 'add'\?"),
-])
+@pytest.mark.parametrize(
+    ("tools", "name", "expected"),
+    [
+        ((), "web_search", r"known: \[\] \(none registered\)"),
+        ((add, ping), "adder", r"known: \['add', 'ping'\] — did you mean 'add'\?"),
+    ],
+)
 def test_an_unknown_tool_name_says_where_names_come_from(tools, name, expected):
     with pytest.raises(ConfigError, match=expected) as info:
         Executor(tools=list(tools)).run(Agent(tools=[name], model=sim.scripted([sim.reply("x")])), "go")

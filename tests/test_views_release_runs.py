@@ -72,9 +72,15 @@ def _front_end_click(grid, key: str) -> None:
 async def _fanout_round(shown: Shown, rows: int) -> tuple[list[weakref.ref], weakref.ref]:
     """One round on the caller's loop: show, use and finish a fan-out; weak references to what it made."""
     ex = Executor()
-    fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(rows)],
-                    models=[sim.scripted([sim.reply("a")] * rows, name="views-a"),
-                            sim.scripted([sim.reply("b")] * rows, name="views-b")], concurrency=8)
+    fan = ex.fanout(
+        Agent(name="qa"),
+        [f"question {i}" for i in range(rows)],
+        models=[
+            sim.scripted([sim.reply("a")] * rows, name="views-a"),
+            sim.scripted([sim.reply("b")] * rows, name="views-b"),
+        ],
+        concurrency=8,
+    )
     fan._ipython_display_()  # shown while it runs: the display is updated in place at the end
     await fan
     grid = fan.view()
@@ -110,9 +116,14 @@ def publish(text: str) -> str:
 def test_view_buttons_act_from_another_thread_and_release_the_run(shown, button):
     async def main():
         ex = Executor(policy=Policy(approver="code"))  # the ask waits (as for a person at a notebook)
-        run = ex.run(Agent(name="writer", tools=[publish],
-                           model=sim.scripted([sim.call("publish", text="hi"), sim.reply("done")],
-                                              name="views-ask")), "publish hi")
+        run = ex.run(
+            Agent(
+                name="writer",
+                tools=[publish],
+                model=sim.scripted([sim.call("publish", text="hi"), sim.reply("done")], name="views-ask"),
+            ),
+            "publish hi",
+        )
         run._ipython_display_()
         view = run.view()
         while not view._extras.children:  # the approval row is shown
@@ -145,8 +156,9 @@ def test_grid_click_handled_on_another_threads_loop_runs_on_the_runs_loop(shown)
     """A comm handler on a subshell thread (its own running loop) hands the click to the runs' loop."""
 
     async def main():
-        fan = Executor().fanout(Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("x")] * 2,
-                                                                                   name="views-thread")])
+        fan = Executor().fanout(
+            Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("x")] * 2, name="views-thread")]
+        )
         await fan
         grid = fan.view()
         seen: list[str] = []
@@ -187,7 +199,12 @@ def test_runs_that_loaded_the_model_backend_are_released_in_a_fresh_process():
         "gc.collect()\n"
         "print(sum(ref() is not None for ref in refs))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0", done.stdout + done.stderr

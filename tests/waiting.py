@@ -34,8 +34,9 @@ class Exited:
 def script_exit(script: str, timeout: float = WAIT) -> Exited:
     """Run ``script`` in a fresh interpreter; time its exit from the first line it prints (its work is done)."""
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
         try:
             line = proc.stdout.readline()
             worked = time.perf_counter()

@@ -44,8 +44,9 @@ def litellm() -> ModuleType:
             warnings.filterwarnings("ignore", message=r".*using the `ReadOnly` qualifier", category=UserWarning)
             # A call cancelled while litellm prepares it (in a worker thread) leaves the provider's
             # coroutine unawaited; the cancel is ours and expected, the warning is noise in cells.
-            warnings.filterwarnings("ignore", message=r"coroutine '[\w.<>]*acompletion' was never awaited",
-                                    category=RuntimeWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"coroutine '[\w.<>]*acompletion' was never awaited", category=RuntimeWarning
+            )
             import litellm as lm
 
             lm.suppress_debug_info = True
@@ -105,13 +106,23 @@ async def warm_up() -> None:
     model = sim.scripted([sim.reply("ready")], name="executus-warm-up")
     try:
         await lm.acompletion(model=model, messages=_MESSAGES, tools=_TOOLS, max_retries=0)
-        stream = await lm.acompletion(model=model, messages=_MESSAGES, tools=_TOOLS, max_retries=0, stream=True,
-                                      stream_options={"include_usage": True})
+        stream = await lm.acompletion(
+            model=model,
+            messages=_MESSAGES,
+            tools=_TOOLS,
+            max_retries=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         lm.stream_chunk_builder([chunk async for chunk in stream], messages=_MESSAGES)
     except Exception:  # noqa: BLE001 - only a speed-up, as above
         pass
 
 
 _MESSAGES = [{"role": "user", "content": "warm up"}]
-_TOOLS = [{"type": "function", "function": {"name": "noop", "description": "Do nothing.",
-                                            "parameters": {"type": "object", "properties": {}}}}]
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "noop", "description": "Do nothing.", "parameters": {"type": "object", "properties": {}}},
+    }
+]

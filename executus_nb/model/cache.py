@@ -32,8 +32,9 @@ DEFAULT_PATH = Path(".executus_cache") / DB_NAME
 BUSY_TIMEOUT_S = 0.1
 
 # Parameters that change how a call is sent, not what it answers: left out of the key.
-_UNKEYED = frozenset({"timeout", "timeout_s", "max_retries", "num_retries", "stream", "stream_options",
-                      "metadata", "mock_timeout"})
+_UNKEYED = frozenset(
+    {"timeout", "timeout_s", "max_retries", "num_retries", "stream", "stream_options", "metadata", "mock_timeout"}
+)
 # Parameters that carry credentials: only a digest of their values goes into the key.
 _CREDENTIAL_WORDS = ("key", "secret", "password", "credential", "token", "authorization")
 _HEADER_PARAMS = frozenset({"headers", "extra_headers"})
@@ -87,8 +88,10 @@ def database_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _unusable(path: Path, reason: str) -> ConfigError:
-    return ConfigError(f"cannot use {str(path)!r} for the response cache ({reason}); "
-                       "give cache= a file or folder you can write to, or cache=False")
+    return ConfigError(
+        f"cannot use {str(path)!r} for the response cache ({reason}); "
+        "give cache= a file or folder you can write to, or cache=False"
+    )
 
 
 def _connect(path: Path | None) -> sqlite3.Connection:
@@ -98,8 +101,9 @@ def _connect(path: Path | None) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         in_the_way = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        raise _unusable(path, f"{str(in_the_way)!r} is a file, not a folder" if in_the_way is not None
-                        else exc.strerror or str(exc)) from None
+        raise _unusable(
+            path, f"{str(in_the_way)!r} is a file, not a folder" if in_the_way is not None else exc.strerror or str(exc)
+        ) from None
     if path.exists() and not path.is_file():
         raise _unusable(path, "it is a folder" if path.is_dir() else "it is not a regular file")
     try:
@@ -144,8 +148,9 @@ class ResponseCache:
             self._fault("open", exc)
 
     # -- keys ------------------------------------------------------------------------
-    def key(self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
-            params: dict[str, Any]) -> str | None:
+    def key(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: dict[str, Any]
+    ) -> str | None:
         """A SHA-256 key of the call, its endpoint and a digest of its credentials; None if it cannot be made.
 
         Hand-rolled rather than litellm's ``Cache.get_cache_key``: building a litellm ``Cache``
@@ -162,8 +167,13 @@ class ResponseCache:
                     keyed[name] = value
             provider = model.split("/", 1)[0].upper() + "_" if "/" in model else ""
             environment = {k: v for k, v in os.environ.items() if provider and k.startswith(provider)}
-            material = {"model": model, "messages": messages, "tools": tools or None, "params": keyed,
-                        "credentials": _digest([credentials, environment])}
+            material = {
+                "model": model,
+                "messages": messages,
+                "tools": tools or None,
+                "params": keyed,
+                "credentials": _digest([credentials, environment]),
+            }
             return _digest(material)
         except Exception as exc:  # noqa: BLE001 — unserialisable input: no caching for this call
             self._fault("key", exc)
@@ -181,9 +191,12 @@ class ResponseCache:
                     row = self._db.execute("SELECT entry FROM responses WHERE key = ?", (key,)).fetchone()
                 if row is not None:
                     found = _ENTRY.validate_json(row[0])
-                    entry = {"message": found.message.model_dump(exclude_unset=True),
-                             "finish_reason": found.finish_reason, "prompt_tokens": found.prompt_tokens,
-                             "completion_tokens": found.completion_tokens}
+                    entry = {
+                        "message": found.message.model_dump(exclude_unset=True),
+                        "finish_reason": found.finish_reason,
+                        "prompt_tokens": found.prompt_tokens,
+                        "completion_tokens": found.completion_tokens,
+                    }
             except Exception as exc:  # noqa: BLE001 — corrupt row, wrong shape, locked, unreadable: a miss
                 with self._lock:
                     self._warned_keys.add(key)
@@ -259,13 +272,19 @@ class ResponseCache:
         with self._lock:
             self.faults += 1
         where = "in memory" if self.path is None else f"at {str(self.path)!r}"
-        then = {"write": "the answer was kept but not cached", "clear": "nothing was removed",
-                "key": "the call went to the model and is not cached",
-                "open": "every call goes to the model; delete the file to start a fresh cache"
-                        if self._broken else "calls go to the model until it can be used",
-                }.get(action, "the call went to the model")
-        warnings.warn(f"response cache {where} could not {action} ({type(exc).__name__}: {exc}); {then}",
-                      CacheWarning, stacklevel=3)
+        then = {
+            "write": "the answer was kept but not cached",
+            "clear": "nothing was removed",
+            "key": "the call went to the model and is not cached",
+            "open": "every call goes to the model; delete the file to start a fresh cache"
+            if self._broken
+            else "calls go to the model until it can be used",
+        }.get(action, "the call went to the model")
+        warnings.warn(
+            f"response cache {where} could not {action} ({type(exc).__name__}: {exc}); {then}",
+            CacheWarning,
+            stacklevel=3,
+        )
 
     def __len__(self) -> int:
         try:

@@ -37,7 +37,9 @@ _BACKSTOP_S = 1.0
 _PREFIX = re.compile(r"^\s*(?:litellm\.\w+:|LiteLLM:|\w*(?:Exception|Error)\s+-)\s*")
 
 
-def attempt_timeout(model_timeout_s: Any = None, model_timeout: Any = None, tier_timeout_s: float | None = None) -> float:
+def attempt_timeout(
+    model_timeout_s: Any = None, model_timeout: Any = None, tier_timeout_s: float | None = None
+) -> float:
     """Seconds one attempt may take: the model's ``timeout_s``, else its litellm ``timeout``, else the tier's, else 60."""
     for value in (model_timeout_s, model_timeout, tier_timeout_s):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
@@ -51,7 +53,7 @@ def strip_type_prefixes(message: str, *type_names: str) -> str:
         stripped = _PREFIX.sub("", message, count=1)
         for name in type_names:
             if stripped.startswith(f"{name}:"):
-                stripped = stripped[len(name) + 1:].lstrip()
+                stripped = stripped[len(name) + 1 :].lstrip()
         if stripped == message:
             return message
         message = stripped
@@ -147,11 +149,20 @@ async def complete(
     key = cache.key(spec.name, messages, tools, kwargs) if cache is not None else None
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
-        return Completion(model=spec.name, message=hit["message"], finish_reason=hit["finish_reason"],
-                          usage=Usage(requests=1, prompt_tokens=hit["prompt_tokens"],
-                                      completion_tokens=hit["completion_tokens"],
-                                      total_tokens=hit["prompt_tokens"] + hit["completion_tokens"], cost_usd=0.0),
-                          latency_s=time.perf_counter() - started, cached=True)
+        return Completion(
+            model=spec.name,
+            message=hit["message"],
+            finish_reason=hit["finish_reason"],
+            usage=Usage(
+                requests=1,
+                prompt_tokens=hit["prompt_tokens"],
+                completion_tokens=hit["completion_tokens"],
+                total_tokens=hit["prompt_tokens"] + hit["completion_tokens"],
+                cost_usd=0.0,
+            ),
+            latency_s=time.perf_counter() - started,
+            cached=True,
+        )
     try:
         response = await _attempt(lm, spec, messages, kwargs, stream, on_text, limit)
         choice = first_choice(response, spec)
@@ -171,8 +182,17 @@ async def complete(
     latency = time.perf_counter() - started
     finish_reason = getattr(choice, "finish_reason", None)
     if cache is not None:
-        cache.put(key, redactor.scrub({"message": message, "finish_reason": finish_reason,  # no echoed secret on disk
-                                       "prompt_tokens": prompt, "completion_tokens": completion}))
+        cache.put(
+            key,
+            redactor.scrub(
+                {
+                    "message": message,
+                    "finish_reason": finish_reason,  # no echoed secret on disk
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                }
+            ),
+        )
     return Completion(
         model=spec.name,
         message=message,
@@ -188,8 +208,15 @@ async def complete(
     )
 
 
-async def _attempt(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, stream: bool,
-                   on_text: Callable[[str], None] | None, limit: float) -> Any:
+async def _attempt(
+    lm: Any,
+    spec: ModelSpec,
+    messages: list,
+    kwargs: dict,
+    stream: bool,
+    on_text: Callable[[str], None] | None,
+    limit: float,
+) -> Any:
     """litellm's response to one attempt; ``Timeout`` (408, retryable) when it takes longer than ``limit``.
 
     A streamed call may run long while it keeps sending: there the bound is the wait for
@@ -205,13 +232,24 @@ async def _attempt(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, strea
         if not bound.expired():
             raise
     what = "sent nothing for" if stream else "did not answer within"
-    raise ModelCallError(f"{spec.name} {what} timeout_s={limit:g} s, the attempt's own bound; the tier fails over "
-                         "to its next model (set timeout_s on the tier or the model to change it)",
-                         error_type="Timeout", provider=spec.provider or None, status_code=408)
+    raise ModelCallError(
+        f"{spec.name} {what} timeout_s={limit:g} s, the attempt's own bound; the tier fails over "
+        "to its next model (set timeout_s on the tier or the model to change it)",
+        error_type="Timeout",
+        provider=spec.provider or None,
+        status_code=408,
+    )
 
 
-async def _streamed(lm: Any, spec: ModelSpec, messages: list, kwargs: dict, on_text: Callable[[str], None] | None,
-                    bound: asyncio.Timeout, limit: float) -> Any:
+async def _streamed(
+    lm: Any,
+    spec: ModelSpec,
+    messages: list,
+    kwargs: dict,
+    on_text: Callable[[str], None] | None,
+    bound: asyncio.Timeout,
+    limit: float,
+) -> Any:
     loop = asyncio.get_running_loop()
     stream = await lm.acompletion(
         model=spec.name, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs

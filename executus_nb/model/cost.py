@@ -19,8 +19,17 @@ Price = tuple[float, float]
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 # Descriptive keys of a litellm cost-map entry, accepted (and unused) so an entry can be pasted as is.
-_DESCRIPTIVE_KEYS = frozenset({"litellm_provider", "mode", "max_tokens", "max_input_tokens", "max_output_tokens",
-                               "cache_read_input_token_cost", "cache_creation_input_token_cost"})
+_DESCRIPTIVE_KEYS = frozenset(
+    {
+        "litellm_provider",
+        "mode",
+        "max_tokens",
+        "max_input_tokens",
+        "max_output_tokens",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+    }
+)
 
 
 def price_table(prices: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Price]:
@@ -34,17 +43,22 @@ def price_table(prices: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Pri
             raise ConfigError(f"price for {model!r} must be a dict with input_cost_per_token and output_cost_per_token")
         missing = [k for k in _PRICE_KEYS if k not in price]
         if missing:
-            raise ConfigError(f"price for {model!r} lacks {missing}; give input_cost_per_token and output_cost_per_token")
+            raise ConfigError(
+                f"price for {model!r} lacks {missing}; give input_cost_per_token and output_cost_per_token"
+            )
         unknown = sorted(set(price) - set(_PRICE_KEYS) - _DESCRIPTIVE_KEYS)
         if unknown:
-            raise ConfigError(f"price for {model!r} has unknown keys {unknown}; "
-                              "give input_cost_per_token and output_cost_per_token (US dollars per token)")
+            raise ConfigError(
+                f"price for {model!r} has unknown keys {unknown}; "
+                "give input_cost_per_token and output_cost_per_token (US dollars per token)"
+            )
         values = []
         for k in _PRICE_KEYS:
             value = price[k]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"price for {model!r}: {k} must be a finite number ≥ 0 (US dollars per token), "
-                                  f"not {value!r}")
+                raise ConfigError(
+                    f"price for {model!r}: {k} must be a finite number ≥ 0 (US dollars per token), not {value!r}"
+                )
             values.append(float(value))
         table[model] = (values[0], values[1])
     return table
@@ -70,15 +84,20 @@ def _litellm_pricing(model: str) -> Price | float | None:
         except Exception:  # noqa: BLE001 — litellm raises plain Exceptions for unmapped models
             _pricing[model] = math.nan
         else:
-            flat = not any("above" in key for key in info) and info.get("input_cost_per_token") is not None \
+            flat = (
+                not any("above" in key for key in info)
+                and info.get("input_cost_per_token") is not None
                 and info.get("output_cost_per_token") is not None
-            _pricing[model] = (float(info["input_cost_per_token"]), float(info["output_cost_per_token"])) \
-                if flat else None
+            )
+            _pricing[model] = (
+                (float(info["input_cost_per_token"]), float(info["output_cost_per_token"])) if flat else None
+            )
     return _pricing[model]
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int,
-             prices: Mapping[str, Price] | None = None) -> float:
+def cost_usd(
+    model: str, prompt_tokens: int, completion_tokens: int, prices: Mapping[str, Price] | None = None
+) -> float:
     """The price of a call in US dollars.
 
     From ``prices`` (the executor's table, see ``price_table``) first, then litellm's cost map;

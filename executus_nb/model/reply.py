@@ -22,8 +22,11 @@ from executus_nb.model.spec import ModelSpec, environment_secrets, redact
 EXPLAINED_EMPTY = frozenset({"length", "content_filter"})
 _SNIPPET = 200
 # litellm's words for a 2xx body it could not read as a chat completion (non-streamed path).
-_UNREADABLE = ("Empty or invalid response from LLM endpoint", "returned a response with no 'choices'",
-               "Invalid response object")
+_UNREADABLE = (
+    "Empty or invalid response from LLM endpoint",
+    "returned a response with no 'choices'",
+    "Invalid response object",
+)
 
 
 def malformed(spec: ModelSpec, detail: str) -> ModelCallError:
@@ -32,7 +35,9 @@ def malformed(spec: ModelSpec, detail: str) -> ModelCallError:
     return ModelCallError(
         f"{spec.name} sent a reply that is not a chat completion ({text}); check that api_base is an "
         "OpenAI-compatible endpoint (…/v1) and that nothing in between rewrites its replies",
-        error_type="MalformedResponse", provider=spec.provider or None)
+        error_type="MalformedResponse",
+        provider=spec.provider or None,
+    )
 
 
 def first_choice(response: Any, spec: ModelSpec) -> Any:
@@ -56,7 +61,9 @@ def check_answer(message: dict[str, Any], finish_reason: str | None, spec: Model
     raise ModelCallError(
         f"{spec.name} returned neither text nor tool calls (finish_reason={finish_reason!r}); an empty reply "
         "is a failed call, not an answer. Check the model and endpoint, or give the tier a backup model",
-        error_type="EmptyResponse", provider=spec.provider or None)
+        error_type="EmptyResponse",
+        provider=spec.provider or None,
+    )
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -80,7 +87,7 @@ def unreadable_body(exc: BaseException) -> str | None:
         text = str(current)
         for marker in _UNREADABLE:
             if marker in text:
-                return _first_line(text[text.index(marker):])
+                return _first_line(text[text.index(marker) :])
     return None
 
 
@@ -111,8 +118,12 @@ async def parse_plain_body(lm: Any, http: Any, spec: ModelSpec, on_text: Callabl
     except ValueError:
         data = None
     choices = data.get("choices") if isinstance(data, dict) else None
-    if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)
-            and isinstance(choices[0].get("message"), dict)):
+    if not (
+        isinstance(choices, list)
+        and choices
+        and isinstance(choices[0], dict)
+        and isinstance(choices[0].get("message"), dict)
+    ):
         kind = http.headers.get("content-type")
         raise malformed(spec, f"a streamed request got a non-stream body ({kind}): {_snippet(text)!r}")
     try:

@@ -25,8 +25,19 @@ from pydantic import BaseModel, ConfigDict
 from executus_nb.errors import SimScriptExhausted, UserError, unknown_option
 
 __all__ = [
-    "ProviderError", "SimError", "SimScriptExhausted", "SimToolCall", "SimTurn",
-    "call", "calls", "echo", "failing", "function", "raw_call", "reply", "scripted",
+    "ProviderError",
+    "SimError",
+    "SimScriptExhausted",
+    "SimToolCall",
+    "SimTurn",
+    "call",
+    "calls",
+    "echo",
+    "failing",
+    "function",
+    "raw_call",
+    "reply",
+    "scripted",
 ]
 
 PREFIX = "sim/"
@@ -215,7 +226,7 @@ def failing(status: int = 500, message: str = "simulated provider error", latenc
 
 
 def _lookup(model: str) -> _SimModel:
-    key = model[len(PREFIX):] if model.startswith(PREFIX) else model
+    key = model[len(PREFIX) :] if model.startswith(PREFIX) else model
     with _registry_lock:
         sim_model = _registry.get(key)
     if sim_model is None:
@@ -314,8 +325,21 @@ def install_provider(lm: Any) -> None:
             message = _turn_message(await _next_turn(model, sim_model, messages, tools), index)
             return message, _usage(lm, messages, tools, message)
 
-        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                              print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+        async def acompletion(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            *args,
+            **kwargs,
+        ):
             message, usage = await self._produce(model, messages, optional_params)
             finish = "tool_calls" if message.get("tool_calls") else "stop"
             return lm.ModelResponse(
@@ -327,21 +351,49 @@ def install_provider(lm: Any) -> None:
         def completion(self, *args, **kwargs):
             raise SimError("sim models are async-only: call them through litellm.acompletion")
 
-        async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
-                             print_verbose, encoding, api_key, logging_obj, optional_params, *args, **kwargs):
+        async def astreaming(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            *args,
+            **kwargs,
+        ):
             message, usage = await self._produce(model, messages, optional_params)
             words = re.findall(r"\S+\s*", message.get("content") or "")
             for word in words:
-                yield {"text": word, "tool_use": None, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
+                yield {
+                    "text": word,
+                    "tool_use": None,
+                    "is_finished": False,
+                    "finish_reason": "",
+                    "usage": None,
+                    "index": 0,
+                }
             tool_calls = message.get("tool_calls") or []
             for i, tc in enumerate(tool_calls):
                 yield {
-                    "text": "", "is_finished": False, "finish_reason": "", "usage": None, "index": 0,
+                    "text": "",
+                    "is_finished": False,
+                    "finish_reason": "",
+                    "usage": None,
+                    "index": 0,
                     "tool_use": {"id": tc["id"], "type": "function", "function": tc["function"], "index": i},
                 }
             yield {
-                "text": "", "tool_use": None, "is_finished": True, "index": 0,
-                "finish_reason": "tool_calls" if tool_calls else "stop", "usage": usage,
+                "text": "",
+                "tool_use": None,
+                "is_finished": True,
+                "index": 0,
+                "finish_reason": "tool_calls" if tool_calls else "stop",
+                "usage": usage,
             }
 
     providers = [p for p in lm.custom_provider_map if p.get("provider") != "sim"]

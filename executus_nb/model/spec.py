@@ -50,8 +50,11 @@ class ModelSpec(BaseModel):
         if isinstance(value, dict):
             params = dict(value)
             name = params.pop("model", None)
-            typo = None if "model" in value else next(
-                (k for k in value if difflib.get_close_matches(str(k), ["model"], n=1, cutoff=0.6)), None)
+            typo = (
+                None
+                if "model" in value
+                else next((k for k in value if difflib.get_close_matches(str(k), ["model"], n=1, cutoff=0.6)), None)
+            )
             if typo is not None:  # {"modle": "openai/x"}: the name is there, under a misspelt key
                 raise ConfigError(f"a model dict needs a 'model' key: {unknown_option_message(str(typo), ['model'])}")
             if not isinstance(name, str) or not name:
@@ -60,12 +63,16 @@ class ModelSpec(BaseModel):
                     "e.g. {'model': 'openai/gpt-4o-mini', 'api_key': ...}"
                 )
             timeout_s = params.get("timeout_s")
-            if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
-                                          or timeout_s <= 0):
-                raise ConfigError(f"model {name!r}: timeout_s is the seconds one attempt may take, a number > 0, "
-                                  f"not {timeout_s!r}")
+            if timeout_s is not None and (
+                isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0
+            ):
+                raise ConfigError(
+                    f"model {name!r}: timeout_s is the seconds one attempt may take, a number > 0, not {timeout_s!r}"
+                )
             return {"name": name, "params": params}
-        raise ConfigError(f"a model is a litellm model name or a dict of litellm parameters, not {type(value).__name__}")
+        raise ConfigError(
+            f"a model is a litellm model name or a dict of litellm parameters, not {type(value).__name__}"
+        )
 
     @property
     def provider(self) -> str:

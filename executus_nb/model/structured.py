@@ -33,14 +33,18 @@ def supports_schema(model: str) -> bool:
 
 def response_format(output_type: type[BaseModel]) -> dict[str, Any]:
     """The ``response_format`` parameter for JSON-schema mode."""
-    return {"type": "json_schema",
-            "json_schema": {"name": output_type.__name__, "schema": schema_of(output_type), "strict": False}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output_type.__name__, "schema": schema_of(output_type), "strict": False},
+    }
 
 
 def output_instructions(output_type: type[BaseModel]) -> str:
     """What to tell a model that has no schema mode: reply with JSON of this schema, nothing else."""
-    return (f"Reply with only a JSON object that matches this JSON schema (no prose, no code fence):\n"
-            f"{json.dumps(schema_of(output_type), separators=(',', ':'))}")
+    return (
+        f"Reply with only a JSON object that matches this JSON schema (no prose, no code fence):\n"
+        f"{json.dumps(schema_of(output_type), separators=(',', ':'))}"
+    )
 
 
 def _json_text(text: str) -> str:
@@ -48,7 +52,7 @@ def _json_text(text: str) -> str:
     if fenced:
         return fenced.group(1).strip()
     start, end = text.find("{"), text.rfind("}")
-    return text[start:end + 1] if 0 <= start < end else text.strip()
+    return text[start : end + 1] if 0 <= start < end else text.strip()
 
 
 def parse_output(output_type: type[BaseModel], text: str | None) -> tuple[BaseModel | None, str | None]:
@@ -57,11 +61,11 @@ def parse_output(output_type: type[BaseModel], text: str | None) -> tuple[BaseMo
         return output_type.model_validate_json(_json_text(text or "")), None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors(include_url=False))
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
         return None, problems
 
 
 def retry_message(problems: str) -> str:
     """The user turn that sends a validation failure back to the model."""
-    return (f"Your answer did not validate: {problems}. "
-            "Reply again with only a JSON object that matches the schema.")
+    return f"Your answer did not validate: {problems}. Reply again with only a JSON object that matches the schema."

@@ -28,9 +28,16 @@ from executus_nb.model.spec import ModelSpec
 ENV_PREFIX = "EXECUTUS_TIER_"
 # Status codes worth another model: timeouts, rate limits, server and connection errors.
 RETRYABLE_STATUS = {408, 409, 429}
-NON_RETRYABLE_TYPES = {"ContextWindowExceededError", "BadRequestError", "AuthenticationError",
-                       "PermissionDeniedError", "NotFoundError", "ContentPolicyViolationError",
-                       "UnprocessableEntityError", "SimScriptExhausted"}
+NON_RETRYABLE_TYPES = {
+    "ContextWindowExceededError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ContentPolicyViolationError",
+    "UnprocessableEntityError",
+    "SimScriptExhausted",
+}
 
 
 class Tier(BaseModel):
@@ -66,8 +73,9 @@ class Tier(BaseModel):
 
     def params(self) -> dict[str, Any]:
         """Sampling parameters the tier sets (only those given)."""
-        return {k: v for k, v in {"temperature": self.temperature, "max_tokens": self.max_tokens}.items()
-                if v is not None}
+        return {
+            k: v for k, v in {"temperature": self.temperature, "max_tokens": self.max_tokens}.items() if v is not None
+        }
 
 
 def single(spec: ModelSpec) -> Tier:
@@ -140,8 +148,11 @@ def _read_tier_file(path: Path | None, source: str | Path) -> Any:
 def tiers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Tier]:
     """Tiers from ``EXECUTUS_TIER_FAST="openai/gpt-4o-mini,anthropic/claude-3-5-haiku-latest"``."""
     environ = os.environ if environ is None else environ
-    found = {k[len(ENV_PREFIX):].lower(): [m.strip() for m in v.split(",") if m.strip()]
-             for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    found = {
+        k[len(ENV_PREFIX) :].lower(): [m.strip() for m in v.split(",") if m.strip()]
+        for k, v in environ.items()
+        if k.startswith(ENV_PREFIX)
+    }
     return parse_tiers(found)
 
 

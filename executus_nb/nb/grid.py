@@ -44,7 +44,9 @@ class FanoutGrid:
     def __init__(self, fanout: Fanout, refresh_hz: float = 4.0):
         self.fanout = fanout
         # headings escaped and capped like the static grid's: a prompt may hold anything
-        self.grid = GridWidget(rows=[label_text(p) for p in fanout.prompts], cols=[label_text(c) for c in fanout.labels])
+        self.grid = GridWidget(
+            rows=[label_text(p) for p in fanout.prompts], cols=[label_text(c) for c in fanout.labels]
+        )
         self.grid.on_msg(weak_callback(self, lambda grid, *message: grid._on_message(*message)))
         self._detail = widgets.VBox()
         self.widget = widgets.VBox([self.grid, self._detail])
@@ -137,6 +139,7 @@ class FanoutGrid:
     def mimebundle(self) -> dict[str, Any]:
         """The widget view (live in a kernel, finished or not) with static ``text/html`` and ``text/plain``."""
         return widget_bundle(self.widget, self.text(), self.html())
+
 
 def _json_safe(state: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in state.items()}

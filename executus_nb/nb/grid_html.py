@@ -36,12 +36,20 @@ def _preview(run: Run) -> str:
 
 def _with_text(state: dict[str, Any]) -> dict[str, Any]:
     """Add what the cell displays, formatted once here (grid.js shows these strings, never formats)."""
-    state["text"] = {metric: METRIC_TEXT[metric](state[metric]) if state[metric] is not None else ""
-                     for metric in METRICS}
+    state["text"] = {
+        metric: METRIC_TEXT[metric](state[metric]) if state[metric] is not None else "" for metric in METRICS
+    }
     state["hint"] = {"cost": PRICE_UNKNOWN if _unknown(state["cost"]) else ""}
     state["color"] = BADGE.get(state["status"], GREY)
-    figures = " · ".join(t for t in (plural(state["tokens"], "token") if state["tokens"] is not None else "",
-                                     state["text"]["latency"], state["text"]["cost"]) if t)
+    figures = " · ".join(
+        t
+        for t in (
+            plural(state["tokens"], "token") if state["tokens"] is not None else "",
+            state["text"]["latency"],
+            state["text"]["cost"],
+        )
+        if t
+    )
     state["title"] = "\n".join(t for t in (state["preview"], figures) if t)
     return state
 
@@ -54,18 +62,27 @@ def cell_state(run: Run) -> dict[str, Any]:
     """What a grid cell shows: status, tokens, latency (s), cost ($), an output preview and their text."""
     result = run.result
     if result is not None:
-        return _with_text({"status": result.status.value, "tokens": result.usage.total_tokens,
-                           "latency": result.duration_s, "cost": result.usage.cost_usd, "preview": _preview(run)})
+        return _with_text(
+            {
+                "status": result.status.value,
+                "tokens": result.usage.total_tokens,
+                "latency": result.duration_s,
+                "cost": result.usage.cost_usd,
+                "preview": _preview(run),
+            }
+        )
     state = fold(run.log.events)
     if state.prompt is None:  # queued (no RunStarted): nothing to show yet
         return _with_text({"status": run.status.value, "tokens": None, "latency": None, "cost": None, "preview": ""})
-    return _with_text({
-        "status": run.status.value,
-        "tokens": state.usage.total_tokens,
-        "latency": state.elapsed_s(utcnow()),
-        "cost": state.usage.cost_usd,
-        "preview": "",
-    })
+    return _with_text(
+        {
+            "status": run.status.value,
+            "tokens": state.usage.total_tokens,
+            "latency": state.elapsed_s(utcnow()),
+            "cost": state.usage.cost_usd,
+            "preview": "",
+        }
+    )
 
 
 def header_state(fanout: Fanout) -> dict[str, Any]:
@@ -77,14 +94,17 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
     tokens = sum(s["tokens"] for s in states)
     starts = [cell.run.log.events[0].ts for cell in fanout.cells if cell.run.log.events]
     ends = [cell.run.result.finished_at for cell in fanout.cells if cell.run.result is not None]
-    elapsed = ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() \
-        if starts else 0.0
+    elapsed = (
+        ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() if starts else 0.0
+    )
     cost_text = money(cost)
     waited = max(fanout.lanes.oldest_wait_s(), fanout.executor.lanes.oldest_wait_s(fanout.id))
     queue = f" (oldest waiting {waited:.1f} s)" if c["queued"] else ""
     return {
-        "progress": (f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued{queue} · "
-                     f"{c['failed']} failed{cancelled}"),
+        "progress": (
+            f"{c['done']}/{c['total']} done · {c['running']} running · {c['queued']} queued{queue} · "
+            f"{c['failed']} failed{cancelled}"
+        ),
         "totals": f"{plural(tokens, 'token')} · {cost_text} · {elapsed:.2f} s",
         "cost_hint": PRICE_UNKNOWN if _unknown(cost) else "",
         "done": c["done"] == c["total"],
@@ -115,8 +135,10 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
     top = max(values, default=0) or 0
     head = header_state(fanout)
     cell_box = "text-align:left;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:180px"
-    cols = "".join(f'<th style="padding:2px 4px;{cell_box}" title="{_label(label)}">{_label(label)}</th>'
-                   for label in fanout.labels)
+    cols = "".join(
+        f'<th style="padding:2px 4px;{cell_box}" title="{_label(label)}">{_label(label)}</th>'
+        for label in fanout.labels
+    )
     body = []
     n_cols = len(fanout.labels)
     for row, prompt in enumerate(fanout.prompts):
@@ -132,10 +154,12 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
                 f'title="{esc(s["title"])}"><div class="executus-cell-status">{s["status"]}</div>'
                 f'<div class="executus-cell-metric"{_title(s["hint"].get(metric, ""))}>{esc(s["text"][metric])}</div>'
                 f'<div class="executus-cell-preview" style="color:#57606a;overflow:hidden;text-overflow:ellipsis">'
-                f'{esc(s["preview"])}</div></td>'
+                f"{esc(s['preview'])}</div></td>"
             )
-        body.append(f'<tr><th style="padding:2px 4px;{cell_box}" title="{_label(prompt)}">{_label(prompt)}'
-                    f'</th>{"".join(tds)}</tr>')
+        body.append(
+            f'<tr><th style="padding:2px 4px;{cell_box}" title="{_label(prompt)}">{_label(prompt)}'
+            f"</th>{''.join(tds)}</tr>"
+        )
     return (
         '<div class="executus-fanout" style="font-family:system-ui,sans-serif;font-size:12px;'
         'border:1px solid #d0d7de;border-radius:6px;padding:6px 8px">'
@@ -144,5 +168,5 @@ def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
         f"coloured by {esc(metric, 40)}</div>"
         f'<table style="border-collapse:collapse;table-layout:fixed"><thead><tr>'
         f'<th style="{cell_box}">prompt \\ model</th>{cols}</tr></thead>'
-        f'<tbody>{"".join(body)}</tbody></table></div>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )

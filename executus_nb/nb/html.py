@@ -17,20 +17,35 @@ NAME_CHARS = 200  # a tool or model name as the model sent it may be anything
 SHOWN_CHARS = 2 * DETAIL_CHARS  # details arrive capped (with their notes) by the summary; this is a backstop
 
 GREEN, RED, AMBER, BLUE, GREY = "#1a7f37", "#cf222e", "#bf8700", "#0969da", "#6e7781"
-BADGE = {"queued": GREY, "running": AMBER, "succeeded": GREEN, "failed": RED, "timeout": RED,
-         "cancelled": "#9a6700", "max_steps": "#9a6700", "stopped": "#9a6700",
-         "budget_refused": "#9a6700", "budget_exceeded": "#9a6700"}
-MARKER_LABEL = {"failover": "↪ failover", "messages_rewritten": "✂ messages rewritten",
-                "revision_requested": "↻ revision requested", "output_rejected": "✗ output rejected",
-                "budget_stopped": "■ budget"}
+BADGE = {
+    "queued": GREY,
+    "running": AMBER,
+    "succeeded": GREEN,
+    "failed": RED,
+    "timeout": RED,
+    "cancelled": "#9a6700",
+    "max_steps": "#9a6700",
+    "stopped": "#9a6700",
+    "budget_refused": "#9a6700",
+    "budget_exceeded": "#9a6700",
+}
+MARKER_LABEL = {
+    "failover": "↪ failover",
+    "messages_rewritten": "✂ messages rewritten",
+    "revision_requested": "↻ revision requested",
+    "output_rejected": "✗ output rejected",
+    "budget_stopped": "■ budget",
+}
 OLD_HOOKS = {"failover": "executus-failover"}  # a marker's hook from before markers, kept beside its own
 MARKER_STYLE = "color:#9a6700;padding:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
 _WARNED = ("cancelled", "stopped", "budget_refused", "budget_exceeded")
 BAR = {("model", "ok"): BLUE, ("tool", "ok"): "#2da44e"}
 
-ROOT_STYLE = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;line-height:1.4;"
-              "border:1px solid #d0d7de;"
-              "border-radius:6px;padding:6px 8px;max-width:980px")
+ROOT_STYLE = (
+    "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:12px;line-height:1.4;"
+    "border:1px solid #d0d7de;"
+    "border-radius:6px;padding:6px 8px;max-width:980px"
+)
 HEADER_STYLE = "display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin-bottom:4px"
 TIMELINE_STYLE = "max-height:320px;overflow-y:auto;border-top:1px solid #eaeef2;padding-top:2px"
 SUMMARY_STYLE = "display:flex;align-items:center;gap:6px;cursor:pointer;padding:1px 0"
@@ -56,8 +71,9 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
     tokens = f" · {s.tokens_in}→{s.tokens_out} tok" if s.kind == "model" and s.ok else ""
     mark = {"failed": "✗ ", "cancelled": "■ "}.get(s.state, "")
     label = esc(f"{mark}#{s.step} {s.kind} {s.name}", NAME_CHARS, multiline=False) + (" (cached)" if s.cached else "")
-    details = "".join(f"<b>{esc(t, NAME_CHARS)}</b><pre style=\"{PRE_STYLE}\">{esc(v, SHOWN_CHARS)}</pre>"
-                      for t, v in s.details)
+    details = "".join(
+        f'<b>{esc(t, NAME_CHARS)}</b><pre style="{PRE_STYLE}">{esc(v, SHOWN_CHARS)}</pre>' for t, v in s.details
+    )
     if s.decision:
         details += f'<b>permission</b><pre style="{PRE_STYLE}">{esc(s.decision, DETAIL_CHARS)}</pre>'
     if s.error is not None:
@@ -77,8 +93,10 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
 def _marker_html(m: MarkerView) -> str:
     extra = f" {OLD_HOOKS[m.kind]}" if m.kind in OLD_HOOKS else ""
     text = f"{MARKER_LABEL.get(m.kind, m.kind)} {m.text}"
-    return (f'<div class="executus-marker executus-marker-{esc(m.kind, 40)}{extra}" style="{MARKER_STYLE}" '
-            f'title="{esc(text, NAME_CHARS * 3)}">{esc(text, NAME_CHARS * 3, multiline=False)}</div>')
+    return (
+        f'<div class="executus-marker executus-marker-{esc(m.kind, 40)}{extra}" style="{MARKER_STYLE}" '
+        f'title="{esc(text, NAME_CHARS * 3)}">{esc(text, NAME_CHARS * 3, multiline=False)}</div>'
+    )
 
 
 def _item_html(item: StepView | MarkerView, origin: float, span: float) -> str:
@@ -88,33 +106,45 @@ def _item_html(item: StepView | MarkerView, origin: float, span: float) -> str:
 def render_body(summary: RunSummary) -> str:
     """The inside of a run view: header, timeline, then the output or the error panel."""
     status = summary.status.value
-    badge = (f'<span class="executus-badge" style="padding:1px 7px;border-radius:9px;color:#fff;font-weight:600;'
-             f'background:{BADGE.get(status, GREY)}">{status}</span>')
+    badge = (
+        f'<span class="executus-badge" style="padding:1px 7px;border-radius:9px;color:#fff;font-weight:600;'
+        f'background:{BADGE.get(status, GREY)}">{status}</span>'
+    )
     header = (
         f'<div class="executus-header" style="{HEADER_STYLE}"><b>{esc(summary.agent, NAME_CHARS, multiline=False)}</b>'
-        f'<span>{esc(", ".join(summary.models), NAME_CHARS * 2, multiline=False)}</span>{badge}'
+        f"<span>{esc(', '.join(summary.models), NAME_CHARS * 2, multiline=False)}</span>{badge}"
         f'<span class="executus-elapsed">{summary.elapsed_s:.2f} s</span>'
-        f'<span>{plural(len(summary.steps), "step")}</span>'
-        f'<span>tokens: {summary.prompt_tokens} in / {summary.completion_tokens} out</span>'
+        f"<span>{plural(len(summary.steps), 'step')}</span>"
+        f"<span>tokens: {summary.prompt_tokens} in / {summary.completion_tokens} out</span>"
         f'<span class="executus-cost">{money_html(summary.cost_usd)}</span>'
-        + (f'<span class="executus-budget">{esc(budget_text(summary.budget_left), NAME_CHARS)}</span>'
-           if summary.budget_left else "")
+        + (
+            f'<span class="executus-budget">{esc(budget_text(summary.budget_left), NAME_CHARS)}</span>'
+            if summary.budget_left
+            else ""
+        )
         + "</div>"
     )
     # The axis starts at the first step: time before it (a first import) is in the header's elapsed.
     origin = min((s.start_s for s in summary.steps), default=0.0)
     end = max(summary.elapsed_s, max((s.start_s + (s.duration_s or 0.0) for s in summary.steps), default=0.0))
     span = max(end - origin, 1e-6)
-    timeline = (f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
-                + "".join(_item_html(item, origin, span) for item in summary.timeline) + "</div>")
+    timeline = (
+        f'<div class="executus-timeline" style="{TIMELINE_STYLE}">'
+        + "".join(_item_html(item, origin, span) for item in summary.timeline)
+        + "</div>"
+    )
     tail = ""
     if summary.error is not None:
         color, bg = (AMBER, "#fff8c5") if status in _WARNED else (RED, "#ffebe9")
-        tail = (f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
-                f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>")
+        tail = (
+            f'<div class="executus-error" style="{PANEL_STYLE.format(color=color, bg=bg)}">'
+            f"<b>{esc(summary.error.type, NAME_CHARS)}</b>: {esc(summary.error.message, DETAIL_CHARS)}</div>"
+        )
     elif status == "succeeded":
-        tail = (f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
-                f"{esc(show(summary.output), SHOWN_CHARS)}</div>")
+        tail = (
+            f'<div class="executus-output" style="{PANEL_STYLE.format(color=GREEN, bg="#f0fff4")}">'
+            f"{esc(show(summary.output), SHOWN_CHARS)}</div>"
+        )
     return f"{header}{timeline}{tail}"
 
 

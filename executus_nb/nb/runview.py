@@ -37,14 +37,16 @@ class RunView:
     def __init__(self, run: Run, refresh_hz: float = 10.0):
         self.run = run
         self._body = widgets.HTML()
-        self._cancel = widgets.Button(description="Cancel", icon="stop", button_style="warning",
-                                      tooltip="Cancel this run (steps so far are kept)")
+        self._cancel = widgets.Button(
+            description="Cancel", icon="stop", button_style="warning", tooltip="Cancel this run (steps so far are kept)"
+        )
         self._cancel.add_class("executus-cancel")
         self._cancel.on_click(weak_callback(self, lambda view, _button: view.run.cancel()))
         self._extras = widgets.VBox()
-        self.widget = widgets.VBox([self._body, self._extras, self._cancel],
-                                   layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px",
-                                                         max_width="1000px"))
+        self.widget = widgets.VBox(
+            [self._body, self._extras, self._cancel],
+            layout=widgets.Layout(border="1px solid #d0d7de", padding="4px 8px", max_width="1000px"),
+        )
         self._classes: list[str] = []
         self._asking: tuple[str, ...] = ()
         self._throttle = Throttle(self.redraw, interval_s=1.0 / refresh_hz)
@@ -97,8 +99,9 @@ class RunView:
     def summary(self) -> RunSummary:
         """The current state of the run, folded from its log."""
         run = self.run
-        return summarize(run.log.events, run_id=run.run_id, agent=run.agent.name, model=run.model,
-                         partial=dict(run.log.partial))
+        return summarize(
+            run.log.events, run_id=run.run_id, agent=run.agent.name, model=run.model, partial=dict(run.log.partial)
+        )
 
     def redraw(self) -> None:
         """Render the current state of the log into the widget."""
@@ -128,7 +131,7 @@ class RunView:
             f'<div class="executus-approval" style="padding:4px 6px;border-left:4px solid #bf8700;background:#fff8c5">'
             f"Approve tool call <b>{esc(request.name, 200, multiline=False)}</b>"
             f"(<code>{esc(request.arguments, 500)}</code>)"
-            f'{" — rule: " + esc(request.rule, 200) if request.rule else ""}</div>'
+            f"{' — rule: ' + esc(request.rule, 200) if request.rule else ''}</div>"
         )
         buttons = []
         call_id = request.call_id
@@ -140,8 +143,14 @@ class RunView:
             button = widgets.Button(description=text, button_style=style, layout=widgets.Layout(width="auto"))
             button.add_class(css)
             # resolve(), not approve(): a second click on an answered call is a no-op, not an error
-            button.on_click(weak_callback(self, lambda view, _button, d=decision, a=always:
-                                          view.run.approvals.resolve(call_id, d, by="user", always=a)))
+            button.on_click(
+                weak_callback(
+                    self,
+                    lambda view, _button, d=decision, a=always: view.run.approvals.resolve(
+                        call_id, d, by="user", always=a
+                    ),
+                )
+            )
             buttons.append(button)
         return widgets.VBox([label, widgets.HBox(buttons)])
 

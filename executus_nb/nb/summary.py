@@ -168,14 +168,34 @@ def budget_text(left: dict[str, float]) -> str:
 def _step_view(item: ModelCallItem | ToolCallItem, t0: datetime) -> StepView:
     start = (item.started_at - t0).total_seconds()
     if isinstance(item, ModelCallItem):
-        view = StepView(item.step, item.turn, "model", item.model, start, duration_s=item.latency_s, ok=item.ok,
-                        tokens_in=item.usage.prompt_tokens, tokens_out=item.usage.completion_tokens,
-                        cached=item.cached, details=[("sent", _messages_text(item.sent))], error=item.error)
+        view = StepView(
+            item.step,
+            item.turn,
+            "model",
+            item.model,
+            start,
+            duration_s=item.latency_s,
+            ok=item.ok,
+            tokens_in=item.usage.prompt_tokens,
+            tokens_out=item.usage.completion_tokens,
+            cached=item.cached,
+            details=[("sent", _messages_text(item.sent))],
+            error=item.error,
+        )
         if item.message is not None:
             view.details.append(("received", _messages_text([item.message])))
         return view
-    view = StepView(item.step, item.turn, "tool", item.name, start, duration_s=item.duration_s, ok=item.ok,
-                    details=[("arguments", pretty_text(item.arguments))], error=item.error)
+    view = StepView(
+        item.step,
+        item.turn,
+        "tool",
+        item.name,
+        start,
+        duration_s=item.duration_s,
+        ok=item.ok,
+        details=[("arguments", pretty_text(item.arguments))],
+        error=item.error,
+    )
     if item.result is not None and (item.error is None or item.result != f"Error: {item.error}"):
         view.details.append(("result", clip(safe_str(item.result))))  # else the error block says it
     if (d := item.decision) is not None:
@@ -217,8 +237,12 @@ class SummaryFold:
         """The ``RunSummary`` of the events folded so far (``partial``: text streamed into open steps)."""
         run = self.run
         if run.prompt is None or run.started_at is None:  # no RunStarted yet: queued
-            return RunSummary(run_id=run.run_id, agent=run.agent, status=RunStatus.QUEUED,
-                              models=[run.start_model] if run.start_model else [])
+            return RunSummary(
+                run_id=run.run_id,
+                agent=run.agent,
+                status=RunStatus.QUEUED,
+                models=[run.start_model] if run.start_model else [],
+            )
         now = now or utcnow()
         partial = partial or {}
         timeline = [item_view(item, run.started_at) for item in run.timeline]
@@ -227,13 +251,22 @@ class SummaryFold:
                 view.details.append(("receiving", clip(safe_str(partial[view.step]))))
         steps = sorted((v for v in timeline if isinstance(v, StepView)), key=lambda v: v.step)
         return RunSummary(
-            run_id=run.run_id, agent=run.agent, status=run.status,
+            run_id=run.run_id,
+            agent=run.agent,
+            status=run.status,
             models=_finished_models(run) or [run.start_model],
-            elapsed_s=run.elapsed_s(None if run.finished else now), steps=steps,
-            prompt_tokens=run.usage.prompt_tokens, completion_tokens=run.usage.completion_tokens,
-            cost_usd=run.usage.cost_usd, error=run.error, output=run.output, pending=list(run.pending.values()),
-            failovers=[failover_text(f) for f in run.failovers], timeline=timeline,
-            budget_left=run.budget_left(None if run.finished else now), budget=run.budget,
+            elapsed_s=run.elapsed_s(None if run.finished else now),
+            steps=steps,
+            prompt_tokens=run.usage.prompt_tokens,
+            completion_tokens=run.usage.completion_tokens,
+            cost_usd=run.usage.cost_usd,
+            error=run.error,
+            output=run.output,
+            pending=list(run.pending.values()),
+            failovers=[failover_text(f) for f in run.failovers],
+            timeline=timeline,
+            budget_left=run.budget_left(None if run.finished else now),
+            budget=run.budget,
         )
 
 
@@ -242,8 +275,15 @@ def _finished_models(run: RunFold) -> list[str]:
     return list(dict.fromkeys(i.model for i in run.timeline if isinstance(i, ModelCallItem) and i.ok is not None))
 
 
-def summarize(events: list[Event], now: datetime | None = None, *, run_id: str = "?", agent: str = "?",
-              model: str = "", partial: dict[int, str] | None = None) -> RunSummary:
+def summarize(
+    events: list[Event],
+    now: datetime | None = None,
+    *,
+    run_id: str = "?",
+    agent: str = "?",
+    model: str = "",
+    partial: dict[int, str] | None = None,
+) -> RunSummary:
     """Fold a (possibly unfinished) event log into a ``RunSummary``.
 
     ``run_id``, ``agent`` and ``model`` name a run that has not started yet (no events);

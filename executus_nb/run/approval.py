@@ -53,9 +53,15 @@ class Pending:
     def public(self) -> ApprovalRequest:
         """What code waiting for approvals is given (shown in cells: secrets redacted, as in the events)."""
         r = self.request
-        return ApprovalRequest(call_id=r.call_id, name=r.name, arguments=redactor.scrub(dict(r.arguments)),
-                               raw_arguments=redactor.redact(r.raw_arguments), rule=self.rule, step=r.step,
-                               run_id=r.run_id)
+        return ApprovalRequest(
+            call_id=r.call_id,
+            name=r.name,
+            arguments=redactor.scrub(dict(r.arguments)),
+            raw_arguments=redactor.redact(r.raw_arguments),
+            rule=self.rule,
+            step=r.step,
+            run_id=r.run_id,
+        )
 
 
 class Approvals:
@@ -68,8 +74,9 @@ class Approvals:
         self.closed = False  # the run has finished: nothing more will be asked
         self._changed = threading.Condition()
 
-    async def ask(self, request: ToolCallRequest, verdict: GateVerdict,
-                  announce: Callable[[], Any] = lambda: None) -> tuple[Decision, str]:
+    async def ask(
+        self, request: ToolCallRequest, verdict: GateVerdict, announce: Callable[[], Any] = lambda: None
+    ) -> tuple[Decision, str]:
         """Wait for a decision on ``request``; returns (decision, who decided).
 
         ``announce()`` is called once the question can be answered (it records the request).
@@ -86,8 +93,9 @@ class Approvals:
             return await answer(verdict.on_ask, request), "on_ask"
         return "deny", "no approver (headless, no on_ask; see Policy(approver='code'))"
 
-    async def _wait_for_person(self, request: ToolCallRequest, verdict: GateVerdict,
-                               announce: Callable[[], Any]) -> tuple[Decision, str]:
+    async def _wait_for_person(
+        self, request: ToolCallRequest, verdict: GateVerdict, announce: Callable[[], Any]
+    ) -> tuple[Decision, str]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Decision, str]] = loop.create_future()
         with self._changed:
@@ -141,8 +149,11 @@ class Approvals:
             raise ValueError(f"decision must be 'allow' or 'deny', not {decision!r}")
         with self._changed:
             waiting = [p for p in self.pending.values() if not p.answered]
-            pending = next((p for p in waiting if p.request.call_id == call_id), None) if call_id else \
-                next(iter(waiting), None)
+            pending = (
+                next((p for p in waiting if p.request.call_id == call_id), None)
+                if call_id
+                else next(iter(waiting), None)
+            )
             if pending is None:
                 return False
             pending.answered = True
@@ -164,7 +175,7 @@ class Approvals:
             f"no {what} is waiting for approval"
             + (" (the run has finished)" if self.closed else "")
             + ": wait for one with run.wait_for_approval(timeout=…) or look at run.pending_approvals first; "
-              "in a script, answers from code need Policy(..., approver='code')"
+            "in a script, answers from code need Policy(..., approver='code')"
         )
 
 

@@ -40,9 +40,12 @@ from executus_nb.types.fmt import money, plural
 from executus_nb.types.usage import Usage
 
 # Where each scope's budget is given: what a message tells the user to raise.
-_WHERE = {"run": "raise it in run(..., budget=...)", "agent": "raise it in Agent(budget=...)",
-          "executor": "raise it in Executor(budget=...): one ledger for all the executor's runs, "
-                      "and a new Executor starts afresh"}
+_WHERE = {
+    "run": "raise it in run(..., budget=...)",
+    "agent": "raise it in Agent(budget=...)",
+    "executor": "raise it in Executor(budget=...): one ledger for all the executor's runs, "
+    "and a new Executor starts afresh",
+}
 
 
 class Ledger:
@@ -120,12 +123,16 @@ class _Breach:
     message: str
 
 
-def budget_scopes(run_budget: Budget | None, agent_budget: Budget | None,
-                  executor_ledger: Ledger | None) -> list[_Scope]:
+def budget_scopes(
+    run_budget: Budget | None, agent_budget: Budget | None, executor_ledger: Ledger | None
+) -> list[_Scope]:
     """The scopes that bind one run, narrowest first (a new per-run ledger holds the run's own spending)."""
     own = Ledger(Budget(), "run")
-    scopes = [_Scope(name, budget, own) for name, budget in (("run", run_budget), ("agent", agent_budget))
-              if budget is not None and budget.limits]
+    scopes = [
+        _Scope(name, budget, own)
+        for name, budget in (("run", run_budget), ("agent", agent_budget))
+        if budget is not None and budget.limits
+    ]
     if executor_ledger is not None and executor_ledger.budget.limits:
         scopes.append(_Scope("executor", executor_ledger.budget, executor_ledger))
     return scopes
@@ -142,14 +149,21 @@ def check_prices(scopes: Sequence[_Scope], models: Sequence[ModelSpec], prices: 
                 f"max_usd (the {where} budget) needs a price for every model the run may call, and {spec.name!r} "
                 f"has none (neither this executor's prices nor litellm's cost map know it), so the cap could never "
                 f"trigger. Give one: Executor(prices={{{spec.name!r}: {{'input_cost_per_token': ..., "
-                f"'output_cost_per_token': ...}}}}) (US dollars per token), or drop max_usd")
+                f"'output_cost_per_token': ...}}}}) (US dollars per token), or drop max_usd"
+            )
 
 
 class RunBudget:
     """The budget hook of one run: refuses, stops and commits against every scope that binds it."""
 
-    def __init__(self, scopes: Sequence[_Scope], log: RunLog, model: str, tools: list[dict[str, Any]],
-                 prices: Mapping[str, Price]):
+    def __init__(
+        self,
+        scopes: Sequence[_Scope],
+        log: RunLog,
+        model: str,
+        tools: list[dict[str, Any]],
+        prices: Mapping[str, Price],
+    ):
         self.scopes = list(scopes)
         self.log, self.model, self.tools, self.prices = log, model, tools, prices
         self.ledgers = list({id(s.ledger): s.ledger for s in self.scopes}.values())  # the run's, then the executor's
@@ -198,33 +212,51 @@ class RunBudget:
                     why = f"{plural(int(spent), 'model call')} made, and one more would pass it"
                 elif name == "max_tokens":
                     passes, left = spent + held + need.tokens > limit, limit - spent - held
-                    why = (f"{spent:,.0f} tokens spent{_in_flight(held, ledger, 'tokens')}, and {request} "
-                           f"prompt alone is ~{need.tokens:,} tokens")
+                    why = (
+                        f"{spent:,.0f} tokens spent{_in_flight(held, ledger, 'tokens')}, and {request} "
+                        f"prompt alone is ~{need.tokens:,} tokens"
+                    )
                 elif name == "max_usd":
                     total = spent + held + need.usd
                     passes, left = math.isnan(total) or total > limit, limit - spent - held
-                    why = ("the cost so far is unknown (a model without a price)" if math.isnan(spent) else
-                           f"{money(spent)} spent{_in_flight(held, ledger, 'usd')}, and {request} prompt "
-                           f"alone costs ~{money(need.usd)}")
+                    why = (
+                        "the cost so far is unknown (a model without a price)"
+                        if math.isnan(spent)
+                        else f"{money(spent)} spent{_in_flight(held, ledger, 'usd')}, and {request} prompt "
+                        f"alone costs ~{money(need.usd)}"
+                    )
                 else:
                     passes, left = spent >= limit, limit - spent
                     why = f"{spent:.1f} s have passed"
                 if passes and (worst is None or (worst.limit == name and left < worst.value)):
                     shown = money(limit) if name == "max_usd" else f"{limit:g}"
-                    worst = _Breach(name, scope.name, left, spent,
-                                    f"the {scope.name} budget {name}={shown}: {why}; {_WHERE[scope.name]}")
+                    worst = _Breach(
+                        name,
+                        scope.name,
+                        left,
+                        spent,
+                        f"the {scope.name} budget {name}={shown}: {why}; {_WHERE[scope.name]}",
+                    )
             if worst is not None:
                 return worst
         return None
 
     def _stop(self, breach: _Breach, step: int | None, refused: bool) -> None:
         limit = float(getattr(next(s for s in self.scopes if s.name == breach.scope).budget, breach.limit))
-        self.log.emit(BudgetStopped, step=step, budget=breach.limit, scope=breach.scope, limit=limit,
-                      spent=breach.spent, refused=refused)
+        self.log.emit(
+            BudgetStopped,
+            step=step,
+            budget=breach.limit,
+            scope=breach.scope,
+            limit=limit,
+            spent=breach.spent,
+            refused=refused,
+        )
         if refused:
             raise BudgetRefused(f"refused before any model call by {breach.message}")
-        raise BudgetExceeded(f"stopped before the model call of step {step} by {breach.message}; "
-                             "every step so far is kept")
+        raise BudgetExceeded(
+            f"stopped before the model call of step {step} by {breach.message}; every step so far is kept"
+        )
 
     def _locked(self) -> _Locks:
         return _Locks([ledger.lock for ledger in self.ledgers])
@@ -270,8 +302,10 @@ class RunBudget:
         self._release()
         usage = getattr(result, "usage", None)
         if isinstance(usage, Usage) and usage.requests:
-            rest = Usage(total_tokens=max(usage.total_tokens - self.committed.total_tokens, 0),
-                         cost_usd=_rest(usage.cost_usd, self.committed.cost_usd))
+            rest = Usage(
+                total_tokens=max(usage.total_tokens - self.committed.total_tokens, 0),
+                cost_usd=_rest(usage.cost_usd, self.committed.cost_usd),
+            )
             if rest.total_tokens or rest.cost_usd:
                 self._commit(rest)
         ctx.budget_left = self.left()

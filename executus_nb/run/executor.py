@@ -73,11 +73,19 @@ async def _finish(run: Run) -> RunResult:
         raise
 
 
-def _generate_agent(output_type: type[BaseModel], instructions: str, model: Any, tier: str | None,
-                    attempts: int, timeout: float | None) -> Agent:
-    return Agent(name=f"generate {output_type.__name__}", instructions=instructions, model=model, tier=tier,
-                 output_type=output_type, output_retries=max(attempts - 1, 0), max_steps=max(attempts, 1),
-                 max_runtime_s=timeout)
+def _generate_agent(
+    output_type: type[BaseModel], instructions: str, model: Any, tier: str | None, attempts: int, timeout: float | None
+) -> Agent:
+    return Agent(
+        name=f"generate {output_type.__name__}",
+        instructions=instructions,
+        model=model,
+        tier=tier,
+        output_type=output_type,
+        output_retries=max(attempts - 1, 0),
+        max_steps=max(attempts, 1),
+        max_runtime_s=timeout,
+    )
 
 
 def _generated(run: Run, result: RunResult) -> Any:
@@ -90,12 +98,21 @@ def _generated(run: Run, result: RunResult) -> Any:
     error = result.error or ErrorInfo(type="RunError", message=f"the run ended {result.status.value}")
     rejected = [ev for ev in run.log.events if isinstance(ev, OutputRejected)]
     raw, errors = (rejected[-1].raw, rejected[-1].errors) if rejected else ("", "")
-    raise run_error(result.status.value, error.type, error.message, run_id=run.run_id, provider=error.provider,
-                    status_code=error.status_code, raw_text=raw, errors=errors)
+    raise run_error(
+        result.status.value,
+        error.type,
+        error.message,
+        run_id=run.run_id,
+        provider=error.provider,
+        status_code=error.status_code,
+        raw_text=raw,
+        errors=errors,
+    )
 
 
-def overridden(agent: Agent, *, model: str | dict[str, Any] | None = None, tier: str | None = None,
-               max_steps: int | None = None) -> Agent:
+def overridden(
+    agent: Agent, *, model: str | dict[str, Any] | None = None, tier: str | None = None, max_steps: int | None = None
+) -> Agent:
     """``agent`` with one run's overrides (the caller's agent is left as it is); itself when none is given."""
     if model is None and tier is None and max_steps is None:
         return agent
@@ -190,7 +207,9 @@ class Executor:
         """The models an agent's run will call, in failover order (an unknown tier is a ConfigError)."""
         if agent.tier is not None:
             if agent.tier not in self.tiers:
-                raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")
+                raise ConfigError(
+                    f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}"
+                )
             return self.tiers[agent.tier]
         return single(self.resolve_model(agent))
 
@@ -200,7 +219,9 @@ class Executor:
             return ModelSpec.model_validate(agent.model)  # also a name set by model_copy(update=…)
         if agent.tier is not None:
             if agent.tier not in self.tiers:
-                raise ConfigError(f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}")
+                raise ConfigError(
+                    f"agent {agent.name!r} asks for tier {agent.tier!r}; known tiers: {sorted(self.tiers)}"
+                )
             return self.tiers[agent.tier].models[0]
         if self.default_model is not None:
             return self.default_model
@@ -208,11 +229,21 @@ class Executor:
 
         return ModelSpec.model_validate(sim.echo())
 
-    def _prepare(self, agent: Agent, prompt: str, run_id: str | None, owner: str | None,
-                 tags: Iterable[str], lane: str | None = None,
-                 slots: Sequence[tuple[Lanes, str, str]] = (), *, deps: Any = None,
-                 hooks: Iterable[Any] = (), budget: Budget | None = None,
-                 **overrides: Any) -> tuple[Run, LoopState]:
+    def _prepare(
+        self,
+        agent: Agent,
+        prompt: str,
+        run_id: str | None,
+        owner: str | None,
+        tags: Iterable[str],
+        lane: str | None = None,
+        slots: Sequence[tuple[Lanes, str, str]] = (),
+        *,
+        deps: Any = None,
+        hooks: Iterable[Any] = (),
+        budget: Budget | None = None,
+        **overrides: Any,
+    ) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
         if not isinstance(prompt, str):
@@ -233,11 +264,21 @@ class Executor:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
         # The budget slot comes after every hook: at before_model_call it judges the request as sent.
-        budget_hook = RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()],
-                                self._price_table) if scopes else None
+        budget_hook = (
+            RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()], self._price_table) if scopes else None
+        )
         ordered = self.ports.hooks(self.hooks + agent.hooks + run_hooks, budget=budget_hook or NO_BUDGET)
-        state = LoopState(log=log, agent=agent, tier=tier, tools=tools, approvals=approvals,
-                          cooldowns=self.cooldowns, cache=self.cache, prices=self._price_table, hooks=HookSet(ordered))
+        state = LoopState(
+            log=log,
+            agent=agent,
+            tier=tier,
+            tools=tools,
+            approvals=approvals,
+            cooldowns=self.cooldowns,
+            cache=self.cache,
+            prices=self._price_table,
+            hooks=HookSet(ordered),
+        )
         state.ctx.deps = deps
 
         async def prepare() -> None:
@@ -297,10 +338,23 @@ class Executor:
             await backend.warm_up()
 
     # -- running ---------------------------------------------------------------------
-    def run(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
-            tier: str | None = None, max_steps: int | None = None, budget: Budget | None = None,
-            hooks: Iterable[Any] = (), run_id: str | None = None, owner: str | None = None, tags: Iterable[str] = (),
-            lane: str | None = None, within: Sequence[tuple[Lanes, str, str]] = ()) -> Run:
+    def run(
+        self,
+        agent: Agent,
+        prompt: str,
+        *,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        within: Sequence[tuple[Lanes, str, str]] = (),
+    ) -> Run:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
         Per run, without copying the agent: ``deps`` (any object, reaching hooks and tools as
@@ -311,12 +365,34 @@ class Executor:
         outermost first: ``(lanes, key, provider)`` triples of ``executus_nb.lane.Lanes`` (a fan-out bounds its
         cells so; the executor's own bound comes last).
         """
-        return self._start(agent, prompt, run_id=run_id, owner=owner, tags=tags, lane=lane, slots=within, deps=deps,
-                           model=model, tier=tier, max_steps=max_steps, budget=budget, hooks=hooks)
+        return self._start(
+            agent,
+            prompt,
+            run_id=run_id,
+            owner=owner,
+            tags=tags,
+            lane=lane,
+            slots=within,
+            deps=deps,
+            model=model,
+            tier=tier,
+            max_steps=max_steps,
+            budget=budget,
+            hooks=hooks,
+        )
 
-    def _start(self, agent: Agent, prompt: str, *, run_id: str | None = None, owner: str | None = None,
-               tags: Iterable[str] = (), lane: str | None = None, slots: Sequence[tuple[Lanes, str, str]] = (),
-               **per_run: Any) -> Run:
+    def _start(
+        self,
+        agent: Agent,
+        prompt: str,
+        *,
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        slots: Sequence[tuple[Lanes, str, str]] = (),
+        **per_run: Any,
+    ) -> Run:
         run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, slots, **per_run)
         try:
             loop = asyncio.get_running_loop()
@@ -325,9 +401,17 @@ class Executor:
         run._schedule(loop)
         return run
 
-    def generate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
-                 model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3,
-                 timeout: float | None = None) -> Any:
+    def generate(
+        self,
+        output_type: type[BaseModel],
+        prompt: str,
+        *,
+        tier: str | None = None,
+        model: str | dict[str, Any] | None = None,
+        instructions: str = "",
+        attempts: int = 3,
+        timeout: float | None = None,
+    ) -> Any:
         """Ask a model for one validated ``output_type`` instance (JSON-schema mode where supported).
 
         A validation failure goes back to the model, up to ``attempts`` answers in all;
@@ -339,19 +423,38 @@ class Executor:
         run = self.run(_generate_agent(output_type, instructions, model, tier, attempts, timeout), prompt)
         return _generated(run, run.wait(quiet=True))  # the run's own bound ends it: no second clock here
 
-    async def agenerate(self, output_type: type[BaseModel], prompt: str, *, tier: str | None = None,
-                        model: str | dict[str, Any] | None = None, instructions: str = "", attempts: int = 3,
-                        timeout: float | None = None) -> Any:
+    async def agenerate(
+        self,
+        output_type: type[BaseModel],
+        prompt: str,
+        *,
+        tier: str | None = None,
+        model: str | dict[str, Any] | None = None,
+        instructions: str = "",
+        attempts: int = 3,
+        timeout: float | None = None,
+    ) -> Any:
         """``generate`` for async code: await the validated instance (the same errors)."""
         agent = _generate_agent(output_type, instructions, model, tier, attempts, timeout)
         run, _ = self._prepare(agent, prompt, None, None, ())
         return _generated(run, await _finish(run))
 
-    def fanout(self, agent: Agent | None = None, prompts: Sequence[str] = (), *,
-               models: Sequence[str | dict[str, Any]] | None = None, agents: Sequence[Agent] | None = None,
-               concurrency: int | None = None, per_key: int | None = None, deps: Any = None,
-               model: str | dict[str, Any] | None = None, tier: str | None = None, max_steps: int | None = None,
-               budget: Budget | None = None, hooks: Iterable[Any] = ()) -> Fanout:
+    def fanout(
+        self,
+        agent: Agent | None = None,
+        prompts: Sequence[str] = (),
+        *,
+        models: Sequence[str | dict[str, Any]] | None = None,
+        agents: Sequence[Agent] | None = None,
+        concurrency: int | None = None,
+        per_key: int | None = None,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+    ) -> Fanout:
         """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
 
         ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
@@ -365,23 +468,64 @@ class Executor:
             raise UserError("fanout(models=[...]) already sets each column's model: drop model=/tier=")
         cell_budget = as_budget(budget, "fanout(budget=...)")
         # Every column's prices are checked before any cell starts (a max_usd with an unpriced model).
-        columns = [agent.model_copy(update={"model": ModelSpec.model_validate(m), "tier": None}) for m in models] \
-            if models is not None and isinstance(agent, Agent) else [a for a in agents or () if isinstance(a, Agent)]
+        columns = (
+            [agent.model_copy(update={"model": ModelSpec.model_validate(m), "tier": None}) for m in models]
+            if models is not None and isinstance(agent, Agent)
+            else [a for a in agents or () if isinstance(a, Agent)]
+        )
         for column in columns:
             column = overridden(column, model=model, tier=tier)
             self._budget_scopes(column, self.resolve_tier(column), cell_budget)
-        per_run = {"deps": deps, "model": model, "tier": tier, "max_steps": max_steps, "budget": cell_budget,
-                   "hooks": check_hooks(hooks, "fanout(hooks=...)")}
-        return Fanout.start(self, agent, prompts, models=models, agents=agents,
-                            concurrency=concurrency, per_key=per_key, per_run=per_run)
+        per_run = {
+            "deps": deps,
+            "model": model,
+            "tier": tier,
+            "max_steps": max_steps,
+            "budget": cell_budget,
+            "hooks": check_hooks(hooks, "fanout(hooks=...)"),
+        }
+        return Fanout.start(
+            self,
+            agent,
+            prompts,
+            models=models,
+            agents=agents,
+            concurrency=concurrency,
+            per_key=per_key,
+            per_run=per_run,
+        )
 
-    async def arun(self, agent: Agent, prompt: str, *, deps: Any = None, model: str | dict[str, Any] | None = None,
-                   tier: str | None = None, max_steps: int | None = None, budget: Budget | None = None,
-                   hooks: Iterable[Any] = (), run_id: str | None = None, owner: str | None = None,
-                   tags: Iterable[str] = (), lane: str | None = None) -> RunResult:
+    async def arun(
+        self,
+        agent: Agent,
+        prompt: str,
+        *,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+    ) -> RunResult:
         """Run to the end on the current loop and return the result (the same per-run options as ``run``)."""
-        run, _ = self._prepare(agent, prompt, run_id, owner, tags, lane, deps=deps, model=model, tier=tier,
-                               max_steps=max_steps, budget=budget, hooks=hooks)
+        run, _ = self._prepare(
+            agent,
+            prompt,
+            run_id,
+            owner,
+            tags,
+            lane,
+            deps=deps,
+            model=model,
+            tier=tier,
+            max_steps=max_steps,
+            budget=budget,
+            hooks=hooks,
+        )
         return await _finish(run)
 
     # -- shutting down ---------------------------------------------------------------

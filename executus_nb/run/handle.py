@@ -36,8 +36,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class Run:
     """A started run.  ``result`` is None until it finishes; ``wait()`` or ``await run`` give it."""
 
-    def __init__(self, run_id: str, agent: Agent, prompt: str, model: str, log: RunLog,
-                 body: Callable[[Run], Awaitable[None]], approvals: Approvals | None = None):
+    def __init__(
+        self,
+        run_id: str,
+        agent: Agent,
+        prompt: str,
+        model: str,
+        log: RunLog,
+        body: Callable[[Run], Awaitable[None]],
+        approvals: Approvals | None = None,
+    ):
         self.run_id = run_id
         self.agent = agent
         self.prompt = prompt
@@ -127,8 +135,10 @@ class Run:
         ``timeout`` s.  In a script this needs ``Policy(..., approver="code")``, else an ask is denied at once.
         """
         if self._loop is not None and _running_loop() is self._loop:
-            raise UserError("wait_for_approval() would block the loop the run needs: call it from another "
-                            "thread, or check run.pending_approvals after an await")
+            raise UserError(
+                "wait_for_approval() would block the loop the run needs: call it from another "
+                "thread, or check run.pending_approvals after an await"
+            )
         return self.approvals.wait_for_request(timeout)
 
     def _cancel_in_loop(self) -> None:

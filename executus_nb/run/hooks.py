@@ -69,8 +69,10 @@ async def _call(method: Any, point: str, *args: Any) -> Any:
     except StopRun:
         raise
     except Exception as exc:
-        raise HookError(f"hook {_name(method)} failed at {point}: {type(exc).__name__}: {exc}; "
-                        "fix the hook, or raise StopRun to end the run on purpose") from exc
+        raise HookError(
+            f"hook {_name(method)} failed at {point}: {type(exc).__name__}: {exc}; "
+            "fix the hook, or raise StopRun to end the run on purpose"
+        ) from exc
     return value
 
 
@@ -112,8 +114,10 @@ class HookSet:
             elif isinstance(value, list):
                 request.messages = value
             elif value is not None:
-                raise HookError(f"hook {_name(method)} returned {type(value).__name__} from before_model_call; "
-                                "return None, a ModelRequest or a list of messages")
+                raise HookError(
+                    f"hook {_name(method)} returned {type(value).__name__} from before_model_call; "
+                    "return None, a ModelRequest or a list of messages"
+                )
         rewritten = request.messages != messages
         if request is sent and not rewritten and request.tools == tools:
             return None
@@ -136,8 +140,10 @@ class HookSet:
                 return value
             if value in _ACTIONS:
                 return GateVerdict(action=value, rule=f"hook {_name(method)}", by="hook")
-            raise HookError(f"hook {_name(method)} returned {value!r} from before_tool_call; "
-                            "return None, 'allow', 'ask', 'deny' or a GateVerdict")
+            raise HookError(
+                f"hook {_name(method)} returned {value!r} from before_tool_call; "
+                "return None, 'allow', 'ask', 'deny' or a GateVerdict"
+            )
         return GateVerdict(action="deny", rule="no gate decided", by="hooks")
 
     async def after_tool_call(self, ctx: RunContext, call: ToolCallRequest, result: ToolResult) -> None:
@@ -152,8 +158,10 @@ class HookSet:
                 continue
             if isinstance(value, str) and value.strip():
                 return value
-            raise HookError(f"hook {_name(method)} returned {value!r} from on_final; "
-                            "return None to finish, or a non-empty str to ask the model for another round")
+            raise HookError(
+                f"hook {_name(method)} returned {value!r} from on_final; "
+                "return None to finish, or a non-empty str to ask the model for another round"
+            )
         return None
 
     async def after_run(self, ctx: RunContext, events: list[Any]) -> None:

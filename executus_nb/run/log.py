@@ -19,10 +19,17 @@ Subscriber = Callable[[Event], None]
 class RunLog:
     """The events of one run, stamped with its identity (a ``RunIdentity``) and a sequence number."""
 
-    def __init__(self, run_id: str, agent: str, owner: str | None = None, tags: tuple[str, ...] = (),
-                 parent_run_id: str | None = None):
-        self.identity = RunIdentity(run_id=run_id, agent=agent, owner=owner, tags=tuple(tags),
-                                    parent_run_id=parent_run_id)
+    def __init__(
+        self,
+        run_id: str,
+        agent: str,
+        owner: str | None = None,
+        tags: tuple[str, ...] = (),
+        parent_run_id: str | None = None,
+    ):
+        self.identity = RunIdentity(
+            run_id=run_id, agent=agent, owner=owner, tags=tuple(tags), parent_run_id=parent_run_id
+        )
         self.events: list[Event] = []
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()

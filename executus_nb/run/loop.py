@@ -167,8 +167,7 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + note, True
 
 
-async def run_agent(state: LoopState, prompt: str,
-                    prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+async def run_agent(state: LoopState, prompt: str, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
     """Drive one run to a final status, appending every event to ``state.log``.
 
     ``prepare`` (e.g. the first, slow litellm import) is awaited before ``RunStarted``, so
@@ -189,8 +188,13 @@ async def run_agent(state: LoopState, prompt: str,
         state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
     state.ctx.messages = state.messages
     log.emit(
-        RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
-        tools=list(state.tools), max_steps=agent.max_steps, max_runtime_s=agent.max_runtime_s,
+        RunStarted,
+        prompt=prompt,
+        model=state.spec.name,
+        messages=list(state.messages),
+        tools=list(state.tools),
+        max_steps=agent.max_steps,
+        max_runtime_s=agent.max_runtime_s,
         budget_left=dict(state.ctx.budget_left or {}),  # set by the budget hook's owner during prepare
     )
     output: Any = None
@@ -203,8 +207,12 @@ async def run_agent(state: LoopState, prompt: str,
         status, error = ending(exc)
     _close_open_steps(state, error)
     log.emit(
-        RunFinished, status=status, output=output, error=error,
-        usage=sum_usage(log.events), steps=state.next_step - 1,
+        RunFinished,
+        status=status,
+        output=output,
+        error=error,
+        usage=sum_usage(log.events),
+        steps=state.next_step - 1,
     )
     await state.hooks.after_run(state.ctx, log.events)
 
@@ -252,8 +260,15 @@ def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
     if callable(agent.instructions):
         agent = agent.model_copy(update={"instructions": ""})
     state.messages = state.ctx.messages = initial_messages(agent, prompt)
-    state.log.emit(RunStarted, prompt=prompt, model=state.spec.name, messages=list(state.messages),
-                   tools=list(state.tools), max_steps=state.agent.max_steps, max_runtime_s=state.agent.max_runtime_s)
+    state.log.emit(
+        RunStarted,
+        prompt=prompt,
+        model=state.spec.name,
+        messages=list(state.messages),
+        tools=list(state.tools),
+        max_steps=state.agent.max_steps,
+        max_runtime_s=state.agent.max_runtime_s,
+    )
     status, error = ending(RunCancelled(CANCELLED + " while queued"))
     state.log.emit(RunFinished, status=status, error=error)
 
@@ -263,11 +278,20 @@ def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
     for step, open_step in sorted(state.open_steps.items()):
         elapsed = time.perf_counter() - open_step.started
         if open_step.kind == "model":
-            state.log.emit(ModelCallFinished, step=step, turn=open_step.turn, model=open_step.name,
-                           latency_s=elapsed, error=reason)
+            state.log.emit(
+                ModelCallFinished, step=step, turn=open_step.turn, model=open_step.name, latency_s=elapsed, error=reason
+            )
         else:
-            state.log.emit(ToolCallFinished, step=step, turn=open_step.turn, call_id=open_step.call_id or "",
-                           name=open_step.name, result=f"Error: {reason}", error=reason, duration_s=elapsed)
+            state.log.emit(
+                ToolCallFinished,
+                step=step,
+                turn=open_step.turn,
+                call_id=open_step.call_id or "",
+                name=open_step.name,
+                result=f"Error: {reason}",
+                error=reason,
+                duration_s=elapsed,
+            )
     state.open_steps.clear()
 
 
@@ -303,26 +327,38 @@ async def _turns(state: LoopState) -> Any:
             rejected = sum(1 for ev in state.log.events if isinstance(ev, OutputRejected))
             last_try = rejected >= agent.output_retries
             feedback = "" if last_try else retry_message(problems or "")
-            state.log.emit(OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "",
-                           feedback=feedback)
+            state.log.emit(
+                OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "", feedback=feedback
+            )
             if last_try:
                 raise OutputValidationError(
                     f"the answer did not validate as {agent.output_type.__name__} after "
                     f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}",
-                    raw_text=message.get("content") or "", errors=problems or "", run_id=state.ctx.run_id)
+                    raw_text=message.get("content") or "",
+                    errors=problems or "",
+                    run_id=state.ctx.run_id,
+                )
             state.messages.append({"role": "user", "content": feedback})
             continue
         for step, tc, provider_id in steps:
             fn = tc.get("function") or {}
             state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc["id"])
-            state.log.emit(ToolCallStarted, step=step, turn=turn, call_id=tc["id"], provider_call_id=provider_id,
-                           name=fn.get("name", ""), arguments=fn.get("arguments") or "")
+            state.log.emit(
+                ToolCallStarted,
+                step=step,
+                turn=turn,
+                call_id=tc["id"],
+                provider_call_id=provider_id,
+                name=fn.get("name", ""),
+                arguments=fn.get("arguments") or "",
+            )
         results = await _tool_steps(state, turn, steps)
         for (_, tc, _), text in zip(steps, results, strict=True):
             state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
     raise MaxStepsExceeded(
         f"no final answer after max_steps={agent.max_steps} model calls; raise max_steps or simplify the task",
-        run_id=state.ctx.run_id)
+        run_id=state.ctx.run_id,
+    )
 
 
 async def _tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
@@ -349,11 +385,16 @@ def _unhide_rejection(state: LoopState, exc: ModelCallError) -> None:
     raise OutputValidationError(
         f"the answer did not validate as {state.agent.output_type.__name__} after {len(rejected)} "
         f"attempt{'s' if len(rejected) != 1 else ''}: {last.errors}. Raw text: {last.raw!r}. "
-        f"No retry was possible: {why}", raw_text=last.raw, errors=last.errors, run_id=state.ctx.run_id) from exc
+        f"No retry was possible: {why}",
+        raw_text=last.raw,
+        errors=last.errors,
+        run_id=state.ctx.run_id,
+    ) from exc
 
 
-def _number_tool_calls(state: LoopState, message: dict[str, Any]
-                       ) -> tuple[list[tuple[int, dict[str, Any], str | None]], dict[str, Any]]:
+def _number_tool_calls(
+    state: LoopState, message: dict[str, Any]
+) -> tuple[list[tuple[int, dict[str, Any], str | None]], dict[str, Any]]:
     """Give each tool call of ``message`` a step and an id unique in the run; the message as sent back.
 
     Providers reuse ids (across turns, even within one), which would let one call's
@@ -417,10 +458,17 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
         state.open_steps[step] = _OpenStep("model", turn, spec.name, time.perf_counter())
         state.log.emit(ModelCallStarted, step=step, turn=turn, model=spec.name)
         try:
-            done = await complete(spec, state.messages, schemas, params=_call_params(state, spec),
-                                  stream=state.agent.stream, cache=state.cache, prices=state.prices,
-                                  timeout_s=tier.timeout_s,
-                                  on_text=functools.partial(state.log.stream_text, step))
+            done = await complete(
+                spec,
+                state.messages,
+                schemas,
+                params=_call_params(state, spec),
+                stream=state.agent.stream,
+                cache=state.cache,
+                prices=state.prices,
+                timeout_s=tier.timeout_s,
+                on_text=functools.partial(state.log.stream_text, step),
+            )
         except ModelCallError as exc:
             state.log.end_text(step)
             latency = time.perf_counter() - state.open_steps.pop(step).started
@@ -433,28 +481,50 @@ async def _model_step(state: LoopState, turn: int, schemas: list[dict]) -> dict[
             if state.model_calls >= state.agent.max_steps:  # no call left for the next model
                 raise MaxStepsExceeded(
                     f"no final answer after max_steps={state.agent.max_steps} model calls (failovers count); "
-                    f"the last, to {spec.name}, failed with {error}. Raise max_steps", run_id=state.ctx.run_id) from exc
-            state.log.emit(Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name,
-                           error=error)
+                    f"the last, to {spec.name}, failed with {error}. Raise max_steps",
+                    run_id=state.ctx.run_id,
+                ) from exc
+            state.log.emit(
+                Failover, step=step, turn=turn, from_model=spec.name, to_model=models[attempt + 1].name, error=error
+            )
             await asyncio.sleep(tier.backoff_s * 2**attempt)
             continue
         state.open_steps.pop(step, None)
         state.log.end_text(step)
         state.log.emit(
-            ModelCallFinished, step=step, turn=turn, model=done.model, message=done.message,
-            usage=done.usage, latency_s=done.latency_s, finish_reason=done.finish_reason, cached=done.cached,
+            ModelCallFinished,
+            step=step,
+            turn=turn,
+            model=done.model,
+            message=done.message,
+            usage=done.usage,
+            latency_s=done.latency_s,
+            finish_reason=done.finish_reason,
+            cached=done.cached,
         )
-        await state.hooks.after_model_call(state.ctx, ModelResponse(
-            step=step, turn=turn, model=done.model, message=done.message, usage=done.usage,
-            finish_reason=done.finish_reason))
+        await state.hooks.after_model_call(
+            state.ctx,
+            ModelResponse(
+                step=step,
+                turn=turn,
+                model=done.model,
+                message=done.message,
+                usage=done.usage,
+                finish_reason=done.finish_reason,
+            ),
+        )
         return done.message
     if len(failures) == 1:
         raise failures[0][2]
     chain = "; ".join(f"{model} → {err.type}" for model, err, _ in failures)
     last = failures[-1][1]
-    raise ModelCallError(f"every model of tier {tier.name!r} failed: {chain}. Last: {last.message}",
-                         error_type=last.type, provider=last.provider, status_code=last.status_code,
-                         run_id=state.ctx.run_id)
+    raise ModelCallError(
+        f"every model of tier {tier.name!r} failed: {chain}. Last: {last.message}",
+        error_type=last.type,
+        provider=last.provider,
+        status_code=last.status_code,
+        run_id=state.ctx.run_id,
+    )
 
 
 async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str, Any]) -> str:
@@ -476,12 +546,25 @@ async def _tool_step(state: LoopState, turn: int, step: int, tool_call: dict[str
     text, truncated = _cap(text, state.agent.max_tool_output_chars)
     state.open_steps.pop(step, None)
     state.log.emit(
-        ToolCallFinished, step=step, turn=turn, call_id=call_id, name=name, result=text,
-        error=error, duration_s=time.perf_counter() - started, truncated=truncated,
+        ToolCallFinished,
+        step=step,
+        turn=turn,
+        call_id=call_id,
+        name=name,
+        result=text,
+        error=error,
+        duration_s=time.perf_counter() - started,
+        truncated=truncated,
     )
     call = open_step.request or ToolCallRequest(
-        run_id=state.log.identity.run_id, agent=state.log.identity.agent, step=step, call_id=call_id,
-        name=name, arguments={}, raw_arguments=raw)
+        run_id=state.log.identity.run_id,
+        agent=state.log.identity.agent,
+        step=step,
+        call_id=call_id,
+        name=name,
+        arguments={},
+        raw_arguments=raw,
+    )
     await state.hooks.after_tool_call(state.ctx, call, ToolResult(text, error, truncated))
     return text
 
@@ -493,8 +576,14 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     arguments = tool.parse_arguments(raw)
     identity = state.log.identity
     request = ToolCallRequest(
-        run_id=identity.run_id, agent=identity.agent, step=step, call_id=call_id,
-        name=name, arguments=arguments, raw_arguments=raw, default_permission=tool.permission,
+        run_id=identity.run_id,
+        agent=identity.agent,
+        step=step,
+        call_id=call_id,
+        name=name,
+        arguments=arguments,
+        raw_arguments=raw,
+        default_permission=tool.permission,
     )
     if (open_step := state.open_steps.get(step)) is not None:
         open_step.request = request
@@ -502,10 +591,14 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     verdict = await state.hooks.before_tool_call(state.ctx, request)
     decision, by = verdict.action, verdict.by
     if verdict.action == "ask":
-        decision, by = await state.approvals.ask(request, verdict, announce=lambda: state.log.emit(
-            ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule))
-    state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name,
-                   decision=decision, rule=verdict.rule, by=by)
+        decision, by = await state.approvals.ask(
+            request,
+            verdict,
+            announce=lambda: state.log.emit(
+                ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule
+            ),
+        )
+    state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name, decision=decision, rule=verdict.rule, by=by)
     if decision != "allow":
         raise ToolDenied(f"the call to {name} was denied ({verdict.rule}; {by}); do not retry it")
     return tool_output_text(await tool.invoke(arguments, ctx=state.ctx))

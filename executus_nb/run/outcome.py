@@ -28,8 +28,11 @@ def ending(exc: BaseException) -> tuple[RunStatus, ErrorInfo]:
     if isinstance(exc, StopRun):  # a hook ended the run on purpose; a subclass names itself
         return exc.status, ErrorInfo(type=type(exc).__name__, message=exc.reason)
     if isinstance(exc, RunError):
-        return RunStatus(exc.status), ErrorInfo(type=exc.error_type, message=str(exc),
-                                                provider=getattr(exc, "provider", None),
-                                                status_code=getattr(exc, "status_code", None))
+        return RunStatus(exc.status), ErrorInfo(
+            type=exc.error_type,
+            message=str(exc),
+            provider=getattr(exc, "provider", None),
+            status_code=getattr(exc, "status_code", None),
+        )
     message = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "")
     return RunStatus.FAILED, ErrorInfo(type=type(exc).__name__, message=message)

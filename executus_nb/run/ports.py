@@ -35,8 +35,20 @@ from executus_nb.types.gate import Action, Decision, GateVerdict, ToolCallReques
 from executus_nb.types.result import RunResult
 
 __all__ = [
-    "Action", "Audit", "BudgetGuard", "Checkpointer", "Critic", "Decision", "Delivery", "EventSink", "GateVerdict",
-    "PaletteSource", "Ports", "ToolCallRequest", "ToolGate", "default_gate",
+    "Action",
+    "Audit",
+    "BudgetGuard",
+    "Checkpointer",
+    "Critic",
+    "Decision",
+    "Delivery",
+    "EventSink",
+    "GateVerdict",
+    "PaletteSource",
+    "Ports",
+    "ToolCallRequest",
+    "ToolGate",
+    "default_gate",
 ]
 
 
@@ -160,8 +172,14 @@ class NoBudget:
 
 NO_BUDGET = NoBudget()
 
-_NEEDS = {"gate": "decide", "audit": "record", "critic": "review", "checkpointer": "save", "palette": "offer",
-          "delivery": "deliver"}
+_NEEDS = {
+    "gate": "decide",
+    "audit": "record",
+    "critic": "review",
+    "checkpointer": "save",
+    "palette": "offer",
+    "delivery": "deliver",
+}
 
 
 @dataclass
@@ -185,8 +203,10 @@ class Ports:
         for slot, method in _NEEDS.items():
             port = getattr(self, slot)
             if isinstance(port, type) or not callable(getattr(port, method, None)):
-                raise ConfigError(f"Ports({slot}=...) needs an object with a {method}() method, "
-                                  f"got {port!r} (see executus_nb.run.ports.{type(self).__name__})")
+                raise ConfigError(
+                    f"Ports({slot}=...) needs an object with a {method}() method, "
+                    f"got {port!r} (see executus_nb.run.ports.{type(self).__name__})"
+                )
         for sink in self.sinks:
             if not isinstance(sink, EventSink):
                 raise ConfigError(f"sinks: {sink!r} has no on_event(event) method")
@@ -195,10 +215,17 @@ class Ports:
         """The hooks of one run in the documented order: the observing slots, ``hooks`` (the executor's,
         the agent's, the run's), then the critic, the delivery, the ``budget`` and the gate."""
         self.check()
-        first = [_palette(self.palette), _bound(self.audit, "record", "after_tool_call"),
-                 _checkpoints(self.checkpointer)]
-        last = [_bound(self.critic, "review", "on_final"), _bound(self.delivery, "deliver", "after_run"),
-                None if _is_noop(budget, "before_model_call") else budget, _gate(self.gate)]
+        first = [
+            _palette(self.palette),
+            _bound(self.audit, "record", "after_tool_call"),
+            _checkpoints(self.checkpointer),
+        ]
+        last = [
+            _bound(self.critic, "review", "on_final"),
+            _bound(self.delivery, "deliver", "after_run"),
+            None if _is_noop(budget, "before_model_call") else budget,
+            _gate(self.gate),
+        ]
         return tuple(h for h in (*first, *hooks, *last) if h is not None)
 
 
@@ -242,8 +269,11 @@ def _checkpoints(checkpointer: Checkpointer) -> _Slot | None:
     async def after_run(ctx: RunContext, result: RunResult) -> None:
         await _settled(checkpointer.save(ctx))
 
-    return _Slot(checkpointer, before_model_call=_named(before_model_call, checkpointer, "save"),
-                 after_run=_named(after_run, checkpointer, "save"))
+    return _Slot(
+        checkpointer,
+        before_model_call=_named(before_model_call, checkpointer, "save"),
+        after_run=_named(after_run, checkpointer, "save"),
+    )
 
 
 def _palette(palette: PaletteSource) -> _Slot | None:
@@ -253,8 +283,9 @@ def _palette(palette: PaletteSource) -> _Slot | None:
     async def before_model_call(ctx: RunContext, request: ModelRequest) -> None:
         offered = await _settled(palette.offer(ctx, list(request.tools)))
         if not isinstance(offered, (list, tuple)) or not all(isinstance(t, dict) and _tool_name(t) for t in offered):
-            raise ConfigError(f"offer() must return a list of tool schemas (dicts with a function name), "
-                              f"got {type(offered).__name__}")
+            raise ConfigError(
+                f"offer() must return a list of tool schemas (dicts with a function name), got {type(offered).__name__}"
+            )
         request.tools = list(offered)
 
     return _Slot(palette, before_model_call=_named(before_model_call, palette, "offer"))

@@ -143,7 +143,8 @@ class OTelSink:
         if ev.tools:
             attrs["executus.tools"] = list(ev.tools)
         self._runs[ev.run_id] = self.tracer.start_span(
-            f"invoke_agent {ev.agent}", kind=SpanKind.INTERNAL, attributes=attrs, start_time=_ns(ev.ts))
+            f"invoke_agent {ev.agent}", kind=SpanKind.INTERNAL, attributes=attrs, start_time=_ns(ev.ts)
+        )
 
     def _run_finished(self, ev: RunFinished) -> None:
         end = _ns(ev.ts)
@@ -154,12 +155,14 @@ class OTelSink:
         span = self._runs.pop(ev.run_id, None)
         if span is None:
             return
-        span.set_attributes({
-            "executus.status": ev.status.value,
-            "executus.steps": ev.steps,
-            "gen_ai.usage.input_tokens": ev.usage.prompt_tokens,
-            "gen_ai.usage.output_tokens": ev.usage.completion_tokens,
-        })
+        span.set_attributes(
+            {
+                "executus.status": ev.status.value,
+                "executus.steps": ev.steps,
+                "gen_ai.usage.input_tokens": ev.usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": ev.usage.completion_tokens,
+            }
+        )
         if not math.isnan(ev.usage.cost_usd):
             span.set_attribute("executus.cost_usd", ev.usage.cost_usd)
         if ev.status != RunStatus.SUCCEEDED:
@@ -176,26 +179,37 @@ class OTelSink:
         return span
 
     def _model_started(self, ev: ModelCallStarted) -> None:
-        self._child(ev, f"chat {ev.model}", SpanKind.CLIENT,
-                    {"gen_ai.operation.name": "chat", **_model_attributes(ev.model)}, ev.ts)
+        self._child(
+            ev,
+            f"chat {ev.model}",
+            SpanKind.CLIENT,
+            {"gen_ai.operation.name": "chat", **_model_attributes(ev.model)},
+            ev.ts,
+        )
 
     def _model_finished(self, ev: ModelCallFinished) -> None:
         span = self._steps.pop((ev.run_id, ev.step), None)
         if span is None:  # the start was not seen: rebuild it from the latency
-            span = self._child(ev, f"chat {ev.model}", SpanKind.CLIENT,
-                               {"gen_ai.operation.name": "chat", **_model_attributes(ev.model)},
-                               ev.ts - timedelta(seconds=ev.latency_s))
+            span = self._child(
+                ev,
+                f"chat {ev.model}",
+                SpanKind.CLIENT,
+                {"gen_ai.operation.name": "chat", **_model_attributes(ev.model)},
+                ev.ts - timedelta(seconds=ev.latency_s),
+            )
             self._steps.pop((ev.run_id, ev.step))
         if ev.error is not None:
             _fail(span, ev.error, "ModelCallError")
             span.end(end_time=_ns(ev.ts))
             return
-        span.set_attributes({
-            "gen_ai.response.model": ev.model,
-            "gen_ai.usage.input_tokens": ev.usage.prompt_tokens,
-            "gen_ai.usage.output_tokens": ev.usage.completion_tokens,
-            "executus.cached": ev.cached,
-        })
+        span.set_attributes(
+            {
+                "gen_ai.response.model": ev.model,
+                "gen_ai.usage.input_tokens": ev.usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": ev.usage.completion_tokens,
+                "executus.cached": ev.cached,
+            }
+        )
         if ev.finish_reason:
             span.set_attribute("gen_ai.response.finish_reasons", [ev.finish_reason])
         if not math.isnan(ev.usage.cost_usd):
@@ -203,8 +217,12 @@ class OTelSink:
         span.end(end_time=_ns(ev.ts))
 
     def _tool_attributes(self, ev: ToolCallStarted | ToolCallFinished) -> dict[str, Any]:
-        return {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": ev.name,
-                "gen_ai.tool.call.id": ev.call_id, "gen_ai.tool.type": "function"}
+        return {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": ev.name,
+            "gen_ai.tool.call.id": ev.call_id,
+            "gen_ai.tool.type": "function",
+        }
 
     def _tool_started(self, ev: ToolCallStarted) -> None:
         attrs = self._tool_attributes(ev)
@@ -215,8 +233,13 @@ class OTelSink:
     def _tool_finished(self, ev: ToolCallFinished) -> None:
         span = self._steps.pop((ev.run_id, ev.step), None)
         if span is None:  # the start was not seen: rebuild it from the duration
-            span = self._child(ev, f"execute_tool {ev.name}", SpanKind.INTERNAL, self._tool_attributes(ev),
-                               ev.ts - timedelta(seconds=ev.duration_s))
+            span = self._child(
+                ev,
+                f"execute_tool {ev.name}",
+                SpanKind.INTERNAL,
+                self._tool_attributes(ev),
+                ev.ts - timedelta(seconds=ev.duration_s),
+            )
             self._steps.pop((ev.run_id, ev.step))
         if self.capture_content:
             span.set_attribute("gen_ai.tool.call.result", ev.result)

@@ -25,8 +25,21 @@ DEFAULT_TIMEOUT_S = 60.0
 
 _SECTION = re.compile(r"^(\w+(?: \w+)?):\s*$")
 _ARG_SECTIONS = ("Args", "Arguments")
-_SECTIONS = _ARG_SECTIONS + ("Returns", "Return", "Yields", "Raises", "Example", "Examples", "Note", "Notes",
-                             "See Also", "Warning", "Warnings", "Attributes", "Todo")
+_SECTIONS = _ARG_SECTIONS + (
+    "Returns",
+    "Return",
+    "Yields",
+    "Raises",
+    "Example",
+    "Examples",
+    "Note",
+    "Notes",
+    "See Also",
+    "Warning",
+    "Warnings",
+    "Attributes",
+    "Todo",
+)
 _ARG_LINE = re.compile(r"^(\s+)(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
 
 
@@ -68,8 +81,15 @@ def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
 class Tool:
     """A callable the model may invoke: name, description, argument model and timeout."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-                 timeout_s: float | None = DEFAULT_TIMEOUT_S, permission: Permission | None = None):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        permission: Permission | None = None,
+    ):
         if permission not in (None, "allow", "ask", "deny"):
             raise ToolRegistrationError(f"permission must be 'allow', 'ask' or 'deny', not {permission!r}")
         self.fn = fn
@@ -100,8 +120,10 @@ class Tool:
             annotation = hints.get(param.name, Any)
             if isinstance(annotation, type) and issubclass(annotation, RunContext):
                 if index != 0 or param.kind is param.KEYWORD_ONLY:
-                    raise ToolRegistrationError(f"tool {self.name!r}: a RunContext parameter must come first "
-                                                f"(def {fn.__name__}(ctx: RunContext, ...))")
+                    raise ToolRegistrationError(
+                        f"tool {self.name!r}: a RunContext parameter must come first "
+                        f"(def {fn.__name__}(ctx: RunContext, ...))"
+                    )
                 self.ctx_param = param.name  # never in the schema: the model neither sees nor sends it
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
@@ -117,7 +139,10 @@ class Tool:
         params.pop("title", None)
         for prop in params.get("properties", {}).values():
             prop.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": params}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
 
     def parse_arguments(self, raw: str) -> dict[str, Any]:
         """Parse and validate the model's JSON arguments; raise ``ToolArgumentsError`` saying what is wrong."""
@@ -157,7 +182,8 @@ class Tool:
                 raise ToolTimeoutError(
                     f"{self.name} timed out after {self.timeout_s:g} s; its thread is still running "
                     f"({stuck.stuck_tool_calls()} stuck tool call(s) in this process: "
-                    "executus_nb.tool.stuck_tool_calls())") from None
+                    "executus_nb.tool.stuck_tool_calls())"
+                ) from None
             raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
         finally:
             call.abandon()  # no-op once it is done; on cancel, frees its thread slot
@@ -176,7 +202,8 @@ class Tool:
             raise ToolTimeoutError(f"{self.name} timed out after {self.timeout_s:g} s") from None
         raise ToolTimeoutError(
             f"{self.name} timed out after {self.timeout_s:g} s and ignored cancellation; it was left running "
-            f"({stuck.stuck_tool_calls()} stuck tool call(s) in this process: executus_nb.tool.stuck_tool_calls())")
+            f"({stuck.stuck_tool_calls()} stuck tool call(s) in this process: executus_nb.tool.stuck_tool_calls())"
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -188,12 +215,24 @@ class Tool:
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-         permission: Permission | None = None) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    permission: Permission | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
-def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None,
-         timeout_s: float | None = DEFAULT_TIMEOUT_S, permission: Permission | None = None) -> Any:
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    permission: Permission | None = None,
+) -> Any:
     """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…, permission="ask")``.
 
     The schema comes from the type hints and the docstring (summary and ``Args:``).

@@ -120,7 +120,8 @@ def _redirect_target(checked: CheckedURL, location: str) -> httpx.URL:
         raise SSRFBlocked(shown, f"{source!r} redirected to a URL that cannot be read: {exc.reason}") from None
     if relative.scheme not in ("", "http", "https"):  # checked before join: httpx cannot join data: and the like
         raise SSRFBlocked(
-            shown, f"{source!r} redirected to a {relative.scheme!r} URL; that scheme is not http or https, "
+            shown,
+            f"{source!r} redirected to a {relative.scheme!r} URL; that scheme is not http or https, "
             "so it was not followed",
         )
     try:

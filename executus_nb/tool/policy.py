@@ -107,9 +107,16 @@ class Policy:
     alike.  An unanswered ask is denied after ``ask_timeout_s``.
     """
 
-    def __init__(self, rules: list[Rule] | None = None, *, default: Action = "allow",
-                 on_ask: OnAsk | None = None, ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S,
-                 approver: Approver = "auto", **unknown: Any):
+    def __init__(
+        self,
+        rules: list[Rule] | None = None,
+        *,
+        default: Action = "allow",
+        on_ask: OnAsk | None = None,
+        ask_timeout_s: float = DEFAULT_ASK_TIMEOUT_S,
+        approver: Approver = "auto",
+        **unknown: Any,
+    ):
         for key in unknown:
             raise unknown_option(key, ("rules", "default", "on_ask", "ask_timeout_s", "approver"), "Policy()")
         if default not in ("allow", "ask", "deny"):
@@ -151,9 +158,12 @@ class Policy:
         for key in data:
             if key not in _POLICY_KEYS:
                 raise unknown_option(key, _POLICY_KEYS, "policy")
-        policy = cls(default=data.get("default", "allow"), on_ask=on_ask,
-                     ask_timeout_s=float(data.get("ask_timeout_s", DEFAULT_ASK_TIMEOUT_S)),
-                     approver=data.get("approver", "auto"))
+        policy = cls(
+            default=data.get("default", "allow"),
+            on_ask=on_ask,
+            ask_timeout_s=float(data.get("ask_timeout_s", DEFAULT_ASK_TIMEOUT_S)),
+            approver=data.get("approver", "auto"),
+        )
         for i, rule in enumerate(data.get("rules", [])):
             if not isinstance(rule, Mapping) or "action" not in rule:
                 raise ConfigError(f"policy rule {i + 1} needs an 'action' (allow, ask or deny): {rule!r}")
@@ -199,8 +209,9 @@ class Policy:
     async def decide(self, request: ToolCallRequest) -> GateVerdict:
         """The gate: allow or deny now, or ask (the loop then waits for an answer)."""
         action, rule = self.evaluate(request)
-        return GateVerdict(action, rule=rule, by="policy", on_ask=self.on_ask, timeout_s=self.ask_timeout_s,
-                           approver=self.approver)
+        return GateVerdict(
+            action, rule=rule, by="policy", on_ask=self.on_ask, timeout_s=self.ask_timeout_s, approver=self.approver
+        )
 
     def __repr__(self) -> str:
         return f"Policy(rules={[r.label for r in self.rules]}, default={self.default!r})"

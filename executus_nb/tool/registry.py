@@ -33,8 +33,7 @@ class ToolRegistry:
         old = self._tools.get(t.name)
         if old is not None and not replace and _origin(old) != _origin(t):
             raise ToolRegistrationError(
-                f"a tool named {t.name!r} is already registered ({_origin(old)}); "
-                "rename one, or pass replace=True"
+                f"a tool named {t.name!r} is already registered ({_origin(old)}); rename one, or pass replace=True"
             )
         self._tools[t.name] = t
         return t
@@ -63,9 +62,11 @@ def _unknown_name(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" — did you mean {close[0]!r}?" if close else " (none registered)" if not known else ""
     end = " " if hint.endswith("?") else ". "
-    return (f"no tool named {name!r} is registered; known: {known}{hint}{end}Tool names come from "
-            "Executor(tools=[...]) (then executus_nb.tool.default_registry): register the @tool function "
-            f"there, or pass the function itself instead of its name: Agent(tools=[{name}])")
+    return (
+        f"no tool named {name!r} is registered; known: {known}{hint}{end}Tool names come from "
+        "Executor(tools=[...]) (then executus_nb.tool.default_registry): register the @tool function "
+        f"there, or pass the function itself instead of its name: Agent(tools=[{name}])"
+    )
 
 
 def resolve_tools(selection: Iterable[Tool | Callable[..., Any] | str], *registries: ToolRegistry) -> dict[str, Tool]:

@@ -41,8 +41,10 @@ def thread_stuck(what: str) -> int:
     with _lock:
         _threads += 1
     total = stuck_tool_calls()
-    _warn(f"{what} is still running in its thread after its caller stopped waiting; {total} stuck tool "
-          "call(s) in this process (executus_nb.tool.stuck_tool_calls())")
+    _warn(
+        f"{what} is still running in its thread after its caller stopped waiting; {total} stuck tool "
+        "call(s) in this process (executus_nb.tool.stuck_tool_calls())"
+    )
     return total
 
 
@@ -59,8 +61,10 @@ def let_go(task: asyncio.Future, what: str) -> int:
         _tasks.add(task)
     task.add_done_callback(_forget)
     total = stuck_tool_calls()
-    _warn(f"{what} ignored cancellation and was left running in the background; {total} stuck tool call(s) "
-          "in this process (executus_nb.tool.stuck_tool_calls())")
+    _warn(
+        f"{what} ignored cancellation and was left running in the background; {total} stuck tool call(s) "
+        "in this process (executus_nb.tool.stuck_tool_calls())"
+    )
     return total
 
 

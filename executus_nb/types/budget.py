@@ -29,14 +29,19 @@ class Budget(BaseModel):
     max_usd: float | None = Field(default=None, ge=0)
     max_runtime_s: float | None = Field(default=None, ge=0)
 
-    def __init__(self, max_steps: int | None = None, max_tokens: int | None = None,
-                 max_usd: float | None = None, max_runtime_s: float | None = None, **unknown: Any) -> None:
+    def __init__(
+        self,
+        max_steps: int | None = None,
+        max_tokens: int | None = None,
+        max_usd: float | None = None,
+        max_runtime_s: float | None = None,
+        **unknown: Any,
+    ) -> None:
         for key in unknown:  # a typo (max_step=) names the closest limit, as every other configuration does
             raise unknown_option(key, BUDGET_LIMITS, "Budget()")
         # Raised outside the handler, as Agent does: a ConfigError of the package's tree, naming each field.
         try:
-            super().__init__(max_steps=max_steps, max_tokens=max_tokens, max_usd=max_usd,
-                             max_runtime_s=max_runtime_s)
+            super().__init__(max_steps=max_steps, max_tokens=max_tokens, max_usd=max_usd, max_runtime_s=max_runtime_s)
             return
         except ValidationError as exc:
             error = config_error(exc, "Budget", BUDGET_LIMITS)
@@ -54,5 +59,7 @@ def as_budget(value: object, where: str) -> Budget | None:
         return value
     if isinstance(value, dict):
         return Budget(**value)  # a misspelt limit is an UnknownOptionError naming the closest one
-    raise ConfigError(f"{where} must be a Budget(max_steps=..., max_tokens=..., max_usd=..., max_runtime_s=...), "
-                      f"not {type(value).__name__}")
+    raise ConfigError(
+        f"{where} must be a Budget(max_steps=..., max_tokens=..., max_usd=..., max_runtime_s=...), "
+        f"not {type(value).__name__}"
+    )

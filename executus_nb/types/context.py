@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from executus_nb.types.identity import RunIdentity
 from executus_nb.types.fold import RunFold
+from executus_nb.types.identity import RunIdentity
 from executus_nb.types.usage import Usage
 
 if TYPE_CHECKING:
@@ -19,8 +19,15 @@ if TYPE_CHECKING:
 __all__ = ["HOOK_POINTS", "ModelRequest", "ModelResponse", "RunContext", "RunIdentity", "ToolResult", "hook_problem"]
 
 
-HOOK_POINTS = ("before_run", "before_model_call", "after_model_call", "before_tool_call", "after_tool_call",
-               "on_final", "after_run")
+HOOK_POINTS = (
+    "before_run",
+    "before_model_call",
+    "after_model_call",
+    "before_tool_call",
+    "after_tool_call",
+    "on_final",
+    "after_run",
+)
 
 
 def hook_problem(hook: Any) -> str | None:
@@ -63,7 +70,7 @@ class RunContext:
         if self._fold is None:
             self._fold = RunFold()
         events = self.events
-        for ev in events[self._folded:len(events)]:
+        for ev in events[self._folded : len(events)]:
             self._fold.add(ev)
         self._folded = len(events)
         return self._fold.usage

@@ -41,7 +41,7 @@ class ErrorInfo(BaseModel):
         """The type is a field of its own: the message never repeats it ("X: X: …" reads as two errors)."""
         kind = info.data.get("type")
         while kind and message.startswith(f"{kind}:"):
-            message = message[len(kind) + 1:].lstrip()
+            message = message[len(kind) + 1 :].lstrip()
         return message
 
     def __str__(self) -> str:

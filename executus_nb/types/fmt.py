@@ -62,7 +62,7 @@ def clip(text: str, limit: int = DETAIL_CHARS) -> str:
 
 def clip_end(text: str, limit: int) -> str:
     """At most the last ``limit`` characters of ``text`` (an error's point is at its end)."""
-    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
 
 
 def esc(text: str, limit: int | None = None, *, multiline: bool = True) -> str:

@@ -39,7 +39,13 @@ from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
 MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped
-MARKER_EVENTS: tuple[type[BaseModel], ...] = (Failover, MessagesRewritten, RevisionRequested, OutputRejected, BudgetStopped)
+MARKER_EVENTS: tuple[type[BaseModel], ...] = (
+    Failover,
+    MessagesRewritten,
+    RevisionRequested,
+    OutputRejected,
+    BudgetStopped,
+)
 MARKER_KINDS: tuple[str, ...] = tuple(t.model_fields["kind"].default for t in MARKER_EVENTS)
 
 
@@ -182,9 +188,17 @@ class RunFold:
         return item
 
     def _tool_started(self, ev: ToolCallStarted) -> ToolCallItem:
-        return self._place(ToolCallItem(step=ev.step, turn=ev.turn, call_id=ev.call_id, name=ev.name,
-                                        arguments=ev.arguments, started_at=ev.ts,
-                                        provider_call_id=ev.provider_call_id))
+        return self._place(
+            ToolCallItem(
+                step=ev.step,
+                turn=ev.turn,
+                call_id=ev.call_id,
+                name=ev.name,
+                arguments=ev.arguments,
+                started_at=ev.ts,
+                provider_call_id=ev.provider_call_id,
+            )
+        )
 
     def _tool_finished(self, ev: ToolCallFinished) -> ToolCallItem | None:
         self._sent.append({"role": "tool", "tool_call_id": ev.call_id, "content": ev.result})
@@ -275,8 +289,12 @@ class RunFold:
         Empty when the run has no budget.
         """
         left: dict[str, float] = {}
-        spent = {"max_steps": self.model_calls, "max_tokens": self.usage.total_tokens,
-                 "max_usd": self.usage.cost_usd, "max_runtime_s": self.elapsed_s(now)}
+        spent = {
+            "max_steps": self.model_calls,
+            "max_tokens": self.usage.total_tokens,
+            "max_usd": self.usage.cost_usd,
+            "max_runtime_s": self.elapsed_s(now),
+        }
         for name, start in self.budget_start.items():
             value = start - spent.get(name, 0.0)
             left[name] = value if math.isnan(value) else max(0.0, value)  # an unknown price stays unknown

@@ -45,19 +45,47 @@ class Step(BaseModel):
 
 
 def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
-    error = {"error_type": item.error.type if item.error else None,
-             "error_message": item.error.message if item.error else None}
+    error = {
+        "error_type": item.error.type if item.error else None,
+        "error_message": item.error.message if item.error else None,
+    }
     if isinstance(item, ModelCallItem):
         usage = item.usage
-        return Step(run_id=run.run_id, agent=run.agent, step=item.step, turn=item.turn, kind="model",
-                    name=item.model, started_at=item.started_at, finished_at=item.finished_at,
-                    duration_s=item.latency_s, ok=item.ok, prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens,
-                    cost_usd=usage.cost_usd, cached=item.cached, **error)
-    return Step(run_id=run.run_id, agent=run.agent, step=item.step, turn=item.turn, kind="tool", name=item.name,
-                call_id=item.call_id, provider_call_id=item.provider_call_id, started_at=item.started_at,
-                finished_at=item.finished_at, duration_s=item.duration_s, ok=item.ok, arguments=item.arguments,
-                result=item.result, **error)
+        return Step(
+            run_id=run.run_id,
+            agent=run.agent,
+            step=item.step,
+            turn=item.turn,
+            kind="model",
+            name=item.model,
+            started_at=item.started_at,
+            finished_at=item.finished_at,
+            duration_s=item.latency_s,
+            ok=item.ok,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cost_usd=usage.cost_usd,
+            cached=item.cached,
+            **error,
+        )
+    return Step(
+        run_id=run.run_id,
+        agent=run.agent,
+        step=item.step,
+        turn=item.turn,
+        kind="tool",
+        name=item.name,
+        call_id=item.call_id,
+        provider_call_id=item.provider_call_id,
+        started_at=item.started_at,
+        finished_at=item.finished_at,
+        duration_s=item.duration_s,
+        ok=item.ok,
+        arguments=item.arguments,
+        result=item.result,
+        **error,
+    )
 
 
 def steps_of(run: RunFold) -> list[Step]:
@@ -133,8 +161,14 @@ class RunResult(BaseModel):
         if self.ok:
             return self
         error = self.error or ErrorInfo(type="RunError", message=f"the run ended {self.status.value}")
-        raise run_error(self.status.value, error.type, error.message, run_id=self.run_id, provider=error.provider,
-                        status_code=error.status_code)
+        raise run_error(
+            self.status.value,
+            error.type,
+            error.message,
+            run_id=self.run_id,
+            provider=error.provider,
+            status_code=error.status_code,
+        )
 
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> RunResult:
@@ -147,9 +181,18 @@ class RunResult(BaseModel):
         if run.started_at is None or run.finished_at is None or run.prompt is None:
             raise ValueError("a RunResult needs a finished run's log (RunStarted … RunFinished)")
         return cls(
-            run_id=run.run_id, agent=run.agent, model=run.model, models=run.models_tried, status=run.status,
-            output=run.output, steps=steps_of(run), usage=run.usage, error=run.error,
-            started_at=run.started_at, finished_at=run.finished_at, budget=run.budget,
+            run_id=run.run_id,
+            agent=run.agent,
+            model=run.model,
+            models=run.models_tried,
+            status=run.status,
+            output=run.output,
+            steps=steps_of(run),
+            usage=run.usage,
+            error=run.error,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            budget=run.budget,
         )
 
     def __repr__(self) -> str:

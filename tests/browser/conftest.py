@@ -37,8 +37,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = REPO_ROOT / "build"
 READY_TIMEOUT_S = 60.0
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -78,8 +84,7 @@ class Lab:
         import nbformat
 
         nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                     "language": "python"}
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
         nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
         path = self.root / name
         nbformat.write(nb, path)
@@ -121,30 +126,43 @@ def _kill_leftover_kernels(runtime_dir: Path) -> None:
 def lab() -> Iterator[Lab]:
     tmp = Path(tempfile.mkdtemp(prefix="executus-lab-"))
     root, config, data, runtime, settings, workspaces, ipython = (
-        tmp / d for d in ("root", "config", "data", "runtime", "settings", "workspaces", "ipython"))
+        tmp / d for d in ("root", "config", "data", "runtime", "settings", "workspaces", "ipython")
+    )
     for d in (root, config, data, runtime, settings, workspaces, ipython):
         d.mkdir()
     (config / "labconfig").mkdir()
-    (config / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     port = _free_port()
     env = dict(os.environ)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_DATA_DIR": str(data),
-        "JUPYTER_RUNTIME_DIR": str(runtime),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings),
-        "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
-        "IPYTHONDIR": str(ipython),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    })
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(config),
+            "JUPYTER_DATA_DIR": str(data),
+            "JUPYTER_RUNTIME_DIR": str(runtime),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            "JUPYTERLAB_WORKSPACES_DIR": str(workspaces),
+            "IPYTHONDIR": str(ipython),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
+    )
     env.pop("JUPYTER_TOKEN", None)
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        "--ip", "127.0.0.1", "--port", str(port), "--port-retries=0",
-        "--IdentityProvider.token=", "--ServerApp.password=",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--port-retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
         f"--ServerApp.root_dir={root}",
         "--ServerApp.disable_check_xsrf=True",  # lets the fixture DELETE kernels over REST
         f"--LabApp.workspaces_dir={workspaces}",
@@ -155,8 +173,15 @@ def lab() -> Iterator[Lab]:
     log_path = tmp / "lab.log"
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     lab = Lab(url=url, root=root, runtime_dir=runtime, log_path=log_path)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -198,8 +223,12 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900})
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             yield context
         finally:

@@ -30,8 +30,9 @@ import pytest
 
 from tests.browser.conftest import CHROMIUM, page_log
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is absent (`make chromium` installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (`make chromium` installs it)"
+)
 
 RUNVIEW = ".jp-OutputArea-output .executus-runview"  # the live widget or, once final, the static HTML
 LIVE_RUNVIEW = ".jp-OutputArea-output > .widget-vbox.executus-runview"
@@ -50,17 +51,17 @@ def add(a: int, b: int) -> int:
 
 ex = Executor()'''
 
-CALC = '''\
+CALC = """\
 model = sim.scripted([sim.call("add", a=2, b=3), sim.reply("2 + 3 = 5")])
 agent = Agent(name="calc", tools=[add], model=model)
 run = ex.run(agent, "What is 2 + 3?")
-run'''
+run"""
 
-LONG = '''\
+LONG = """\
 slow = sim.function(lambda messages, tools: sim.call("add", a=1, b=1), latency_s=0.5)
 slow_agent = Agent(name="slow", tools=[add], model=slow, max_steps=40)
 run = ex.run(slow_agent, "Keep adding.")
-run'''
+run"""
 
 # An awaiting cell that holds the kernel until the run has finished, then 5 s more (120 s at most):
 # a fixed sleep could end before the first run's set-up is over on a loaded machine.
@@ -126,8 +127,10 @@ def test_runview_renders_and_succeeds(page, notebooks, build_dir):
         expect(view).to_have_class(has_class("executus-status-succeeded"), timeout=RUN_TIMEOUT_MS)
     except AssertionError as exc:
         page.screenshot(path=str(build_dir / "runview_failure.png"))
-        raise AssertionError(f"{exc}\n--- page history ---\n{history(page)}\n--- view ---\n"
-                             f"{page.locator('.jp-Notebook').first.inner_text()}") from None
+        raise AssertionError(
+            f"{exc}\n--- page history ---\n{history(page)}\n--- view ---\n"
+            f"{page.locator('.jp-Notebook').first.inner_text()}"
+        ) from None
     print(f"run all -> succeeded in {time.monotonic() - t0:.1f} s; live widget statuses {live_statuses(page)}")
     expect(view).to_have_count(1)
     assert "running" in live_statuses(page), f"the live widget never showed running:\n{history(page)}"
@@ -145,7 +148,9 @@ def test_runview_renders_and_succeeds(page, notebooks, build_dir):
     expect(details).to_be_visible(timeout=5_000)
     expect(details).to_contain_text("5")
     # the kernel is the venv's interpreter (the one running these tests)
-    expect(page.locator(".jp-OutputArea-output").first).to_have_text(re.compile(rf"^\s*{re.escape(sys.executable)}\s*$"))
+    expect(page.locator(".jp-OutputArea-output").first).to_have_text(
+        re.compile(rf"^\s*{re.escape(sys.executable)}\s*$")
+    )
     page.screenshot(path=str(build_dir / "runview.png"))
 
 
@@ -211,8 +216,9 @@ def prompt(page, index: int):
     return page.locator(".jp-CodeCell").nth(index).locator(".jp-InputPrompt")
 
 
-def _start_long_run_and_cancel(page, build_dir: Path, screenshot: str, *, busy: bool,
-                               live_screenshot: str | None = None) -> None:
+def _start_long_run_and_cancel(
+    page, build_dir: Path, screenshot: str, *, busy: bool, live_screenshot: str | None = None
+) -> None:
     """Run all cells, wait for the long run to be running with a finished step, click Cancel, expect cancelled fast.
 
     Kernel busyness is read from the cell prompts, not the status bar: with
@@ -248,9 +254,11 @@ def _start_long_run_and_cancel(page, build_dir: Path, screenshot: str, *, busy: 
         cancel.click()
         expect(view).to_have_class(has_class("executus-status-cancelled"), timeout=CANCEL_WITHIN_MS)
         elapsed = click_to_effect_s(page)
-        print(f"cancel click -> cancelled in {elapsed:.2f} s after the click reached the page "
-              f"({time.monotonic() - t0:.2f} s after Playwright began to click; busy={busy}, steps "
-              f"before={steps_before}, finished={ok_before}, live widget statuses {live_statuses(page)})")
+        print(
+            f"cancel click -> cancelled in {elapsed:.2f} s after the click reached the page "
+            f"({time.monotonic() - t0:.2f} s after Playwright began to click; busy={busy}, steps "
+            f"before={steps_before}, finished={ok_before}, live widget statuses {live_statuses(page)})"
+        )
         assert elapsed <= CANCEL_WITHIN_MS / 1000, elapsed
         if busy:  # the cancel went through while the sleeping cell still held the kernel
             expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\*\]:\s*$"))
@@ -269,8 +277,9 @@ def _start_long_run_and_cancel(page, build_dir: Path, screenshot: str, *, busy: 
 
 def test_cancel_button_idle_kernel(page, notebooks, build_dir):
     open_notebook(page, notebooks, "cancel.ipynb")
-    _start_long_run_and_cancel(page, build_dir, "runview_cancelled.png", busy=False,
-                               live_screenshot="runview_running.png")
+    _start_long_run_and_cancel(
+        page, build_dir, "runview_cancelled.png", busy=False, live_screenshot="runview_running.png"
+    )
 
 
 def test_cancel_button_while_cell_busy(page, notebooks, build_dir):

@@ -53,8 +53,9 @@ from tests.browser.test_lab import (
     time_click,
 )
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is absent (`make chromium` installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (`make chromium` installs it)"
+)
 
 RUN_TIMEOUT_MS = 30_000
 CANCEL_ALL_WITHIN_MS = 3_000
@@ -73,11 +74,11 @@ run = ex.run(Agent(name="writer", tools=[publish], model=model), "publish hello"
 run'''
 
 # A later cell: it awaits the run (answered from the browser meanwhile), then prints the decision.
-DECISION = '''\
+DECISION = """\
 await run
-print(run.tool_calls_df()[["tool", "decision", "decided_by"]].to_string(index=False))'''
+print(run.tool_calls_df()[["tool", "decision", "decided_by"]].to_string(index=False))"""
 
-FAN_SETUP = '''\
+FAN_SETUP = """\
 from executus_nb import Agent, Executor, sim
 
 def model(latency, fail=False):
@@ -87,25 +88,25 @@ def model(latency, fail=False):
         return sim.reply("answer to " + messages[-1]["content"])
     return sim.function(fn, latency_s=latency, name=f"m{latency}{fail}")
 
-ex = Executor()'''
+ex = Executor()"""
 
-FAN = '''\
+FAN = """\
 fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(5)],
                 models=[model(0.3), model(0.6), model(0.1, True)], concurrency=4)
-fan'''
+fan"""
 
-FAN_SLOW = '''\
+FAN_SLOW = """\
 fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(10)],
                 models=[model(1.0), model(0.5), model(0.2, True)], concurrency=2)
-fan'''
+fan"""
 
-FAN_CANCEL = '''\
+FAN_CANCEL = """\
 fan = ex.fanout(Agent(name="qa"), [f"question {i}" for i in range(10)], models=[model(2.0)], concurrency=2)
-fan'''
+fan"""
 
-FAN_SUMMARY = '''\
+FAN_SUMMARY = """\
 await fan
-print(fan.counts())'''
+print(fan.counts())"""
 
 FAN_AGAIN = "fan"  # shown again once finished
 
@@ -154,6 +155,7 @@ def failure_context(page) -> str:
 
 # -- approval ------------------------------------------------------------------------
 
+
 def _answer_approval(page, build_dir: Path, button: str, screenshot: str | None) -> None:
     """Run all, wait for the approval row, check it, click ``button``, expect succeeded."""
     from playwright.sync_api import expect
@@ -184,8 +186,10 @@ def _answer_approval(page, build_dir: Path, button: str, screenshot: str | None)
     answered = click_to_effect_s(page)
     view = page.locator(RUNVIEW)
     expect(view).to_have_class(has_class("executus-status-succeeded"), timeout=RUN_TIMEOUT_MS)
-    print(f"{button} click -> answered (buttons gone) in {answered:.2f} s; succeeded "
-          f"{time.monotonic() - t0:.2f} s after Playwright began to click")
+    print(
+        f"{button} click -> answered (buttons gone) in {answered:.2f} s; succeeded "
+        f"{time.monotonic() - t0:.2f} s after Playwright began to click"
+    )
     assert answered <= CANCEL_WITHIN_MS / 1000, answered
     expect(page.locator(".executus-approve, .executus-deny, .executus-always")).to_have_count(0)
 
@@ -291,7 +295,8 @@ def test_fanout_grid_stays_live_when_finished(page, notebooks, build_dir):
         expect(page.locator(STATIC_FANOUT)).to_have_count(0)
         expect(first.locator("td.executus-cell.executus-status-failed").first).to_contain_text("RuntimeError")
         expect(first.locator("td.executus-cell.executus-status-succeeded").first).to_contain_text(
-            "answer to question 0")
+            "answer to question 0"
+        )
         assert page.evaluate("window.__fanLiveMax") >= 15, grid_history(page)
         live_statuses = page.evaluate("window.__fanLiveStatuses")
         assert {"succeeded", "failed"} & set(live_statuses) or "running" in live_statuses, live_statuses
@@ -309,7 +314,8 @@ def test_fanout_grid_stays_live_when_finished(page, notebooks, build_dir):
         # the metric select still recolours the finished grid
         first.locator("select.executus-metric").select_option("tokens")
         expect(first.locator('td.executus-cell[data-key="1,1"] .executus-cell-metric')).to_have_text(
-            re.compile(r"^\d+$"))
+            re.compile(r"^\d+$")
+        )
         # `fan` shown again after `await fan`: live too; a click there opens that cell's RunView
         again = grid_in(page, 3)
         expect(again.locator("td.executus-cell[data-key]")).to_have_count(15, timeout=RUN_TIMEOUT_MS)
@@ -324,24 +330,30 @@ def test_fanout_grid_stays_live_when_finished(page, notebooks, build_dir):
         step.locator("summary").click()
         expect(step.locator(".executus-details")).to_be_visible(timeout=5_000)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n"
-                             f"{failure_context(page)}") from None
-    print(f"live grid after {t_live:.1f} s; live statuses seen {live_statuses}; "
-          f"history:\n{grid_history(page)}")
+        raise AssertionError(
+            f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n{failure_context(page)}"
+        ) from None
+    print(f"live grid after {t_live:.1f} s; live statuses seen {live_statuses}; history:\n{grid_history(page)}")
     first.scroll_into_view_if_needed()
     page.screenshot(path=str(build_dir / "fanout_done.png"))
 
 
 def grid_in(page, cell: int):
     """The live grid displayed by code cell ``cell``."""
-    return page.locator(".jp-CodeCell").nth(cell).locator(
-        ".jp-OutputArea-output .executus-fanout:has(td.executus-cell[data-key])")
+    return (
+        page.locator(".jp-CodeCell")
+        .nth(cell)
+        .locator(".jp-OutputArea-output .executus-fanout:has(td.executus-cell[data-key])")
+    )
 
 
 def detail_in(page, cell: int):
     """The RunView shown below the grid of code cell ``cell`` (the grid's VBox holds it)."""
-    return page.locator(".jp-CodeCell").nth(cell).locator(
-        ".jp-OutputArea-output .widget-vbox:has(> .executus-fanout) .executus-runview")
+    return (
+        page.locator(".jp-CodeCell")
+        .nth(cell)
+        .locator(".jp-OutputArea-output .widget-vbox:has(> .executus-fanout) .executus-runview")
+    )
 
 
 def test_fanout_click_cell_opens_runview(page, notebooks, build_dir):
@@ -370,9 +382,11 @@ def test_fanout_click_cell_opens_runview(page, notebooks, build_dir):
         expect(below).to_contain_text("qa")
         expect(below).to_contain_text("m1.0False")
         # both boxes read in one frame: the live page scrolls and re-renders between separate reads
-        gap = page.evaluate("""([view, grid]) => view.getBoundingClientRect().top
+        gap = page.evaluate(
+            """([view, grid]) => view.getBoundingClientRect().top
                                                   - grid.getBoundingClientRect().bottom""",
-                            [below.element_handle(), grid.element_handle()])
+            [below.element_handle(), grid.element_handle()],
+        )
         assert gap >= -1, f"the RunView overlaps the grid by {-gap:.1f} px"
         # the opened run goes on live: it ends succeeded with its answer
         expect(below).to_have_class(has_class("executus-status-succeeded"), timeout=RUN_TIMEOUT_MS)
@@ -393,8 +407,9 @@ def test_fanout_click_cell_opens_runview(page, notebooks, build_dir):
         if not shot_live:
             pytest.fail("every cell finished before the screenshot of the live grid; slow the models down")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n"
-                             f"{failure_context(page)}") from None
+        raise AssertionError(
+            f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n{failure_context(page)}"
+        ) from None
 
 
 def test_fanout_cancel_all(page, notebooks, build_dir):
@@ -423,6 +438,7 @@ def test_fanout_cancel_all(page, notebooks, build_dir):
         expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
         assert "'done': 10" in output_text(page, 2), output_text(page, 2)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n"
-                             f"{failure_context(page)}") from None
+        raise AssertionError(
+            f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n{failure_context(page)}"
+        ) from None
     page.screenshot(path=str(build_dir / "fanout_cancelled.png"))

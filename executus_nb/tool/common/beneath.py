@@ -116,7 +116,7 @@ class Workspace:
             if normal == spelling:
                 return []
             if normal.startswith(spelling.rstrip(os.sep) + os.sep):
-                return normal[len(spelling.rstrip(os.sep)) + 1:].split(os.sep)
+                return normal[len(spelling.rstrip(os.sep)) + 1 :].split(os.sep)
         return None
 
     def _walk(self, root_fd: int, parts: list[str], flags: int | None, create_dirs: bool) -> tuple[int, str]:

@@ -130,8 +130,12 @@ def _call(node: ast.Call, depth: int) -> Number:
 
 def _power(base: Number, exponent: Number) -> Number:
     """``base ** exponent``, refused before computing when an integer result would be huge."""
-    if (isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-            and exponent * max(abs(base).bit_length() - 1, 0) > MAX_INT_BITS):
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and exponent * max(abs(base).bit_length() - 1, 0) > MAX_INT_BITS
+    ):
         raise ToolError(f"{base}**{exponent} is too large (the limit is about 2**{MAX_INT_BITS})")
     return _bounded(base**exponent)
 

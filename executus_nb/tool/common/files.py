@@ -69,8 +69,9 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
         try:
             fd, shown = workspace.open(path, _WRITE, create_dirs=True)
         except IsADirectoryError:
-            raise ToolError(f"{label!r} is a directory; give a file path such as "
-                            f"'{label.rstrip('/') or '.'}/notes.txt'") from None
+            raise ToolError(
+                f"{label!r} is a directory; give a file path such as '{label.rstrip('/') or '.'}/notes.txt'"
+            ) from None
         except (NotADirectoryError, FileExistsError):
             raise ToolError(f"cannot create the folders for {label!r}: part of the path is a file") from None
         except OSError as exc:
@@ -81,8 +82,10 @@ def file_tools(root: str | os.PathLike[str], *, max_bytes: int = 200_000) -> lis
                 if not stat.S_ISREG(info.st_mode):
                     raise ToolError(f"{label!r} is not a regular file and cannot be written") from None
                 if info.st_nlink > 1:  # a hard link: the same file may also be outside the workspace
-                    raise ToolError(f"{label!r} has other hard links (perhaps outside the workspace), so it is "
-                                    "not written; write to a new path instead") from None
+                    raise ToolError(
+                        f"{label!r} has other hard links (perhaps outside the workspace), so it is "
+                        "not written; write to a new path instead"
+                    ) from None
                 f.truncate(0)
                 f.write(content.encode("utf-8", errors="replace"))
         except OSError as exc:
