@@ -12,26 +12,49 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from executus_nb.agent import Agent
 from executus_nb.errors import UserError
 from executus_nb.lane import Lanes
 from executus_nb.model.spec import ModelSpec
+from executus_nb.run.handle import Run
+from executus_nb.types.budget import Budget
 from executus_nb.types.fold import fold
 from executus_nb.types.status import RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from executus_nb.run.executor import Executor
-    from executus_nb.run.handle import Run
-
 _ids = itertools.count(1)
 
 PIVOT_VALUES = {"cost": "cost_usd", "tokens": "total_tokens", "latency": "latency_s"}
+
+
+class CellExecutor(Protocol):
+    """What a fan-out needs of its executor (an ``Executor`` is one): its public ``run()``, and its lanes
+    (for how long a cell has queued).  Typed so, the fan-out never imports the executor that builds it."""
+
+    @property
+    def lanes(self) -> Lanes: ...
+
+    def run(
+        self,
+        agent: Agent,
+        prompt: str,
+        *,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        within: Sequence[tuple[Lanes, str, str]] = (),
+    ) -> Run: ...
 
 
 @dataclass
@@ -61,7 +84,7 @@ class Fanout:
 
     def __init__(
         self,
-        executor: Executor,
+        executor: CellExecutor,
         prompts: list[str],
         labels: list[str],
         agents: list[Agent],
@@ -82,7 +105,7 @@ class Fanout:
     @classmethod
     def start(
         cls,
-        executor: Executor,
+        executor: CellExecutor,
         agent: Agent | None,
         prompts: Sequence[str],
         *,
@@ -168,6 +191,10 @@ class Fanout:
             "done": sum(s.is_final for s in statuses),
             "total": len(statuses),
         }
+
+    def oldest_wait_s(self) -> float:
+        """How long (s) the longest-queued cell has waited for a slot, in the fan-out's bounds or the executor's."""
+        return max(self.lanes.oldest_wait_s(), self.executor.lanes.oldest_wait_s(self.id))
 
     def wait(self, timeout: float | None = None) -> Fanout:
         """Block until every cell has finished (works inside Jupyter too); returns the fan-out."""

@@ -8,16 +8,14 @@ float seconds, tokens ``int64``, cost ``float64`` (NaN where a price is unknown)
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from executus_nb.types.events import Event
 from executus_nb.types.fold import ModelCallItem, ToolCallItem, fold, fold_runs
+from executus_nb.types.handles import RunRecord
 from executus_nb.types.result import build_steps, steps_of
-
-if TYPE_CHECKING:
-    from executus_nb.run.handle import Run
 
 _TIME = "datetime64[ns, UTC]"
 _INT = "int64"
@@ -171,8 +169,8 @@ def usage_df(events: Iterable[Event]) -> pd.DataFrame:
     return out.reset_index().astype(USAGE_COLUMNS)
 
 
-def runs_df(runs: Iterable[Run]) -> pd.DataFrame:
-    """One row per run.
+def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run (a ``Run``, or anything shaped like one: a ``RunRecord``, such as a run read back from a store).
 
     Columns: run_id, agent, model (the model that produced the final answer; for a run
     without one, the last model tried), models (every model tried, in order), status,

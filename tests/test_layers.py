@@ -16,7 +16,10 @@ The layers, lowest first (a module may import its own layer and the layers below
 6. ``nb`` — the notebook views.
 7. ``executus_nb`` itself (``__init__``): the public names.
 
-A ``TYPE_CHECKING`` import is not an import.  An import inside a function that points up is allowed
+A ``TYPE_CHECKING`` import is not an import for direction (it never runs), but it is an edge for
+cycles: a circle of type names still ties the modules together (a reader, a type checker and an
+import graph see it), so the lower module states what it needs as a ``Protocol`` (the views' and
+tables' in ``types/handles.py``) and the upper one satisfies it structurally.  An import inside a function that points up is allowed
 only for the façade and display shims listed in ``UPWARD_SHIMS`` by name: they load a view or a
 table on first use, so ``import executus_nb`` stays light and the core never imports ipywidgets or
 pandas.  Implicit imports of parent packages are not edges (every module's parent is the package).
@@ -66,12 +69,14 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
 
 @dataclass(frozen=True)
 class Edge:
-    """One import statement: who imports what, where (a function's qualified name, or None at module level)."""
+    """One import statement: who imports what, where (a function's qualified name, or None at module level),
+    and whether it sits under ``if TYPE_CHECKING:`` (for type names only: never run)."""
 
     source: str
     target: str
     function: str | None
     line: int
+    type_checking: bool = False
 
 
 def _module_name(path: Path) -> str:
@@ -106,24 +111,26 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(module: str) -> list[Edge]:
-    """Every import of a package module by ``module``, module-level or lazy, skipping TYPE_CHECKING blocks."""
+def _imports(module: str, source: str | None = None) -> list[Edge]:
+    """Every import of a package module by ``module``, module-level or lazy, TYPE_CHECKING blocks marked."""
     edges: list[Edge] = []
 
-    def visit(node: ast.AST, scope: list[str], in_function: bool) -> None:
+    def visit(node: ast.AST, scope: list[str], in_function: bool, typing_only: bool = False) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _is_type_checking(child.test):
+                for stmt in child.body:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), scope, in_function, True)
                 for stmt in child.orelse:  # the else branch of `if TYPE_CHECKING:` does run
-                    visit(ast.Module(body=[stmt], type_ignores=[]), scope, in_function)
+                    visit(ast.Module(body=[stmt], type_ignores=[]), scope, in_function, typing_only)
                 continue
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
                 name = getattr(child, "name", "<lambda>")
-                visit(child, [*scope, name], True)
+                visit(child, [*scope, name], True, typing_only)
             elif isinstance(child, ast.ClassDef):
-                visit(child, [*scope, child.name], in_function)
+                visit(child, [*scope, child.name], in_function, typing_only)
             elif isinstance(child, (ast.Import, ast.ImportFrom)):
                 function = ".".join(scope) if in_function else None
-                edges.extend(Edge(module, t, function, child.lineno) for t in _targets(module, child))
+                edges.extend(Edge(module, t, function, child.lineno, typing_only) for t in _targets(module, child))
             elif (
                 isinstance(child, ast.Call)
                 and ast.unparse(child.func) in ("importlib.import_module", "import_module")
@@ -131,16 +138,17 @@ def _imports(module: str) -> list[Edge]:
                 and isinstance(child.args[0], ast.Constant)
                 and str(child.args[0].value).startswith("executus_nb")
             ):
-                edges.append(Edge(module, str(child.args[0].value), ".".join(scope) or None, child.lineno))
-                visit(child, scope, in_function)
+                edges.append(Edge(module, str(child.args[0].value), ".".join(scope) or None, child.lineno, typing_only))
+                visit(child, scope, in_function, typing_only)
             else:
-                visit(child, scope, in_function)
+                visit(child, scope, in_function, typing_only)
 
-    visit(ast.parse(MODULES[module].read_text(encoding="utf-8")), [], False)
+    visit(ast.parse(MODULES[module].read_text(encoding="utf-8") if source is None else source), [], False)
     return edges
 
 
-EDGES: list[Edge] = [edge for module in MODULES for edge in _imports(module)]
+ALL_EDGES: list[Edge] = [edge for module in MODULES for edge in _imports(module)]
+EDGES: list[Edge] = [edge for edge in ALL_EDGES if not edge.type_checking]  # the imports that run
 
 
 def layer_of(module: str) -> int:
@@ -236,11 +244,28 @@ def test_the_named_shims_exist_so_the_list_stays_true():
     assert sorted(UPWARD_SHIMS - found) == []
 
 
-def test_no_import_cycles_module_level_or_lazy():
-    cycles = _cycles(EDGES)
-    assert cycles == [], "modules that import each other (directly or round a circle):\n" + "\n".join(
-        " <-> ".join(c) for c in cycles
-    )
+def test_no_import_cycles_module_level_lazy_or_type_checking():
+    cycles = _cycles(ALL_EDGES)
+    lines = []
+    for component in cycles:
+        members = set(component)
+        lines.append(" <-> ".join(component))
+        lines.extend(
+            dict.fromkeys(
+                "    " + _where(e) + (" (TYPE_CHECKING)" if e.type_checking else "")
+                for e in ALL_EDGES
+                if e.source in members and e.target in members
+            )
+        )
+    assert cycles == [], "modules that import each other (directly or round a circle):\n" + "\n".join(lines)
+
+
+def test_a_type_checking_import_counts_for_cycles_not_for_direction():
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from executus_nb.agent import Agent\n"
+    edges = _imports("executus_nb.types.context", source)
+    assert edges == [Edge("executus_nb.types.context", "executus_nb.agent", None, 3, type_checking=True)]
+    back = Edge("executus_nb.agent", "executus_nb.types.context", None, 1)
+    assert _cycles([*edges, back]) == [["executus_nb.agent", "executus_nb.types.context"]]
 
 
 def test_the_cycle_finder_finds_a_lazy_cycle():

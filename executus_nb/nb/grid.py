@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anywidget
 import ipywidgets as widgets
@@ -24,9 +24,7 @@ from executus_nb.nb.grid_html import cell_state, header_state, label_text, rende
 from executus_nb.nb.runview import weak_callback, widget_bundle
 from executus_nb.nb.throttle import Throttle
 from executus_nb.types.events import RunFinished
-
-if TYPE_CHECKING:
-    from executus_nb.fanout import Fanout
+from executus_nb.types.handles import FanoutHandle
 
 
 class GridWidget(anywidget.AnyWidget):
@@ -41,7 +39,7 @@ class GridWidget(anywidget.AnyWidget):
 class FanoutGrid:
     """A live view of ``fanout``; ``widget`` is the ipywidgets root to display."""
 
-    def __init__(self, fanout: Fanout, refresh_hz: float = 4.0):
+    def __init__(self, fanout: FanoutHandle, refresh_hz: float = 4.0):
         self.fanout = fanout
         # headings escaped and capped like the static grid's: a prompt may hold anything
         self.grid = GridWidget(

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from executus_nb.nb.html import BADGE, GREY
 from executus_nb.types.events import utcnow
 from executus_nb.types.fmt import METRIC_TEXT, PRICE_UNKNOWN, clean, clip_end, esc, money, plural, safe_str, show
 from executus_nb.types.fold import fold
-
-if TYPE_CHECKING:
-    from executus_nb.fanout import Fanout
-    from executus_nb.run.handle import Run
+from executus_nb.types.handles import FanoutHandle, RunRecord
 
 PREVIEW_CHARS = 80
 METRICS = {"latency": "latency", "cost": "cost", "tokens": "tokens"}
 
 
-def _preview(run: Run) -> str:
+def _preview(run: RunRecord) -> str:
     """One line of the output (or of the error's point), control characters escaped, capped."""
     result = run.result
     if result is None:
@@ -58,7 +55,7 @@ def _unknown(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def cell_state(run: Run) -> dict[str, Any]:
+def cell_state(run: RunRecord) -> dict[str, Any]:
     """What a grid cell shows: status, tokens, latency (s), cost ($), an output preview and their text."""
     result = run.result
     if result is not None:
@@ -85,7 +82,7 @@ def cell_state(run: Run) -> dict[str, Any]:
     )
 
 
-def header_state(fanout: Fanout) -> dict[str, Any]:
+def header_state(fanout: FanoutHandle) -> dict[str, Any]:
     """Progress and totals of the whole fan-out, as header text."""
     c = fanout.counts()
     states = [cell_state(cell.run) for cell in fanout.cells if cell.run.done]
@@ -98,7 +95,7 @@ def header_state(fanout: Fanout) -> dict[str, Any]:
         ((max(ends) if c["done"] == c["total"] and ends else utcnow()) - min(starts)).total_seconds() if starts else 0.0
     )
     cost_text = money(cost)
-    waited = max(fanout.lanes.oldest_wait_s(), fanout.executor.lanes.oldest_wait_s(fanout.id))
+    waited = fanout.oldest_wait_s()
     queue = f" (oldest waiting {waited:.1f} s)" if c["queued"] else ""
     return {
         "progress": (
@@ -128,7 +125,7 @@ def _title(text: str) -> str:
     return f' title="{esc(text)}"' if text else ""
 
 
-def render_grid_html(fanout: Fanout, metric: str = "latency") -> str:
+def render_grid_html(fanout: FanoutHandle, metric: str = "latency") -> str:
     """The grid as standalone HTML: root ``executus-fanout``, cells ``executus-cell executus-status-…``."""
     states = [cell_state(cell.run) for cell in fanout.cells]
     values = [s[metric] for s in states if isinstance(s[metric], (int, float)) and math.isfinite(s[metric])]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -26,15 +26,13 @@ from executus_nb.nb.summary import RunSummary, summarize
 from executus_nb.nb.throttle import Throttle
 from executus_nb.types.events import ApprovalRequested, RunFinished
 from executus_nb.types.fmt import esc
-
-if TYPE_CHECKING:
-    from executus_nb.run.handle import Run
+from executus_nb.types.handles import RunHandle
 
 
 class RunView:
-    """A live view of ``run``; ``widget`` is the ipywidgets root to display."""
+    """A live view of ``run`` (a ``Run``, or any ``RunHandle``); ``widget`` is the ipywidgets root to display."""
 
-    def __init__(self, run: Run, refresh_hz: float = 10.0):
+    def __init__(self, run: RunHandle, refresh_hz: float = 10.0):
         self.run = run
         self._body = widgets.HTML()
         self._cancel = widgets.Button(

@@ -7,14 +7,12 @@ annotated ``ctx: RunContext`` receives it too.  These are plain typed records (n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from executus_nb.types.fold import RunFold
+from executus_nb.types.handles import AgentDefinition
 from executus_nb.types.identity import RunIdentity
 from executus_nb.types.usage import Usage
-
-if TYPE_CHECKING:
-    from executus_nb.agent import Agent
 
 __all__ = ["HOOK_POINTS", "ModelRequest", "ModelResponse", "RunContext", "RunIdentity", "ToolResult", "hook_problem"]
 
@@ -46,11 +44,12 @@ class RunContext:
     ``deps`` is whatever the caller passed to ``run(..., deps=)``; ``messages`` is the
     conversation so far (the live list the next request is built from); ``step`` the last
     step number given out; ``budget_left`` the tightest budget left per limit (``{"max_usd": 0.42}``,
-    ``{}`` when no budget binds the run), updated before and after each model call.
+    ``{}`` when no budget binds the run), updated before and after each model call.  ``agent`` is the
+    run's ``Agent``, typed by what it exposes (``AgentDefinition``: this layer sits below the agent's).
     """
 
     identity: RunIdentity
-    agent: Agent
+    agent: AgentDefinition
     deps: Any = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
