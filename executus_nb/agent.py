@@ -49,6 +49,12 @@ class Agent(BaseModel):
     tags: tuple[str, ...] = ()
     hooks: tuple[Any, ...] = ()  # run after the executor's hooks, before the run's own
     budget: Budget | None = None  # applies to each run of this agent (see executus_nb.run.budget)
+    # Compaction (executus_nb.run.compact): True, False (opt out) or a callable (messages, ctx) -> messages
+    compaction: bool | Callable[..., Any] = True
+    context_tokens: int | None = Field(default=None, ge=1)  # the window; else the tier's, else litellm's
+    compaction_ratio: float = Field(default=0.75, gt=0, le=1)  # compact above context_tokens × this
+    compaction_tier: str | None = None  # the tier whose model summarises; None: the model being called
+    keep_last_turns: int = Field(default=2, ge=0)  # turns kept verbatim, besides the system prompt and task
 
     def __init__(self, **data: Any) -> None:
         # A bad agent is a ConfigError (part of the package's error tree), and its message
@@ -90,6 +96,13 @@ class Agent(BaseModel):
     @classmethod
     def _budget(cls, value: Any) -> Budget | None:
         return as_budget(value, "Agent(budget=...)")
+
+    @field_validator("compaction")
+    @classmethod
+    def _compaction(cls, value: Any) -> Any:
+        if not (isinstance(value, bool) or callable(value)):
+            raise ConfigError(f"compaction is True, False or a callable (messages, ctx) -> messages, not {value!r}")
+        return value
 
     @field_validator("output_type")
     @classmethod

@@ -278,6 +278,17 @@ class BudgetRefused(BudgetExceeded):
         super().__init__(reason, status)
 
 
+class ContextWindowExceeded(StopRun):
+    """The next request would not fit the model's context window even after compaction: it is never sent.
+
+    The run ends ``failed``; raise ``Agent(context_tokens=...)``, lower ``keep_last_turns``, or use a model
+    with a larger window.
+    """
+
+    def __init__(self, reason: str, status: str = "failed"):
+        super().__init__(reason, status)
+
+
 class SSRFBlocked(ToolError):
     """A URL was refused by the SSRF guard; ``reason`` says why (a tool error: the model sees it)."""
 

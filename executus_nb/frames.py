@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from executus_nb.types.events import Event
-from executus_nb.types.fold import ModelCallItem, ToolCallItem, fold, fold_runs
+from executus_nb.types.events import Compacted, Event
+from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.handles import RunRecord
 from executus_nb.types.result import build_steps, steps_of
+from executus_nb.types.usage import Usage
 
 _TIME = "datetime64[ns, UTC]"
 _INT = "int64"
@@ -108,12 +109,43 @@ def steps_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per model call and per tool call.
 
     Columns: run_id, agent, step (1-based order in the run), turn (the model call
-    it belongs to), kind (``model``/``tool``), name (model or tool), call_id,
+    it belongs to), kind (``model``/``tool``/``compaction``), name (model or tool), call_id,
     started_at, finished_at, duration_s, ok, prompt_tokens, completion_tokens,
     total_tokens, cost_usd (NaN if unpriced), cached, error_type, error_message.
     """
     rows = [s.model_dump(include=set(STEP_COLUMNS)) for s in build_steps(events)]
+    runs = fold_runs(events)
+    if any(run.compactions for run in runs):  # a compaction is a row too, just before the call it shrank
+        order = {run.run_id: i for i, run in enumerate(runs)}
+        rows += [_compaction_row(run, ev) for run in runs for ev in run.compactions]
+        rows.sort(key=lambda r: (order[r["run_id"]], r["step"], r["kind"] != "compaction"))
     return _frame(rows, STEP_COLUMNS)
+
+
+def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
+    """A ``Compacted`` event as a steps_df row of kind ``compaction``: named by its summariser, with its usage."""
+    usage = ev.usage
+    return {
+        "run_id": run.run_id,
+        "agent": run.agent,
+        "conversation_id": getattr(run, "conversation_id", None),
+        "step": ev.step,
+        "turn": ev.turn,
+        "kind": "compaction",
+        "name": ev.summary_model or ev.method,
+        "call_id": None,
+        "started_at": ev.ts,
+        "finished_at": ev.ts,
+        "duration_s": 0.0,
+        "ok": True,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost_usd": usage.cost_usd,
+        "cached": False,
+        "error_type": ev.error.type if ev.error else None,
+        "error_message": ev.error.message if ev.error else None,
+    }
 
 
 def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
@@ -160,6 +192,12 @@ def usage_df(events: Iterable[Event]) -> pd.DataFrame:
         for item in run.timeline
         if isinstance(item, ModelCallItem) and item.ok
     ]
+    rows += [  # a summarising call's usage, attributed to its model like any other call's
+        {"model": ev.summary_model, **ev.usage.model_dump(include=set(USAGE_COLUMNS))}
+        for run in fold_runs(events)
+        for ev in run.compactions
+        if ev.summary_model and ev.usage.requests
+    ]
     df = _frame(rows, USAGE_COLUMNS)
     if df.empty:
         return df
@@ -183,6 +221,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
         state = fold(run.log.events, model=run.model)
         items = state.steps_in_order()
         model_items = [i for i in items if isinstance(i, ModelCallItem)]
+        summarised = sum((c.usage for c in state.compactions), Usage())  # the summaries' own calls
         started = state.started_at if state.prompt is not None else None
         rows.append(
             {
@@ -197,9 +236,9 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
                 "steps": len(items),
                 "model_calls": len(model_items),
                 "tool_calls": len(items) - len(model_items),
-                "prompt_tokens": sum(i.usage.prompt_tokens for i in model_items),
-                "completion_tokens": sum(i.usage.completion_tokens for i in model_items),
-                "total_tokens": sum(i.usage.total_tokens for i in model_items),
+                "prompt_tokens": sum(i.usage.prompt_tokens for i in model_items) + summarised.prompt_tokens,
+                "completion_tokens": sum(i.usage.completion_tokens for i in model_items) + summarised.completion_tokens,
+                "total_tokens": sum(i.usage.total_tokens for i in model_items) + summarised.total_tokens,
                 "cost_usd": state.usage.cost_usd,
                 "output": state.output,
                 "error_type": state.error.type if state.error else None,

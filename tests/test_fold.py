@@ -159,6 +159,7 @@ def test_every_marker_kind_has_its_text_and_its_label():
         "revision_requested",
         "output_rejected",
         "budget_stopped",
+        "compacted",
     }
 
 

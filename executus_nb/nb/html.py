@@ -35,6 +35,7 @@ MARKER_LABEL = {
     "revision_requested": "↻ revision requested",
     "output_rejected": "✗ output rejected",
     "budget_stopped": "■ budget",
+    "compacted": "⇊ compacted",
 }
 OLD_HOOKS = {"failover": "executus-failover"}  # a marker's hook from before markers, kept beside its own
 MARKER_STYLE = "color:#9a6700;padding:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
@@ -93,6 +94,13 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
 def _marker_html(m: MarkerView) -> str:
     extra = f" {OLD_HOOKS[m.kind]}" if m.kind in OLD_HOOKS else ""
     text = f"{MARKER_LABEL.get(m.kind, m.kind)} {m.text}"
+    if m.detail:  # the summary, expandable under the marker's line
+        return (
+            f'<details class="executus-marker executus-marker-{esc(m.kind, 40)}{extra}" style="{MARKER_STYLE}">'
+            f'<summary title="{esc(text, NAME_CHARS * 3)}">{esc(text, NAME_CHARS * 3, multiline=False)}</summary>'
+            f'<div class="executus-marker-detail" style="white-space:pre-wrap;color:#57606a;margin-left:16px">'
+            f"{esc(m.detail)}</div></details>"
+        )
     return (
         f'<div class="executus-marker executus-marker-{esc(m.kind, 40)}{extra}" style="{MARKER_STYLE}" '
         f'title="{esc(text, NAME_CHARS * 3)}">{esc(text, NAME_CHARS * 3, multiline=False)}</div>'

@@ -11,6 +11,7 @@ from typing import Any
 from executus_nb.types.events import (
     ApprovalRequested,
     BudgetStopped,
+    Compacted,
     ErrorInfo,
     Event,
     Failover,
@@ -59,6 +60,7 @@ class MarkerView:
     text: str
     start_s: float
     step: int | None = None
+    detail: str | None = None  # shown expandable under the marker (a compaction's summary)
 
 
 @dataclass
@@ -138,12 +140,23 @@ def _budget_text(ev: BudgetStopped) -> str:
     return f"{ev.budget} ({ev.scope}) {where}: spent {spent} of {limit}"
 
 
+def compacted_text(ev: Compacted) -> str:
+    """``before #step: 7,900 → 2,100 tokens (summary by sim/x, 40 messages)``: what a compaction marker says."""
+    how = {"summary": f"summary by {ev.summary_model}", "dropped": "oldest turns dropped", "custom": "custom"}
+    why = f"; the summary failed: {ev.error}" if ev.error is not None else ""
+    return (
+        f"before #{ev.step}: {ev.tokens_before:,} → {ev.tokens_after:,} tokens "
+        f"({how[ev.method]}, {plural(ev.messages_compacted, 'message')}){clip(why, DETAIL_CHARS)}"
+    )
+
+
 MARKER_TEXT: dict[type, Callable[[Any], str]] = {
     Failover: failover_text,
     MessagesRewritten: _rewritten_text,
     RevisionRequested: _revision_text,
     OutputRejected: _rejected_text,
     BudgetStopped: _budget_text,
+    Compacted: compacted_text,
 }
 """What each marker says, by its event type (a test checks every marker kind of the fold has one)."""
 
@@ -206,7 +219,8 @@ def _step_view(item: ModelCallItem | ToolCallItem, t0: datetime) -> StepView:
 def marker_view(marker: Marker, t0: datetime) -> MarkerView:
     """The view of one marker: its kind and what it says."""
     ev = marker.event
-    return MarkerView(marker.marker_kind, MARKER_TEXT[type(ev)](ev), (ev.ts - t0).total_seconds(), marker.step)
+    detail = clip(safe_str(ev.summary)) if isinstance(ev, Compacted) and ev.summary else None
+    return MarkerView(marker.marker_kind, MARKER_TEXT[type(ev)](ev), (ev.ts - t0).total_seconds(), marker.step, detail)
 
 
 def item_view(item: TimelineItem, t0: datetime) -> StepView | MarkerView:

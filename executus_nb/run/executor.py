@@ -29,6 +29,7 @@ from executus_nb.redaction import redactor
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
+from executus_nb.run.compact import compaction_hook
 from executus_nb.run.handle import Run
 from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.jupyter import in_notebook
@@ -267,7 +268,10 @@ class Executor:
         budget_hook = (
             RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()], self._price_table) if scopes else None
         )
-        ordered = self.ports.hooks(self.hooks + agent.hooks + run_hooks, budget=budget_hook or NO_BUDGET)
+        # The compactor comes after the caller's hooks (it sees the request they leave), before the budget.
+        compactor = compaction_hook(agent, tier, log, self.tiers, self._price_table)
+        own = (compactor,) if compactor is not None else ()
+        ordered = self.ports.hooks(self.hooks + agent.hooks + run_hooks + own, budget=budget_hook or NO_BUDGET)
         state = LoopState(
             log=log,
             agent=agent,

@@ -224,6 +224,29 @@ class BudgetStopped(_EventBase):
     refused: bool = False
 
 
+class Compacted(_EventBase):
+    """Older turns were compacted before model call ``step``: ``tokens_before`` → ``tokens_after`` (litellm's count).
+
+    ``method`` is ``summary`` (replaced by ``summary``, written by ``summary_model`` for ``usage``), ``dropped``
+    (the oldest turns dropped behind a marker: the summary failed, ``error``, or was too long) or ``custom``.
+    """
+
+    kind: Literal["compacted"] = "compacted"
+    step: int
+    turn: int
+    model: str  # the model the compacted request went to
+    method: Literal["summary", "dropped", "custom"]
+    tokens_before: int
+    tokens_after: int
+    limit: int | None = None  # context_tokens × compaction_ratio: the count compaction aims under
+    window: int | None = None
+    messages_compacted: int = 0
+    summary: str | None = None
+    summary_model: str | None = None
+    usage: Usage = Usage()  # the summarising call's, counted in the run's usage like any model call's
+    error: ErrorInfo | None = None
+
+
 class RunFinished(_EventBase):
     """The run reached a final status; ``output`` is set only on success."""
 
@@ -248,6 +271,7 @@ Event = Annotated[
     | MessagesRewritten
     | RevisionRequested
     | BudgetStopped
+    | Compacted
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -21,6 +21,7 @@ from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
     BudgetStopped,
+    Compacted,
     ErrorInfo,
     Event,
     Failover,
@@ -38,13 +39,14 @@ from executus_nb.types.identity import RunIdentity
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
-MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped
+MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped | Compacted
 MARKER_EVENTS: tuple[type[BaseModel], ...] = (
     Failover,
     MessagesRewritten,
     RevisionRequested,
     OutputRejected,
     BudgetStopped,
+    Compacted,
 )
 MARKER_KINDS: tuple[str, ...] = tuple(t.model_fields["kind"].default for t in MARKER_EVENTS)
 
@@ -146,6 +148,7 @@ class RunFold:
         self.steps = 0
         self.budget_start: dict[str, float] = {}
         self.budget_stop: BudgetStopped | None = None
+        self.compactions: list[Compacted] = []  # each compaction; a summary's usage is in ``usage`` too
         self._sent: list[dict[str, Any]] = []
         self.events = 0
 
@@ -226,6 +229,9 @@ class RunFold:
             self.failovers.append(ev)
         elif isinstance(ev, BudgetStopped):
             self.budget_stop = ev
+        elif isinstance(ev, Compacted):
+            self.compactions.append(ev)
+            self.usage = self.usage + ev.usage
         elif isinstance(ev, RevisionRequested):
             self._sent.append({"role": "user", "content": ev.feedback})
         elif isinstance(ev, OutputRejected) and ev.feedback:
