@@ -14,6 +14,7 @@ from executus_nb.model.tokens import prompt_tokens
 from executus_nb.nb.html import render_html
 from executus_nb.nb.summary import summarize
 from executus_nb.run.compact import compaction_hook
+from executus_nb.run.log import RunLog
 from executus_nb.types.events import Compacted, ModelCallStarted
 from executus_nb.types.fold import fold
 
@@ -231,3 +232,16 @@ def test_tool_call_and_result_pairing_is_intact_after_every_compaction(messages,
         assert result[: len(head)] == head  # the system prompt and the task, verbatim
         assert not kept or result[len(result) - len(kept) :] == kept  # the last turns, verbatim
     assert compact.older_turns(messages, keep) + kept == compact.flatten(turns)
+
+
+def test_the_window_comes_from_litellms_model_info_and_a_model_without_one_gets_no_hook():
+    executor = Executor()
+    known = Agent(model="gpt-4o-mini")
+    hook = compaction_hook(known, executor.resolve_tier(known), RunLog("w", "w"), executor.tiers)
+    assert hook is not None and hook.window("gpt-4o-mini") == 128_000
+    unknown = Agent(model="openai/no-such-model-anywhere")
+    assert compaction_hook(unknown, executor.resolve_tier(unknown), RunLog("u", "u"), executor.tiers) is None
+    tiered = Executor(tiers={"small": {"models": [sim.echo()], "context_window": 500}})
+    agent = Agent(tier="small")
+    hook = compaction_hook(agent, tiered.resolve_tier(agent), RunLog("t", "t"), tiered.tiers)
+    assert hook is not None and hook.window(sim.echo()) == 500  # per tier

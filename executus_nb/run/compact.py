@@ -11,6 +11,7 @@ above the window is never sent (``ContextWindowExceeded`` ends the run).  Each c
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -18,7 +19,7 @@ from typing import Any, NoReturn
 from executus_nb.agent import Agent
 from executus_nb.errors import ConfigError, ContextWindowExceeded, ModelCallError
 from executus_nb.model import compact
-from executus_nb.model.backend import litellm
+from executus_nb.model.backend import litellm, loaded
 from executus_nb.model.call import complete
 from executus_nb.model.cost import Price
 from executus_nb.model.sim import PREFIX as SIM_PREFIX
@@ -35,6 +36,12 @@ def litellm_window(model: str) -> int | None:
     """The model's input window from litellm's model info (``max_input_tokens``), or None if unknown."""
     if model.startswith(SIM_PREFIX):
         return None
+    lm = litellm()
+    return _window(model, len(getattr(lm, "model_cost", None) or ()))  # a model registered later is seen
+
+
+@functools.lru_cache(maxsize=1024)
+def _window(model: str, map_size: int) -> int | None:
     try:
         info = litellm().get_model_info(model)
     except Exception:  # noqa: BLE001 — litellm raises for a model its map lacks: no window known
@@ -191,7 +198,11 @@ def compaction_hook(
                 f"known tiers: {sorted(tiers)}"
             )
         summariser = tiers[agent.compaction_tier]
-    known = agent.context_tokens is not None or tier.context_window is not None
-    if not known and all(m.name.startswith(SIM_PREFIX) for m in tier.models):
-        return None
+    if agent.context_tokens is None and tier.context_window is None:
+        # No window given: litellm's map is the only source.  Once litellm is loaded (every run but the
+        # first) it is asked now, so a model it has no window for gets no hook and costs nothing per call.
+        if all(m.name.startswith(SIM_PREFIX) for m in tier.models):
+            return None
+        if loaded() and all(litellm_window(m.name) is None for m in tier.models):
+            return None
     return Compactor(agent, tier, log, summariser, prices)
