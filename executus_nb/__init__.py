@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from executus_nb.agent import Agent  # noqa: E402
+from executus_nb.chat import Chat  # noqa: E402
 from executus_nb.errors import (  # noqa: E402
     ConfigError,
     ExecutusError,
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "Budget",
+    "Chat",
     "ConfigError",
     "ExecutusError",
     "Executor",

@@ -24,6 +24,7 @@ _INT = "int64"
 STEP_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "step": _INT,
     "turn": _INT,
     "kind": "object",
@@ -44,6 +45,7 @@ STEP_COLUMNS: dict[str, str] = {
 TOOL_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "step": _INT,
     "turn": _INT,
     "call_id": "object",
@@ -72,6 +74,7 @@ USAGE_COLUMNS: dict[str, str] = {
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "model": "object",
     "models": "object",
     "status": "object",
@@ -108,8 +111,8 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 def steps_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per model call and per tool call.
 
-    Columns: run_id, agent, step (1-based order in the run), turn (the model call
-    it belongs to), kind (``model``/``tool``/``compaction``), name (model or tool), call_id,
+    Columns: run_id, agent, conversation_id (shared by the runs of one conversation), step (1-based
+    order in the run), turn (the model call it belongs to), kind (``model``/``tool``/``compaction``), name (model or tool), call_id,
     started_at, finished_at, duration_s, ok, prompt_tokens, completion_tokens,
     total_tokens, cost_usd (NaN if unpriced), cached, error_type, error_message.
     """
@@ -151,7 +154,7 @@ def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
 def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per tool call.
 
-    Columns: run_id, agent, step, turn, call_id (unique in the run), provider_call_id
+    Columns: run_id, agent, conversation_id, step, turn, call_id (unique in the run), provider_call_id
     (the id the provider sent, which may repeat), tool, arguments (the raw JSON the
     model sent), result (what the model was shown), ok, error_type, error_message,
     decision / decided_by / rule (the permission decision, if a policy ruled),
@@ -207,10 +210,18 @@ def usage_df(events: Iterable[Event]) -> pd.DataFrame:
     return out.reset_index().astype(USAGE_COLUMNS)
 
 
+def _conversation(run: RunRecord, state: RunFold) -> str:
+    """The run's conversation; a run still queued (no events yet) reads it from its log's identity."""
+    if state.identity is not None:
+        return state.conversation_id
+    identity = getattr(run.log, "identity", None)
+    return str(getattr(identity, "conversation_id", None) or run.run_id)
+
+
 def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
     """One row per run (a ``Run``, or anything shaped like one: a ``RunRecord``, such as a run read back from a store).
 
-    Columns: run_id, agent, model (the model that produced the final answer; for a run
+    Columns: run_id, agent, conversation_id, model (the model that produced the final answer; for a run
     without one, the last model tried), models (every model tried, in order), status,
     started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
     completion_tokens, total_tokens, cost_usd, output, error_type, error_message,
@@ -227,6 +238,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
             {
                 "run_id": run.run_id,
                 "agent": run.agent.name,
+                "conversation_id": _conversation(run, state),
                 "model": state.model,
                 "models": state.models_tried,
                 "status": run.status.value,

@@ -28,6 +28,7 @@ TIME = "datetime64[ns, UTC]"
 STEP_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "step": "int64",
     "turn": "int64",
     "kind": "object",
@@ -48,6 +49,7 @@ STEP_DTYPES = {
 TOOL_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "step": "int64",
     "turn": "int64",
     "call_id": "object",
@@ -76,6 +78,7 @@ USAGE_DTYPES = {
 RUN_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "conversation_id": "object",
     "model": "object",
     "models": "object",
     "status": "object",

@@ -11,7 +11,7 @@ The layers, lowest first (a module may import its own layer and the layers below
 2. ``agent`` — an agent is a definition made of models and tools, so it sits above both, and
    below the run layer that runs it.
 3. ``run`` — the executor, the loop, the ``Run`` handle, hooks and ports.
-4. ``fanout`` — N×M runs built on the executor's public ``run()``.
+4. ``fanout``, ``chat`` — N×M runs, and conversations, built on the executor's public ``run()``.
 5. ``frames``, ``sinks`` — projections and subscribers of the event log.
 6. ``nb`` — the notebook views.
 7. ``executus_nb`` itself (``__init__``): the public names.
@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.model", "executus_nb.tool", "executus_nb.lane"),
     ("executus_nb.agent",),
     ("executus_nb.run",),
-    ("executus_nb.fanout",),
+    ("executus_nb.fanout", "executus_nb.chat"),
     ("executus_nb.frames", "executus_nb.sinks"),
     ("executus_nb.nb",),
     ("executus_nb",),
@@ -58,12 +58,17 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.run.handle", "Run.usage_df", "executus_nb.frames"),
     # The executor's façade: Executor.fanout builds a Fanout, which is built on Executor.run.
     ("executus_nb.run.executor", "Executor.fanout", "executus_nb.fanout"),
+    ("executus_nb.run.executor", "Executor.chat", "executus_nb.chat"),
     ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.frames"),
     # The fan-out's live grid.
     ("executus_nb.fanout", "Fanout.view", "executus_nb.nb.grid"),
     ("executus_nb.fanout", "Fanout._ipython_display_", "executus_nb.nb.display"),
+    # A chat's tables.
+    ("executus_nb.chat", "Chat.runs_df", "executus_nb.frames"),
+    ("executus_nb.chat", "Chat.steps_df", "executus_nb.frames"),
+    ("executus_nb.chat", "Chat.usage_df", "executus_nb.frames"),
 }
 
 
@@ -292,7 +297,9 @@ def _private_names(modules: list[str]) -> dict[str, str]:
     return names
 
 
-@pytest.mark.parametrize("upper", ["executus_nb.fanout", "executus_nb.frames", "executus_nb.sinks", "executus_nb.nb"])
+@pytest.mark.parametrize(
+    "upper", ["executus_nb.fanout", "executus_nb.chat", "executus_nb.frames", "executus_nb.sinks", "executus_nb.nb"]
+)
 def test_upper_layers_use_only_public_seams_of_the_run_layer(upper):
     # fanout once called executor._start(slots=...) and read run._future; the views read run._loop.
     below = [m for m in MODULES if layer_of(m) <= layer_of("executus_nb.run")]

@@ -12,6 +12,7 @@ import executus_nb
 EXPECTED_ALL = [
     "Agent",
     "Budget",
+    "Chat",
     "ConfigError",
     "ExecutusError",
     "Executor",

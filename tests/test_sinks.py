@@ -220,7 +220,14 @@ def test_jsonl_identity_is_one_object_per_line_and_reads_back_as_the_model(tmp_p
     rows = [strict_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert all(
         r["identity"]
-        == {"run_id": "r-1", "agent": "hand", "owner": "ana", "tags": ["exp", "b"], "parent_run_id": "r-0"}
+        == {
+            "run_id": "r-1",
+            "agent": "hand",
+            "owner": "ana",
+            "tags": ["exp", "b"],
+            "parent_run_id": "r-0",
+            "conversation_id": "r-1",
+        }
         for r in rows
     )
     loaded = read_jsonl(path)

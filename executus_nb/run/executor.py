@@ -30,6 +30,7 @@ from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.compact import compaction_hook
+from executus_nb.run.conversation import Prompt, check_prompt, continuation
 from executus_nb.run.handle import Run
 from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.jupyter import in_notebook
@@ -45,6 +46,7 @@ from executus_nb.types.result import RunResult
 if TYPE_CHECKING:
     import pandas as pd
 
+    from executus_nb.chat import Chat
     from executus_nb.fanout import Fanout
 
 
@@ -233,7 +235,7 @@ class Executor:
     def _prepare(
         self,
         agent: Agent,
-        prompt: str,
+        prompt: Prompt,
         run_id: str | None,
         owner: str | None,
         tags: Iterable[str],
@@ -243,12 +245,13 @@ class Executor:
         deps: Any = None,
         hooks: Iterable[Any] = (),
         budget: Budget | None = None,
+        history: Any = None,
         **overrides: Any,
     ) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
             raise UserError(f"expected an Agent, got {type(agent).__name__}")
-        if not isinstance(prompt, str):
-            raise UserError(f"the prompt must be a str, got {type(prompt).__name__}")
+        prompt = check_prompt(prompt)
+        continued = continuation(history)
         run_hooks = check_hooks(hooks, "run(hooks=...)")
         agent = overridden(agent, **overrides)
         tier = self.resolve_tier(agent)
@@ -260,7 +263,14 @@ class Executor:
         redactor.add_environment()
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
-        log = RunLog(run_id, agent.name, owner or agent.owner, tuple(agent.tags) + tuple(tags))
+        log = RunLog(
+            run_id,
+            agent.name,
+            owner or agent.owner,
+            tuple(agent.tags) + tuple(tags),
+            parent_run_id=continued.parent_run_id,
+            conversation_id=continued.conversation_id,
+        )
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
         approvals = Approvals(interactive=in_notebook)
@@ -282,6 +292,7 @@ class Executor:
             cache=self.cache,
             prices=self._price_table,
             hooks=HookSet(ordered),
+            history=continued.messages,
         )
         state.ctx.deps = deps
 
@@ -345,8 +356,9 @@ class Executor:
     def run(
         self,
         agent: Agent,
-        prompt: str,
+        prompt: Prompt,
         *,
+        history: Any = None,
         deps: Any = None,
         model: str | dict[str, Any] | None = None,
         tier: str | None = None,
@@ -368,10 +380,17 @@ class Executor:
         the owner, else ``"default"``).  ``within`` are more bounds the run holds a slot of while it runs,
         outermost first: ``(lanes, key, provider)`` triples of ``executus_nb.lane.Lanes`` (a fan-out bounds its
         cells so; the executor's own bound comes last).
+
+        ``prompt`` is a str or a list of content parts (text and ``image_url`` parts, passed to litellm as is).
+        ``history`` (a ``RunResult``, a finished ``Run`` or a list of message dicts) is the conversation the
+        run continues: it joins that run's ``conversation_id`` and names it as ``parent_run_id``; a history
+        with a system message keeps it (the agent's instructions are not repeated), and any agent may pick
+        a conversation up.
         """
         return self._start(
             agent,
             prompt,
+            history=history,
             run_id=run_id,
             owner=owner,
             tags=tags,
@@ -388,7 +407,7 @@ class Executor:
     def _start(
         self,
         agent: Agent,
-        prompt: str,
+        prompt: Prompt,
         *,
         run_id: str | None = None,
         owner: str | None = None,
@@ -443,6 +462,16 @@ class Executor:
         run, _ = self._prepare(agent, prompt, None, None, ())
         return _generated(run, await _finish(run))
 
+    def chat(self, agent: Agent, *, history: Any = None, **per_run: Any) -> Chat:
+        """A conversation with ``agent``: ``chat.send(prompt)`` runs each turn, continuing the one before.
+
+        ``history`` (as in ``run``) is what the first turn continues; ``per_run`` are ``run`` options
+        every turn gets (``deps``, ``model``, ``max_steps``…).
+        """
+        from executus_nb.chat import Chat
+
+        return Chat(self, agent, history=history, **per_run)
+
     def fanout(
         self,
         agent: Agent | None = None,
@@ -458,13 +487,15 @@ class Executor:
         max_steps: int | None = None,
         budget: Budget | None = None,
         hooks: Iterable[Any] = (),
+        history: Any = None,
     ) -> Fanout:
         """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
 
         ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
         (or agent) column.  Its runs queue in their own lane, so other runs are not starved.
         ``deps``, ``model``/``tier`` (with ``agents=`` only), ``max_steps``, ``budget`` (each cell's own)
-        and ``hooks`` apply to every cell; the executor's budget is shared by all the cells.
+        and ``hooks`` apply to every cell; the executor's budget is shared by all the cells.  ``history``
+        (as in ``run``) is the conversation every cell continues.
         """
         from executus_nb.fanout import Fanout
 
@@ -488,6 +519,9 @@ class Executor:
             "budget": cell_budget,
             "hooks": check_hooks(hooks, "fanout(hooks=...)"),
         }
+        if history is not None:
+            continuation(history)  # a bad history is one error here, not one per cell
+            per_run["history"] = history
         return Fanout.start(
             self,
             agent,
@@ -502,8 +536,9 @@ class Executor:
     async def arun(
         self,
         agent: Agent,
-        prompt: str,
+        prompt: Prompt,
         *,
+        history: Any = None,
         deps: Any = None,
         model: str | dict[str, Any] | None = None,
         tier: str | None = None,
@@ -515,7 +550,8 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
     ) -> RunResult:
-        """Run to the end on the current loop and return the result (the same per-run options as ``run``)."""
+        """Run to the end on the current loop and return the result (the same per-run options as ``run``,
+        ``history`` too)."""
         run, _ = self._prepare(
             agent,
             prompt,
@@ -523,6 +559,7 @@ class Executor:
             owner,
             tags,
             lane,
+            history=history,
             deps=deps,
             model=model,
             tier=tier,

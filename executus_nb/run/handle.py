@@ -17,6 +17,7 @@ from executus_nb.errors import UserError
 from executus_nb.run.approval import ApprovalRequest, Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.types.events import RunFinished, RunStarted
+from executus_nb.types.fold import fold
 from executus_nb.types.result import RunResult
 from executus_nb.types.status import RunStatus
 
@@ -40,7 +41,7 @@ class Run:
         self,
         run_id: str,
         agent: Agent,
-        prompt: str,
+        prompt: str | list[dict[str, Any]],
         model: str,
         log: RunLog,
         body: Callable[[Run], Awaitable[None]],
@@ -216,6 +217,23 @@ class Run:
     def events(self) -> list[Any]:
         """The run's events so far (a copy)."""
         return list(self.log.events)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation so far as litellm/OpenAI message dicts (the whole one once finished), secrets redacted."""
+        if self.result is not None:
+            return list(self.result.messages)
+        return fold(self.log.events).messages
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation this run belongs to (shared by every run continuing it; its own id if it starts one)."""
+        return self.log.identity.conversation_id
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run this one continues (``history=``), None if it starts its conversation."""
+        return self.log.identity.parent_run_id
 
     @property
     def status(self) -> RunStatus:

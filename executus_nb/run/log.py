@@ -26,9 +26,15 @@ class RunLog:
         owner: str | None = None,
         tags: tuple[str, ...] = (),
         parent_run_id: str | None = None,
+        conversation_id: str | None = None,
     ):
         self.identity = RunIdentity(
-            run_id=run_id, agent=agent, owner=owner, tags=tuple(tags), parent_run_id=parent_run_id
+            run_id=run_id,
+            agent=agent,
+            owner=owner,
+            tags=tuple(tags),
+            parent_run_id=parent_run_id,
+            conversation_id=conversation_id or run_id,
         )
         self.events: list[Event] = []
         self._subscribers: list[Subscriber] = []

@@ -96,6 +96,7 @@ class LoopState:
     tools: dict[str, Tool]
     approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the conversation this run continues
     next_step: int = 1
     model_calls: int = 0  # attempts made, failovers included: max_steps bounds these
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
@@ -132,11 +133,22 @@ class LoopState:
         return step
 
 
-def initial_messages(agent: Agent, prompt: str, ctx: RunContext | None = None) -> list[dict[str, Any]]:
-    """The conversation a run starts from: the instructions (if any, with the output schema) and the prompt.
+def initial_messages(
+    agent: Agent,
+    prompt: str | list[dict[str, Any]],
+    ctx: RunContext | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The conversation a run starts from: the instructions (if any, with the output schema), the
+    ``history`` it continues, and the prompt (a str or a list of content parts, passed through).
 
-    Callable instructions are called here, at run start, with the run's context.
+    A history that has a system message keeps it and the instructions are not repeated (another agent
+    may pick a conversation up: its tools and output type apply).  Callable instructions are called
+    here, at run start, with the run's context.
     """
+    history = [dict(m) for m in history or ()]
+    if any(m.get("role") == "system" for m in history):
+        return [*history, {"role": "user", "content": prompt}]
     system = agent.instructions
     if callable(system):
         system = system(ctx)
@@ -145,7 +157,17 @@ def initial_messages(agent: Agent, prompt: str, ctx: RunContext | None = None) -
     if agent.output_type is not None:
         system = "\n\n".join(filter(None, [system, output_instructions(agent.output_type)]))
     messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": "user", "content": prompt}]
+    return [*messages, *history, {"role": "user", "content": prompt}]
+
+
+def prompt_text(prompt: str | list[dict[str, Any]]) -> str:
+    """The prompt as the log's ``RunStarted.prompt`` holds it: the text (content parts are in ``messages``)."""
+    if isinstance(prompt, str):
+        return prompt
+    return " ".join(
+        str(p.get("text", "")) if p.get("type") == "text" else f"[{str(p.get('type')).removesuffix('_url')}]"
+        for p in prompt
+    )
 
 
 def tool_output_text(value: Any) -> str:
@@ -167,7 +189,9 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + note, True
 
 
-async def run_agent(state: LoopState, prompt: str, prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+async def run_agent(
+    state: LoopState, prompt: str | list[dict[str, Any]], prepare: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Drive one run to a final status, appending every event to ``state.log``.
 
     ``prepare`` (e.g. the first, slow litellm import) is awaited before ``RunStarted``, so
@@ -182,14 +206,14 @@ async def run_agent(state: LoopState, prompt: str, prepare: Callable[[], Awaitab
     except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — recorded below, after RunStarted
         unprepared = exc
     try:
-        state.messages = initial_messages(agent, prompt, state.ctx)
+        state.messages = initial_messages(agent, prompt, state.ctx, state.history)
     except Exception as exc:  # noqa: BLE001 — callable instructions that fail: the run is still recorded, as failed
         unprepared = unprepared or exc
-        state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt)
+        state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt, None, state.history)
     state.ctx.messages = state.messages
     log.emit(
         RunStarted,
-        prompt=prompt,
+        prompt=prompt_text(prompt),
         model=state.spec.name,
         messages=list(state.messages),
         tools=list(state.tools),
@@ -254,15 +278,15 @@ async def _bounded_turns(state: LoopState) -> Any:
     raise bound(message, run_id=state.ctx.run_id)
 
 
-def record_cancelled_while_queued(state: LoopState, prompt: str) -> None:
+def record_cancelled_while_queued(state: LoopState, prompt: str | list[dict[str, Any]]) -> None:
     """Record a run cancelled before it got a slot: started and finished at once, no steps."""
     agent = state.agent  # a run that never started never calls its instructions
     if callable(agent.instructions):
         agent = agent.model_copy(update={"instructions": ""})
-    state.messages = state.ctx.messages = initial_messages(agent, prompt)
+    state.messages = state.ctx.messages = initial_messages(agent, prompt, None, state.history)
     state.log.emit(
         RunStarted,
-        prompt=prompt,
+        prompt=prompt_text(prompt),
         model=state.spec.name,
         messages=list(state.messages),
         tools=list(state.tools),

@@ -120,8 +120,8 @@ class RunFold:
 
     Read ``identity``, ``status``, ``prompt``, ``started_at``/``finished_at``, ``models_tried``,
     ``model`` (the answering model), ``timeline``, ``usage`` (of successful calls), ``pending``
-    approvals, ``decisions``, ``failovers``, ``output``, ``error``, ``steps``, ``budget_left()``
-    and ``budget_stop``.  ``run_id``/``agent``/``model`` name a run that has no events yet.
+    approvals, ``decisions``, ``failovers``, ``output``, ``error``, ``steps``, ``budget_left()``,
+    ``budget_stop`` and ``messages`` (the conversation so far, as litellm/OpenAI message dicts).  ``run_id``/``agent``/``model`` name a run that has no events yet.
     """
 
     def __init__(self, *, run_id: str = "?", agent: str = "?", model: str = ""):
@@ -150,6 +150,9 @@ class RunFold:
         self.budget_stop: BudgetStopped | None = None
         self.compactions: list[Compacted] = []  # each compaction; a summary's usage is in ``usage`` too
         self._sent: list[dict[str, Any]] = []
+        self._messages: list[dict[str, Any]] = []  # the conversation, tool results of the last turn aside
+        self._results: list[tuple[int, dict[str, Any]]] = []  # (step, tool message) of the turn in flight
+        self._unnamed: list[dict[str, Any]] = []  # tool calls of the last answer still to get their run-unique id
         self.events = 0
 
     # -- the fold ------------------------------------------------------------------------
@@ -168,11 +171,13 @@ class RunFold:
         self.started_at, self.prompt, self.start_model = ev.ts, ev.prompt, ev.model
         self.status = RunStatus.RUNNING
         self._sent = list(ev.messages)
+        self._messages = [dict(m) for m in ev.messages]
         self.budget_start = dict(ev.budget_left)
 
     def _model_started(self, ev: ModelCallStarted) -> ModelCallItem:
         item = ModelCallItem(step=ev.step, turn=ev.turn, model=ev.model, started_at=ev.ts, sent=self._sent)
         self._sent = []
+        self._settle_results()
         self._tried.setdefault(ev.model)
         self._last_model = ev.model
         self.model_calls += 1
@@ -188,9 +193,13 @@ class RunFold:
         if ev.error is None:
             self.usage = self.usage + ev.usage
             self._served = ev.model
+            if ev.message is not None:
+                self._answered(ev.message)
         return item
 
     def _tool_started(self, ev: ToolCallStarted) -> ToolCallItem:
+        if self._unnamed:  # the loop gives each call an id unique in the run: the conversation reads that one
+            self._unnamed.pop(0)["id"] = ev.call_id
         return self._place(
             ToolCallItem(
                 step=ev.step,
@@ -205,6 +214,7 @@ class RunFold:
 
     def _tool_finished(self, ev: ToolCallFinished) -> ToolCallItem | None:
         self._sent.append({"role": "tool", "tool_call_id": ev.call_id, "content": ev.result})
+        self._results.append((ev.step, {"role": "tool", "tool_call_id": ev.call_id, "content": ev.result}))
         item = self.calls.get(ev.step)
         if not isinstance(item, ToolCallItem):
             return None
@@ -232,10 +242,17 @@ class RunFold:
         elif isinstance(ev, Compacted):
             self.compactions.append(ev)
             self.usage = self.usage + ev.usage
+        elif isinstance(ev, MessagesRewritten):  # what was sent from then on replaces what came before
+            self._results, self._unnamed = [], []
+            self._messages = [dict(m) for m in ev.messages]
         elif isinstance(ev, RevisionRequested):
             self._sent.append({"role": "user", "content": ev.feedback})
+            self._settle_results()
+            self._messages.append({"role": "user", "content": ev.feedback})
         elif isinstance(ev, OutputRejected) and ev.feedback:
             self._sent.append({"role": "user", "content": ev.feedback})
+            self._settle_results()
+            self._messages.append({"role": "user", "content": ev.feedback})
         marker = Marker(ev)
         self.timeline.append(marker)
         return marker
@@ -243,6 +260,21 @@ class RunFold:
     def _run_finished(self, ev: RunFinished) -> None:
         self.status, self.output, self.error, self.steps = ev.status, ev.output, ev.error, ev.steps
         self.finished_at = ev.ts
+
+    def _answered(self, message: dict[str, Any]) -> None:
+        """A model's answer joins the conversation (its tool calls copied: their ids are renamed as they start)."""
+        self._settle_results()
+        message = dict(message)
+        if message.get("tool_calls"):
+            message["tool_calls"] = calls = [dict(tc) for tc in message["tool_calls"]]
+            self._unnamed = list(calls)
+        self._messages.append(message)
+
+    def _settle_results(self) -> None:
+        """The tool results of the last turn join the conversation in step order (as the loop sends them)."""
+        if self._results:
+            self._messages.extend(message for _, message in sorted(self._results, key=lambda r: r[0]))
+            self._results = []
 
     def _place(self, item: ModelCallItem | ToolCallItem) -> Any:
         self.calls[item.step] = item
@@ -257,6 +289,23 @@ class RunFold:
     @property
     def agent(self) -> str:
         return (self.identity or self._default).agent
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The whole conversation so far as litellm/OpenAI message dicts, in order (secrets already redacted).
+
+        System, user, assistant answers with their tool calls, tool results and hook feedback; a
+        ``MessagesRewritten`` replaces what came before.  What a run continuing this one is sent first.
+        """
+        return [*self._messages, *(message for _, message in sorted(self._results, key=lambda r: r[0]))]
+
+    @property
+    def conversation_id(self) -> str:
+        return (self.identity or self._default).conversation_id
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return (self.identity or self._default).parent_run_id
 
     @property
     def models_tried(self) -> list[str]:

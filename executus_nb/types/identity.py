@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
-IDENTITY_KEYS = ("run_id", "agent", "owner", "tags", "parent_run_id")
+from pydantic import BaseModel, ConfigDict, model_validator
+
+IDENTITY_KEYS = ("run_id", "agent", "owner", "tags", "parent_run_id", "conversation_id")
 
 
 class RunIdentity(BaseModel):
-    """Who a run is: its id, its agent's name, owner, tags, and the run it was started from (if any)."""
+    """Who a run is: its id, its agent's name, owner, tags, the run it was started from (if any) and the
+    conversation it belongs to (``conversation_id``: the first run's id, shared by every run continuing it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -17,3 +20,12 @@ class RunIdentity(BaseModel):
     owner: str | None = None
     tags: tuple[str, ...] = ()
     parent_run_id: str | None = None
+    conversation_id: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_conversation(cls, data: Any) -> Any:
+        """A run that continues nothing starts its own conversation (as do logs written before conversations)."""
+        if isinstance(data, dict) and not data.get("conversation_id") and "run_id" in data:
+            data = {**data, "conversation_id": data["run_id"]}
+        return data

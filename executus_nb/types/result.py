@@ -42,6 +42,7 @@ class Step(BaseModel):
     result: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    conversation_id: str | None = None
 
 
 def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
@@ -54,6 +55,7 @@ def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
         return Step(
             run_id=run.run_id,
             agent=run.agent,
+            conversation_id=run.conversation_id,
             step=item.step,
             turn=item.turn,
             kind="model",
@@ -72,6 +74,7 @@ def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
     return Step(
         run_id=run.run_id,
         agent=run.agent,
+        conversation_id=run.conversation_id,
         step=item.step,
         turn=item.turn,
         kind="tool",
@@ -124,7 +127,10 @@ class RunResult(BaseModel):
 
     ``model`` is the model that produced the final answer (for a run without one, the last
     model tried); ``models`` every model tried, in order, so a failover shows as two;
-    ``budget`` which budget ended the run (``"max_usd (executor)"``), None if none did.
+    ``budget`` which budget ended the run (``"max_usd (executor)"``), None if none did;
+    ``messages`` the whole conversation (litellm/OpenAI message dicts, secrets redacted), which
+    ``executor.run(agent, prompt, history=result)`` continues; ``conversation_id`` and
+    ``parent_run_id`` place the run in its conversation.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -141,6 +147,9 @@ class RunResult(BaseModel):
     started_at: datetime
     finished_at: datetime
     budget: str | None = None
+    messages: list[dict[str, Any]] = []
+    conversation_id: str | None = None
+    parent_run_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -193,6 +202,9 @@ class RunResult(BaseModel):
             started_at=run.started_at,
             finished_at=run.finished_at,
             budget=run.budget,
+            messages=run.messages,
+            conversation_id=run.conversation_id,
+            parent_run_id=run.parent_run_id,
         )
 
     def __repr__(self) -> str:
