@@ -340,3 +340,26 @@ def test_chat_from_history_and_a_content_parts_turn(ex):
     assert run.conversation_id == first.run_id and run.parent_run_id == first.run_id
     with pytest.raises(UserError, match="needs an Agent"):
         ex.chat("not an agent")
+
+
+def test_secrets_are_redacted_from_the_conversation_and_from_what_continues_it(ex, monkeypatch):
+    key = "sk-conv-" + "q7Zx2Lm9Rt4Vb8Nc3Kd6"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    @tool
+    def leak() -> str:
+        """Return a config line that holds the key."""
+        return f"api_key={key}"
+
+    def fn(messages, tools):
+        if messages[-1]["role"] == "user":
+            return sim.call("leak")
+        return sim.reply(f"the key is {key}")
+
+    leaky = Agent(name="leaky", model=sim.function(fn, name=f"leaky-{next(_names)}"), tools=[leak])
+    first = ex.run(leaky, "show me the config").wait(quiet=True)
+    second = ex.run(leaky, "again", history=first).wait(quiet=True)
+    for result in (first, second):
+        text = repr(result.messages)
+        assert key not in text and key[:12] not in text
+        assert "***" in text
