@@ -42,6 +42,7 @@ from executus_nb.types.budget import Budget  # noqa: E402
 from executus_nb.types.context import RunContext  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
+from executus_nb.types.stream import TextDelta  # noqa: E402
 from executus_nb.types.usage import Usage  # noqa: E402
 
 __version__ = "0.1.0"
@@ -71,6 +72,7 @@ __all__ = [
     "SimScriptExhausted",
     "Step",
     "StopRun",
+    "TextDelta",
     "Tool",
     "ToolError",
     "ToolRegistrationError",

@@ -34,6 +34,7 @@ EXPECTED_ALL = [
     "SimScriptExhausted",
     "Step",
     "StopRun",
+    "TextDelta",
     "Tool",
     "ToolError",
     "ToolRegistrationError",

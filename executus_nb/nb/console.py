@@ -1,5 +1,7 @@
 """Terminal output for runs outside Jupyter: one compact line per finished step, in step order.
 
+A streamed model call's text is printed as it arrives (its step line follows on a line of its own).
+
 The log subscriber only enqueues (O(1) on the run's event loop); a printer
 thread folds each event once (``SummaryFold``) and writes whole batches, so
 printing costs O(steps) and never slows the run.  Parallel tool calls that
@@ -20,6 +22,7 @@ from executus_nb.nb.summary import SummaryFold, marker_view
 from executus_nb.types.events import ModelCallFinished, ModelCallStarted, RunFinished, ToolCallFinished, ToolCallStarted
 from executus_nb.types.fmt import line
 from executus_nb.types.fold import Marker
+from executus_nb.types.stream import TextDelta
 
 _STARTS = (ModelCallStarted, ToolCallStarted)
 _ENDS = (ModelCallFinished, ToolCallFinished)
@@ -40,10 +43,14 @@ class StepPrinter:
         self.events_folded = 0  # work done: each event is folded exactly once
         self._thread = threading.Thread(target=self._drain, name="executus-printer", daemon=True)
         self._thread.start()
-        self._unsubscribe = log.subscribe(self, replay=True)
+        self._mid_text = False  # the last thing written was streamed text not ending a line
+        if hasattr(log, "subscribe_stream"):  # a run's log: its streamed text too, as it arrives
+            self._unsubscribe = log.subscribe_stream(self, self)
+        else:
+            self._unsubscribe = log.subscribe(self, replay=True)
 
     def __call__(self, event: Any) -> None:
-        """Take one event to print (O(1): it is only queued; the printer thread does the work)."""
+        """Take one event or text delta to print (O(1): it is only queued; the printer thread does the work)."""
         self._queue.put(event)
 
     # -- the printer thread --------------------------------------------------------------
@@ -61,9 +68,18 @@ class StepPrinter:
                 if event is _STOP:
                     stop = True
                     break
-                out.extend(self._lines(event))
+                if isinstance(event, TextDelta):  # streamed text, printed as it arrives
+                    out.append(event.text)
+                    self._mid_text = bool(event.text) and not event.text.endswith("\n")
+                    continue
+                lines = self._lines(event)
+                if lines:
+                    if self._mid_text:  # the step lines start on a line of their own
+                        out.append("\n")
+                        self._mid_text = False
+                    out.append("".join(text + "\n" for text in lines))
             if out:
-                self._write("\n".join(out) + "\n")
+                self._write("".join(out))
 
     def _lines(self, event: Any) -> list[str]:
         """The lines ``event`` makes printable (never raises: a bad event is one short note)."""

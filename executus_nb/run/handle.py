@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from executus_nb.errors import UserError
 from executus_nb.run.approval import ApprovalRequest, Approvals
 from executus_nb.run.log import RunLog
-from executus_nb.types.events import RunFinished, RunStarted
+from executus_nb.run.stream import atexts, drive, stream, stream_sync, texts
+from executus_nb.types.events import Event, RunFinished, RunStarted
 from executus_nb.types.fold import fold
 from executus_nb.types.result import RunResult
 from executus_nb.types.status import RunStatus
+from executus_nb.types.stream import TextDelta
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -202,6 +204,29 @@ class Run:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError(self._not_yet(timeout)) from None
+
+    # -- streaming -----------------------------------------------------------------
+    def stream(self) -> AsyncIterator[Event | TextDelta]:
+        """``async for item in run.stream()``: the run's events as they happen, with a ``TextDelta`` per chunk
+        of a streamed model call.
+
+        Works on any loop (the run may live on another).  A late reader first gets the events so far (and
+        the text of a step in flight); it ends after ``RunFinished`` and raises nothing the run recorded.
+        """
+        return stream(self.log, self._future)
+
+    def text_stream(self) -> Iterator[str]:
+        """``for text in run.text_stream()`` in sync code: the run's text as it arrives; ends when the run ends.
+
+        A step that was not streamed gives its text when it finishes.  In a notebook cell (the run on the
+        kernel's loop) the loop is re-entered as ``wait()`` does, so the run goes on meanwhile.
+        """
+        running = _running_loop()
+        if running is not None and running is self._loop:
+            import nest_asyncio2
+
+            return drive(running, atexts(stream(self.log, self._future)), lambda: nest_asyncio2.apply(running))
+        return texts(stream_sync(self.log, self._future))
 
     def _not_yet(self, timeout: float | None) -> str:
         return f"run {self.run_id} has not finished after {timeout} s; it goes on — wait again or cancel()"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 from executus_nb.redaction import redactor
 from executus_nb.types.events import Event, RunFinished
 from executus_nb.types.identity import RunIdentity
+from executus_nb.types.stream import TextDelta
 
 logger = logging.getLogger("executus_nb")
 
 Subscriber = Callable[[Event], None]
+DeltaWatcher = Callable[[TextDelta], None]
 
 
 class RunLog:
@@ -41,6 +44,8 @@ class RunLog:
         self._lock = threading.Lock()
         self._partial: dict[int, str] = {}  # step → text streamed so far (transient: the finished event holds it)
         self._text_watchers: list[Callable[[int], None]] = []
+        self._delta_watchers: list[DeltaWatcher] = []  # live readers of the text (run.stream(), the printer)
+        self._shown: dict[int, str] = {}  # step → redacted text handed to delta watchers (only with a secret known)
 
     def emit(self, event_type: type[Event], **fields: Any) -> Event | None:
         """Create an event of ``event_type``, append it and tell every subscriber.
@@ -83,16 +88,69 @@ class RunLog:
 
     def stream_text(self, step: int, text: str) -> None:
         """Add streamed text to a model step in flight and tell text watchers (not an event)."""
-        self._partial[step] = self._partial.get(step, "") + text
+        with self._lock:  # a reader subscribing now gets this chunk either in its snapshot or as a delta, once
+            self._partial[step] = full = self._partial.get(step, "") + text
+            readers = list(self._delta_watchers)
+            delta = self._delta(step, full, text) if readers else None
         for notify in list(self._text_watchers):
             try:
                 notify(step)
             except Exception:  # a broken view must never break the run it shows
                 logger.exception("text watcher %r failed", notify)
+        if delta is None:
+            return
+        for reader in readers:
+            try:
+                reader(delta)
+            except Exception:  # a broken reader must never break the run it reads
+                logger.exception("text reader %r failed", reader)
+
+    def _delta(self, step: int, full: str, text: str) -> TextDelta | None:
+        """The delta readers get: the chunk itself, or with a secret known the new end of the redacted text.
+
+        The whole text so far is redacted (a key split across chunks is caught from its 8th character on,
+        as in ``partial``); what was already handed out is not repeated.
+        """
+        if not redactor.active:
+            return TextDelta(step, text)
+        shown = self._shown.get(step, "")
+        masked = redactor.redact(full)
+        new = masked[len(os.path.commonprefix([shown, masked])) :]
+        self._shown[step] = masked
+        return TextDelta(step, new) if new else None
 
     def end_text(self, step: int) -> None:
         """The step finished: its text now lives in its event."""
-        self._partial.pop(step, None)
+        with self._lock:
+            self._partial.pop(step, None)
+            self._shown.pop(step, None)
+
+    def subscribe_stream(self, on_event: Subscriber, on_delta: DeltaWatcher) -> Callable[[], None]:
+        """Replay the events so far and the text of steps in flight, then hand on every later event and delta.
+
+        Atomic with emitting and streaming, so nothing is missed or given twice; deltas of finished
+        steps are not replayed (their ``ModelCallFinished`` holds the text).  Returns the unsubscriber.
+        """
+        with self._lock:
+            for event in self.events:
+                on_event(event)
+            for step, text in list(self._partial.items()):
+                masked = redactor.redact(text) if redactor.active else text
+                if redactor.active:
+                    self._shown[step] = masked
+                if masked:
+                    on_delta(TextDelta(step, masked))
+            self._subscribers.append(on_event)
+            self._delta_watchers.append(on_delta)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if on_event in self._subscribers:
+                    self._subscribers.remove(on_event)
+                if on_delta in self._delta_watchers:
+                    self._delta_watchers.remove(on_delta)
+
+        return unsubscribe
 
     @property
     def partial(self) -> dict[int, str]:
