@@ -363,3 +363,20 @@ def test_secrets_are_redacted_from_the_conversation_and_from_what_continues_it(e
         text = repr(result.messages)
         assert key not in text and key[:12] not in text
         assert "***" in text
+
+
+def test_a_run_stopped_before_its_tool_calls_leaves_no_call_without_a_result(ex):
+    from executus_nb import StopRun
+
+    class StopAtTools:
+        def after_model_call(self, ctx, response):
+            if response.message.get("tool_calls"):
+                raise StopRun("no tools today")
+
+    rec = Recorder()
+    stopped = ex.run(agent(rec), "try", hooks=[StopAtTools()]).wait(quiet=True)
+    assert stopped.status.value == "stopped"
+    assert [m["role"] for m in stopped.messages] == ["system", "user"]  # the unanswered call is not kept
+    result = ex.run(agent(rec), "go on", history=stopped).wait(quiet=True)
+    assert result.ok
+    assert rec.requests[-2] == [*stopped.messages, {"role": "user", "content": "go on"}]

@@ -259,6 +259,7 @@ class RunFold:
 
     def _run_finished(self, ev: RunFinished) -> None:
         self.status, self.output, self.error, self.steps = ev.status, ev.output, ev.error, ev.steps
+        self._drop_unstarted_calls()
         self.finished_at = ev.ts
 
     def _answered(self, message: dict[str, Any]) -> None:
@@ -269,6 +270,23 @@ class RunFold:
             message["tool_calls"] = calls = [dict(tc) for tc in message["tool_calls"]]
             self._unnamed = list(calls)
         self._messages.append(message)
+
+    def _drop_unstarted_calls(self) -> None:
+        """Tool calls the run ended before starting leave the conversation: a call without its result is a
+        request no provider takes, so a run continuing this one could not be sent."""
+        if not self._unnamed:
+            return
+        last = self._messages[-1] if self._messages else None
+        if last is not None and last.get("tool_calls"):
+            unstarted = {id(tc) for tc in self._unnamed}
+            kept = [tc for tc in last["tool_calls"] if id(tc) not in unstarted]
+            if kept:
+                last["tool_calls"] = kept
+            else:
+                last.pop("tool_calls")
+                if not last.get("content"):
+                    self._messages.pop()
+        self._unnamed = []
 
     def _settle_results(self) -> None:
         """The tool results of the last turn join the conversation in step order (as the loop sends them)."""
