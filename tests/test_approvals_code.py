@@ -88,9 +88,21 @@ def test_unanswered_ask_is_denied_after_ask_timeout_s():
 
 
 def test_approve_or_deny_with_nothing_pending_raises():
-    run = _run(Policy(approver="code", ask_timeout_s=60), "a")
-    with pytest.raises(NoPendingApproval, match="wait_for_approval"):
-        run.approve()  # before the request exists: an error, not a silent False
+    held = threading.Event()  # the model's first answer (the call to approve) waits until approve() was tried
+
+    def model(messages, tools):
+        if len(messages) == 1:
+            assert held.wait(30)
+            return sim.call("publish", text="a")
+        return sim.reply("done")
+
+    agent = Agent(name="writer", tools=[publish], model=sim.function(model))
+    run = Executor(policy=Policy(approver="code", ask_timeout_s=60)).run(agent, "go")
+    try:
+        with pytest.raises(NoPendingApproval, match="wait_for_approval"):
+            run.approve()  # before the request exists: an error, not a silent False
+    finally:
+        held.set()
     request = run.wait_for_approval(timeout=30)
     with pytest.raises(NoPendingApproval, match="'nope'"):
         run.deny("nope")
