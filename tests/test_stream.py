@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -93,14 +97,33 @@ def test_text_stream_in_sync_code_yields_text_as_it_arrives():
     assert run.done
 
 
-def test_text_stream_of_a_run_on_the_callers_own_loop_does_not_deadlock():
-    async def main() -> list[str]:
-        gate = threading.Event()
-        gate.set()
-        run = Executor().run(_agent(_held_model(gate, "stream-own-loop")), "go")  # on this loop, as in a cell
-        return list(run.text_stream())
+# In a fresh interpreter: re-entering the loop patches asyncio for the whole process (nest_asyncio2, as in
+# a kernel), which must not leak into the other tests of this worker.
+OWN_LOOP_SCRIPT = """
+import asyncio, json
+from executus_nb import Agent, Executor, sim
+from executus_nb.model.sim import SimTurn
 
-    assert "".join(asyncio.run(asyncio.wait_for(main(), WAIT))) == "thinking about it the answer is 42"
+def fn(messages, tools):
+    return SimTurn(text="thinking about it the answer is 42")
+
+async def main():
+    agent = Agent(name="streamer", model=sim.function(fn, name="stream-own-loop"), stream=True)
+    run = Executor().run(agent, "go")  # on this loop, as in a cell
+    return list(run.text_stream())
+
+print(json.dumps(asyncio.run(asyncio.wait_for(main(), 60))))
+"""
+
+
+def test_text_stream_of_a_run_on_the_callers_own_loop_does_not_deadlock():
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_LOOP_SCRIPT], capture_output=True, text=True, timeout=WAIT * 2, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pieces = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "".join(pieces) == "thinking about it the answer is 42"
 
 
 def test_a_failing_runs_stream_ends_with_its_run_finished_and_raises_nothing():
