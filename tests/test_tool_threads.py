@@ -77,10 +77,18 @@ def test_a_sync_tool_that_finishes_in_time_is_not_counted(release):
 
 
 def test_hung_sync_tools_of_cancelled_runs_give_their_threads_back(executor, warm, release):
-    hangs = hanging_tool(release, timeout_s=None)
+    entered: list[int] = []  # the calls whose thread runs the tool (a started call may not have one yet)
+
+    @tool(name="hangs", timeout_s=None)
+    def hangs(i: int) -> str:
+        """Never returns on its own."""
+        entered.append(i)
+        release.wait(WAIT)
+        return "late"
+
     model = sim.scripted([sim.calls(*(sim.call("hangs", i=i) for i in range(20))), sim.reply("never")])
     run = executor.run(Agent(tools=[hangs], model=model), "go")
-    wait_until(lambda: sum(ev.kind == "tool_call_started" for ev in run.events) == 20)
+    wait_until(lambda: len(entered) == 20)  # every call is in its thread, so cancelling lets each one go
     run.cancel()
     assert run.wait(timeout=WAIT).status is RunStatus.CANCELLED
     wait_until(lambda: stuck_tool_calls() == 20)  # each hung call is let go and counted
