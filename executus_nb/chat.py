@@ -8,7 +8,7 @@ so a turn never answers a conversation that is still changing.  Every turn share
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from executus_nb.agent import Agent
@@ -59,6 +59,8 @@ class Chat:
         self._opening = continuation(history)  # what the first turn continues (checked now, not at send)
         self._per_run = per_run
         self._kept = len(self.runs)  # turns kept from the chat this one was forked from
+        self._watchers: list[Callable[[Run], None]] = []
+        self._view: Any = None
 
     def send(self, prompt: Prompt, **per_run: Any) -> Run:
         """Start the next turn with ``prompt`` (a str or content parts) and return its run at once.
@@ -76,7 +78,19 @@ class Chat:
             history = last.result
         run = self.executor.run(self.agent, prompt, history=history, **{**self._per_run, **per_run})
         self.runs.append(run)
+        for notify in list(self._watchers):
+            notify(run)
         return run
+
+    def subscribe(self, notify: Callable[[Run], None]) -> Callable[[], None]:
+        """Call ``notify(run)`` for every turn started from now on; returns the function that stops it."""
+        self._watchers.append(notify)
+
+        def unsubscribe() -> None:
+            if notify in self._watchers:
+                self._watchers.remove(notify)
+
+        return unsubscribe
 
     @property
     def turns(self) -> int:
@@ -135,11 +149,18 @@ class Chat:
         return usage_df([ev for run in self.runs for ev in run.log.events])
 
     # -- display -----------------------------------------------------------------------
+    def view(self) -> Any:
+        """The chat's live ``ChatView`` (created once, on first use; imports ipywidgets)."""
+        if self._view is None:
+            from executus_nb.nb.chatview import ChatView
+
+            self._view = ChatView(self)
+        return self._view
+
     def _ipython_display_(self) -> None:
-        if self.runs:  # the last turn's RunView until the chat has a widget of its own
-            self.runs[-1]._ipython_display_()
-        else:
-            print(repr(self))
+        from executus_nb.nb.display import show
+
+        show(self.view())
 
     def __repr__(self) -> str:
         last = self.runs[-1].status.value if self.runs else "none"

@@ -69,6 +69,9 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.chat", "Chat.runs_df", "executus_nb.frames"),
     ("executus_nb.chat", "Chat.steps_df", "executus_nb.frames"),
     ("executus_nb.chat", "Chat.usage_df", "executus_nb.frames"),
+    # A chat's live widget.
+    ("executus_nb.chat", "Chat.view", "executus_nb.nb.chatview"),
+    ("executus_nb.chat", "Chat._ipython_display_", "executus_nb.nb.display"),
 }
 
 

@@ -20,19 +20,24 @@ def _saved_notebook(bundles: list[dict]) -> nbformat.NotebookNode:
     return nb  # no widget state saved, as `make notebooks` and a plain JupyterLab save leave it
 
 
-@pytest.mark.parametrize("kind", ["run", "fanout"])
+@pytest.mark.parametrize("kind", ["run", "fanout", "chat"])
 def test_finished_view_bundle_renders_as_static_html_in_nbconvert(kind):
     from nbconvert import HTMLExporter
 
     async def main():
         ex = Executor()
-        if kind == "run":
-            shown = ex.run(Agent(name="calc", model=sim.scripted([sim.reply("2 + 3 = 5")], name="saved-run")), "2+3?")
+        if kind == "chat":
+            shown = ex.chat(Agent(name="calc", model=sim.scripted([sim.reply("2 + 3 = 5")], name="saved-chat")))
+            turn = shown.send("2+3?")
+        elif kind == "run":
+            shown = turn = ex.run(
+                Agent(name="calc", model=sim.scripted([sim.reply("2 + 3 = 5")], name="saved-run")), "2+3?"
+            )
         else:
-            shown = ex.fanout(
+            shown = turn = ex.fanout(
                 Agent(name="qa"), ["a", "b"], models=[sim.scripted([sim.reply("2 + 3 = 5")] * 2, name="saved-fan")]
             )
-        await shown
+        await turn
         return shown.view().mimebundle()
 
     bundle = asyncio.run(main())
@@ -40,6 +45,10 @@ def test_finished_view_bundle_renders_as_static_html_in_nbconvert(kind):
     nb = _saved_notebook([bundle])
     nbformat.validate(nb)
     body, _ = HTMLExporter().from_notebook_node(nb)
-    root = "executus-runview executus-status-succeeded" if kind == "run" else "executus-fanout"
+    root = {
+        "run": "executus-runview executus-status-succeeded",
+        "fanout": "executus-fanout",
+        "chat": "executus-chat executus-chat-static",
+    }[kind]
     assert f'class="{root}' in body and "2 + 3 = 5" in body
     assert "widget-view" not in body and bundle[WIDGET_VIEW]["model_id"] not in body

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def show(view: Any) -> None:
-    """Display a view (``RunView`` or ``FanoutGrid``): its live widget with a static HTML fallback.
+    """Display a view (``RunView``, ``FanoutGrid`` or ``ChatView``): its live widget with a static HTML fallback.
 
     At the end the display is updated in place with the final bundle: the widget stays
     (a live kernel keeps it interactive) and the fallback becomes the finished state, so
@@ -15,5 +15,9 @@ def show(view: Any) -> None:
     from IPython.display import display
 
     handle = display(view.mimebundle(), raw=True, display_id=True)
-    if handle is not None and not view.is_final:
+    if handle is None:
+        return
+    if hasattr(view, "on_update"):  # a chat is never final: its transcript is saved after every turn
+        view.on_update(lambda: handle.update(view.mimebundle(), raw=True))
+    elif not view.is_final:
         view.on_final(lambda: handle.update(view.mimebundle(), raw=True))
