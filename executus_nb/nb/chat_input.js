@@ -11,7 +11,7 @@ function el(tag, cls, text) {
 
 function render({ model, el: root }) {
   root.classList.add("executus-chat-controls");
-  root.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin-top:6px;font-family:system-ui,sans-serif;font-size:13px";
+  root.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;width:100%;box-sizing:border-box;align-items:center;margin-top:6px;font-family:system-ui,sans-serif;font-size:13px";
   const input = el("input", "executus-chat-input");
   input.type = "text";
   input.placeholder = model.get("placeholder");
