@@ -12,6 +12,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from executus_nb.agent import Agent  # noqa: E402
 from executus_nb.chat import Chat  # noqa: E402
+from executus_nb.compare import Comparison  # noqa: E402
 from executus_nb.errors import (  # noqa: E402
     ConfigError,
     ExecutusError,
@@ -51,6 +52,7 @@ __all__ = [
     "Agent",
     "Budget",
     "Chat",
+    "Comparison",
     "ConfigError",
     "ExecutusError",
     "Executor",

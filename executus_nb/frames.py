@@ -75,6 +75,8 @@ RUN_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
     "conversation_id": "object",
+    "parent_run_id": "object",
+    "forked_at": "Int64",
     "model": "object",
     "models": "object",
     "status": "object",
@@ -218,11 +220,19 @@ def _conversation(run: RunRecord, state: RunFold) -> str:
     return str(getattr(identity, "conversation_id", None) or run.run_id)
 
 
+def _origin(run: RunRecord, state: RunFold) -> tuple[str | None, int | None]:
+    """The run it continues or was forked from and the step of it a fork starts after (from its identity)."""
+    identity = state.identity if state.identity is not None else getattr(run.log, "identity", None)
+    return getattr(identity, "parent_run_id", None), getattr(identity, "forked_at", None)
+
+
 def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
     """One row per run (a ``Run``, or anything shaped like one: a ``RunRecord``, such as a run read back from a store).
 
-    Columns: run_id, agent, conversation_id, model (the model that produced the final answer; for a run
-    without one, the last model tried), models (every model tried, in order), status,
+    Columns: run_id, agent, conversation_id, parent_run_id (the run it continues or was forked from),
+    forked_at (a fork's: the step of its parent it starts after, 0 = the prompt; NA if no fork), model
+    (the model that produced the final answer; for a run without one, the last model tried), models
+    (every model tried, in order), status,
     started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
     completion_tokens, total_tokens, cost_usd, output, error_type, error_message,
     budget (which budget ended the run, ``"max_usd (executor)"``; None if none did).
@@ -234,11 +244,14 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
         model_items = [i for i in items if isinstance(i, ModelCallItem)]
         summarised = sum((c.usage for c in state.compactions), Usage())  # the summaries' own calls
         started = state.started_at if state.prompt is not None else None
+        parent, forked_at = _origin(run, state)
         rows.append(
             {
                 "run_id": run.run_id,
                 "agent": run.agent.name,
                 "conversation_id": _conversation(run, state),
+                "parent_run_id": parent,
+                "forked_at": forked_at,
                 "model": state.model,
                 "models": state.models_tried,
                 "status": run.status.value,

@@ -79,6 +79,8 @@ RUN_DTYPES = {
     "run_id": "object",
     "agent": "object",
     "conversation_id": "object",
+    "parent_run_id": "object",
+    "forked_at": "Int64",
     "model": "object",
     "models": "object",
     "status": "object",

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.agent",),
     ("executus_nb.run",),
     ("executus_nb.fanout", "executus_nb.chat"),
-    ("executus_nb.frames", "executus_nb.sinks"),
+    ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare"),
     ("executus_nb.nb",),
     ("executus_nb",),
 ]
@@ -62,6 +62,7 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.frames"),
+    ("executus_nb.run.executor", "Executor.compare", "executus_nb.compare"),  # two runs' steps aligned
     # The fan-out's live grid.
     ("executus_nb.fanout", "Fanout.view", "executus_nb.nb.grid"),
     ("executus_nb.fanout", "Fanout._ipython_display_", "executus_nb.nb.display"),
@@ -72,6 +73,8 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     # A chat's live widget.
     ("executus_nb.chat", "Chat.view", "executus_nb.nb.chatview"),
     ("executus_nb.chat", "Chat._ipython_display_", "executus_nb.nb.display"),
+    # A comparison's side-by-side HTML.
+    ("executus_nb.compare", "Comparison._repr_html_", "executus_nb.nb.compare_html"),
 }
 
 

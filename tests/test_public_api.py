@@ -13,6 +13,7 @@ EXPECTED_ALL = [
     "Agent",
     "Budget",
     "Chat",
+    "Comparison",
     "ConfigError",
     "ExecutusError",
     "Executor",

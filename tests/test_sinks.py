@@ -227,6 +227,7 @@ def test_jsonl_identity_is_one_object_per_line_and_reads_back_as_the_model(tmp_p
             "tags": ["exp", "b"],
             "parent_run_id": "r-0",
             "conversation_id": "r-1",
+            "forked_at": None,
         }
         for r in rows
     )

@@ -19,11 +19,16 @@ Prompt = str | list[dict[str, Any]]
 
 @dataclass(frozen=True)
 class Continuation:
-    """The conversation a run continues: its messages, the conversation's id and the run it follows."""
+    """The conversation a run continues: its messages, the conversation's id and the run it follows.
+
+    A fork's (``executor.fork``) also names the step of its parent it starts after (``forked_at``): its
+    messages are then its first request as they stand, with no new prompt after them.
+    """
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     conversation_id: str | None = None
     parent_run_id: str | None = None
+    forked_at: int | None = None
 
 
 def continuation(history: Any) -> Continuation:

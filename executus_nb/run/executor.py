@@ -31,6 +31,7 @@ from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.compact import compaction_hook
 from executus_nb.run.conversation import Prompt, check_prompt, continuation
+from executus_nb.run.fork import Edit, fork_point, run_source
 from executus_nb.run.handle import Run
 from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.jupyter import in_notebook
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from executus_nb.chat import Chat
+    from executus_nb.compare import Comparison
     from executus_nb.fanout import Fanout
 
 
@@ -270,6 +272,7 @@ class Executor:
             tuple(agent.tags) + tuple(tags),
             parent_run_id=continued.parent_run_id,
             conversation_id=continued.conversation_id,
+            forked_at=continued.forked_at,
         )
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
@@ -293,6 +296,7 @@ class Executor:
             prices=self._price_table,
             hooks=HookSet(ordered),
             history=continued.messages,
+            prompted=continued.forked_at is None,  # a fork's history is its first request as it stands
         )
         state.ctx.deps = deps
 
@@ -471,6 +475,34 @@ class Executor:
         from executus_nb.chat import Chat
 
         return Chat(self, agent, history=history, **per_run)
+
+    def fork(
+        self, run: Run | RunResult | str, at_step: int, agent: Agent | None = None, edit: Edit | None = None
+    ) -> Run:
+        """A new run from ``run``'s conversation as it stood after step ``at_step``: a what-if, started at once.
+
+        A step is one model call and the tool calls it asked for (the ``turn`` column of ``steps_df()``);
+        ``at_step=0`` is the prompt alone.  The fork's first request is that conversation exactly, as
+        ``edit(messages) -> messages`` leaves it if given, answered by ``agent`` (default: the run's own; or
+        ``agent.model_copy(update={"model": ...})`` for another model).  A fork is a branch: its own
+        ``conversation_id``, with ``parent_run_id`` and ``forked_at`` naming where it came from (``runs_df``).
+        ``run`` is a finished ``Run``, its ``RunResult`` or its run_id (of this executor, or of its store).
+        """
+        source = run_source(run, self.runs, getattr(self, "store", None))  # the store, once one is set
+        prompt, start = fork_point(source, at_step, edit)
+        chosen = agent if agent is not None else source.agent
+        if chosen is None:
+            raise UserError(f"run {source.run_id} was read from the store: give the agent to fork it with (agent=...)")
+        return self.run(chosen, prompt, history=start)
+
+    def compare(self, run_a: Run | RunResult | str, run_b: Run | RunResult | str) -> Comparison:
+        """Two runs side by side: their steps aligned (``.df``, ``.steps_df()``), one row each (``.summary_df()``),
+        and in Jupyter an HTML view.  A fork's steps are aligned after the step it was forked at."""
+        from executus_nb.compare import Comparison
+
+        store = getattr(self, "store", None)
+        a, b = (run_source(run, self.runs, store, "compare") for run in (run_a, run_b))
+        return Comparison(a.events, b.events)
 
     def fanout(
         self,

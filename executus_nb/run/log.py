@@ -30,6 +30,7 @@ class RunLog:
         tags: tuple[str, ...] = (),
         parent_run_id: str | None = None,
         conversation_id: str | None = None,
+        forked_at: int | None = None,
     ):
         self.identity = RunIdentity(
             run_id=run_id,
@@ -38,6 +39,7 @@ class RunLog:
             tags=tuple(tags),
             parent_run_id=parent_run_id,
             conversation_id=conversation_id or run_id,
+            forked_at=forked_at,
         )
         self.events: list[Event] = []
         self._subscribers: list[Subscriber] = []

@@ -97,6 +97,7 @@ class LoopState:
     approvals: Approvals
     messages: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # the conversation this run continues
+    prompted: bool = True  # False for a fork: its history is its first request, no prompt follows it
     next_step: int = 1
     model_calls: int = 0  # attempts made, failovers included: max_steps bounds these
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
@@ -138,17 +139,21 @@ def initial_messages(
     prompt: str | list[dict[str, Any]],
     ctx: RunContext | None = None,
     history: list[dict[str, Any]] | None = None,
+    *,
+    prompted: bool = True,
 ) -> list[dict[str, Any]]:
     """The conversation a run starts from: the instructions (if any, with the output schema), the
-    ``history`` it continues, and the prompt (a str or a list of content parts, passed through).
+    ``history`` it continues, and the prompt (a str or a list of content parts, passed through;
+    not with ``prompted=False``: a fork's history is its first request as it stands).
 
     A history that has a system message keeps it and the instructions are not repeated (another agent
     may pick a conversation up: its tools and output type apply).  Callable instructions are called
     here, at run start, with the run's context.
     """
     history = [dict(m) for m in history or ()]
+    asked = [{"role": "user", "content": prompt}] if prompted else []
     if any(m.get("role") == "system" for m in history):
-        return [*history, {"role": "user", "content": prompt}]
+        return [*history, *asked]
     system = agent.instructions
     if callable(system):
         system = system(ctx)
@@ -157,7 +162,7 @@ def initial_messages(
     if agent.output_type is not None:
         system = "\n\n".join(filter(None, [system, output_instructions(agent.output_type)]))
     messages = [{"role": "system", "content": system}] if system else []
-    return [*messages, *history, {"role": "user", "content": prompt}]
+    return [*messages, *history, *asked]
 
 
 def prompt_text(prompt: str | list[dict[str, Any]]) -> str:
@@ -206,10 +211,12 @@ async def run_agent(
     except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — recorded below, after RunStarted
         unprepared = exc
     try:
-        state.messages = initial_messages(agent, prompt, state.ctx, state.history)
+        state.messages = initial_messages(agent, prompt, state.ctx, state.history, prompted=state.prompted)
     except Exception as exc:  # noqa: BLE001 — callable instructions that fail: the run is still recorded, as failed
         unprepared = unprepared or exc
-        state.messages = initial_messages(agent.model_copy(update={"instructions": ""}), prompt, None, state.history)
+        state.messages = initial_messages(
+            agent.model_copy(update={"instructions": ""}), prompt, None, state.history, prompted=state.prompted
+        )
     state.ctx.messages = state.messages
     log.emit(
         RunStarted,
@@ -283,7 +290,7 @@ def record_cancelled_while_queued(state: LoopState, prompt: str | list[dict[str,
     agent = state.agent  # a run that never started never calls its instructions
     if callable(agent.instructions):
         agent = agent.model_copy(update={"instructions": ""})
-    state.messages = state.ctx.messages = initial_messages(agent, prompt, None, state.history)
+    state.messages = state.ctx.messages = initial_messages(agent, prompt, None, state.history, prompted=state.prompted)
     state.log.emit(
         RunStarted,
         prompt=prompt_text(prompt),

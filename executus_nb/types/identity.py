@@ -6,12 +6,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-IDENTITY_KEYS = ("run_id", "agent", "owner", "tags", "parent_run_id", "conversation_id")
+IDENTITY_KEYS = ("run_id", "agent", "owner", "tags", "parent_run_id", "conversation_id", "forked_at")
 
 
 class RunIdentity(BaseModel):
     """Who a run is: its id, its agent's name, owner, tags, the run it was started from (if any) and the
-    conversation it belongs to (``conversation_id``: the first run's id, shared by every run continuing it)."""
+    conversation it belongs to (``conversation_id``: the first run's id, shared by every run continuing it);
+    a fork (``executor.fork``) names the step of its parent it was forked after (``forked_at``, 0 = the prompt)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -21,6 +22,7 @@ class RunIdentity(BaseModel):
     tags: tuple[str, ...] = ()
     parent_run_id: str | None = None
     conversation_id: str = ""
+    forked_at: int | None = None
 
     @model_validator(mode="before")
     @classmethod
