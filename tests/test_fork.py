@@ -334,3 +334,78 @@ def test_hostile_text_is_escaped_in_the_comparison_html(ex):
     assert html.count('class="executus-compare-step ') == 2
     assert html.count("executus-compare-differs") == 2  # b's step 1 failed validation: a different answer
     assert html.count('class="executus-compare-run"') == 2
+
+
+# -- where a step ends ------------------------------------------------------------------------------------
+def test_a_steps_hook_feedback_is_kept_and_the_next_steps_rewrite_is_not(ex):
+    def writer(messages, tools):
+        return sim.reply("draft" if messages[-1]["content"] == "write" else "final")
+
+    model = sim.function(writer, name=f"fork-rev-{next(_names)}")
+
+    class Revise:
+        def on_final(self, ctx, output):
+            return "shorter please" if output == "draft" else None
+
+    class Squash:  # rewrites step 2's request, as a compaction would
+        def before_model_call(self, ctx, request):
+            if request.turn == 2:
+                return [request.messages[0], {"role": "user", "content": "(summary)"}]
+            return None
+
+    run = ex.run(Agent(name="w", instructions="Write.", model=model), "write", hooks=[Revise(), Squash()])
+    assert run.wait(quiet=True).ok
+    other = Recorder("after-revision")
+    ex.fork(run, at_step=1, agent=make_agent(other)).wait(quiet=True)
+    assert other.requests[0] == [
+        {"role": "system", "content": "Write."},
+        {"role": "user", "content": "write"},
+        {"role": "assistant", "content": "draft"},
+        {"role": "user", "content": "shorter please"},  # step 1's feedback is part of step 1
+    ]
+    at_two = Recorder("after-rewrite")
+    ex.fork(run, at_step=2, agent=make_agent(at_two)).wait(quiet=True)
+    assert at_two.requests[0] == [  # what step 2 was sent (rewritten), then its answer
+        {"role": "system", "content": "Write."},
+        {"role": "user", "content": "(summary)"},
+        {"role": "assistant", "content": "final"},
+    ]
+
+
+def test_a_failed_run_forks_from_before_its_failure_with_another_model(ex):
+    def flaky(messages, tools):
+        if any(m["role"] == "tool" for m in messages):
+            raise RuntimeError("model down")
+        return sim.call("add", a=2, b=2)
+
+    run = ex.run(Agent(name="f", tools=[add], model=sim.function(flaky, name=f"flaky-{next(_names)}")), "go")
+    assert run.wait(quiet=True).status.value == "failed"
+    backup = Recorder("backup")
+    fork = ex.fork(run, at_step=1, agent=run.agent.model_copy(update={"model": backup.model}))  # retry step 2
+    assert fork.wait(quiet=True).ok
+    assert [m["role"] for m in backup.requests[0]] == ["user", "assistant", "tool"]
+    late = Recorder("late")
+    ex.fork(run, at_step=2, agent=make_agent(late)).wait(quiet=True)
+    # the failed step 2 added nothing; a conversation with no system message gets the agent's instructions
+    assert late.requests[0] == [{"role": "system", "content": "Use the tools."}, *backup.requests[0]]
+    df = ex.compare(run, fork).df
+    assert list(df["step"]) == [1, 2, 3]
+    assert df["same"].tolist()[1] is False and df["same"].isna().tolist() == [True, False, True]
+    assert "model down" in df.loc[1, "a_error"] and df.loc[1, "a_text"] == ""
+    assert df.loc[1, "a_tokens"] == 0 and df.loc[1, "b_tool_calls"] == "add(a=1, b=1)"
+    assert df.loc[2, "b_text"] == "backup: 2 sums"
+
+
+def test_a_run_id_of_another_session_is_read_from_the_store_and_needs_an_agent(ex, parent):
+    from executus_nb.run.fork import run_source
+
+    run, _ = parent
+
+    class Store:  # an EventStore's read side
+        def events(self, run_id):
+            return list(run.events) if run_id == "stored" else []
+
+    source = run_source("stored", [], Store())
+    assert source.events == list(run.events) and source.agent is None
+    with pytest.raises(UserError, match="neither one of this executor's runs nor in its store"):
+        run_source("missing", [], Store())

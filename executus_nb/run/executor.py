@@ -484,7 +484,8 @@ class Executor:
         A step is one model call and the tool calls it asked for (the ``turn`` column of ``steps_df()``);
         ``at_step=0`` is the prompt alone.  The fork's first request is that conversation exactly, as
         ``edit(messages) -> messages`` leaves it if given, answered by ``agent`` (default: the run's own; or
-        ``agent.model_copy(update={"model": ...})`` for another model).  A fork is a branch: its own
+        ``agent.model_copy(update={"model": ...})`` for another model); as with ``history=``, only a
+        conversation without a system message gets the agent's instructions.  A fork is a branch: its own
         ``conversation_id``, with ``parent_run_id`` and ``forked_at`` naming where it came from (``runs_df``).
         ``run`` is a finished ``Run``, its ``RunResult`` or its run_id (of this executor, or of its store).
         """
