@@ -1,0 +1,1 @@
+"""Persistence of event logs: the ``EventStore`` protocol, ``MemoryStore`` (the default) and ``SQLiteStore``."""
