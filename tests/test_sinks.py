@@ -373,6 +373,38 @@ def test_otel_run_span_carries_the_identity_model_owner_tags_and_parent(otel):
     assert root.attributes["executus.parent_run_id"] == "r-1"
 
 
+def test_otel_every_span_of_a_chat_carries_its_conversation_and_each_turn_its_parent(otel):
+    sink, exporter = otel
+    model = sim.scripted([sim.call("add", a=2, b=3), sim.reply("5"), sim.reply("again 5")])
+    chat = Executor(sinks=[sink]).chat(Agent(name="calc", tools=[add], model=model))
+    first = chat.send("2+3?")
+    first.wait(timeout=30, quiet=True)
+    second = chat.send("and again?")
+    second.wait(timeout=30, quiet=True)
+    spans = exporter.get_finished_spans()
+    by_run = {run.run_id: [s for s in spans if s.attributes["executus.run_id"] == run.run_id] for run in chat.runs}
+    assert [len(by_run[first.run_id]), len(by_run[second.run_id])] == [4, 2]  # run, chat, tool, chat / run, chat
+    assert second.run_id != first.run_id == chat.conversation_id
+    for span in spans:  # the run span and every step span: a viewer groups a chat's turns by it
+        assert span.attributes["gen_ai.conversation.id"] == first.run_id, span.name
+        assert span.attributes["executus.conversation_id"] == first.run_id, span.name
+    assert all("executus.parent_run_id" not in s.attributes for s in by_run[first.run_id])
+    assert all(s.attributes["executus.parent_run_id"] == first.run_id for s in by_run[second.run_id])
+    assert all("executus.forked_at" not in s.attributes for s in spans)
+    assert sink.open_spans == 0
+
+
+def test_otel_a_forked_run_names_the_step_it_was_forked_after(otel):
+    sink, exporter = otel
+    log = RunLog("r-3", "hand", parent_run_id="r-1", conversation_id="c-1", forked_at=2)
+    log.subscribe(sink.on_event)
+    log.emit(RunStarted, prompt="p", model="sim/x", messages=[], max_steps=3)
+    log.emit(RunFinished, status=RunStatus.SUCCEEDED, output="x")
+    (root,) = exporter.get_finished_spans()
+    assert root.attributes["gen_ai.conversation.id"] == "c-1" == root.attributes["executus.conversation_id"]
+    assert (root.attributes["executus.parent_run_id"], root.attributes["executus.forked_at"]) == ("r-1", 2)
+
+
 def test_otel_a_priced_model_reports_its_cost_and_content_can_be_captured():
     exporter = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)

@@ -90,6 +90,19 @@ def _model_attributes(model: str) -> dict[str, Any]:
     return attrs
 
 
+def _conversation_attributes(ev: Any) -> dict[str, Any]:
+    """The conversation a run belongs to (``gen_ai.conversation.id``) and the run it continues, if any:
+    on every span, so a viewer groups a chat's turns and finds a turn's parent by filtering on them."""
+    identity = ev.identity
+    attrs: dict[str, Any] = {
+        "gen_ai.conversation.id": identity.conversation_id,
+        "executus.conversation_id": identity.conversation_id,
+    }
+    if identity.parent_run_id:
+        attrs["executus.parent_run_id"] = identity.parent_run_id
+    return attrs
+
+
 def _fail(span: Span, error: ErrorInfo | None, fallback_type: str, fallback_message: str = "") -> None:
     """Mark a span failed: ERROR status, ``error.type`` and an ``exception`` event."""
     etype = error.type if error else fallback_type
@@ -138,8 +151,9 @@ class OTelSink:
             attrs["executus.owner"] = ev.owner
         if ev.tags:
             attrs["executus.tags"] = list(ev.tags)
-        if ev.identity.parent_run_id:
-            attrs["executus.parent_run_id"] = ev.identity.parent_run_id
+        attrs.update(_conversation_attributes(ev))
+        if ev.identity.forked_at is not None:
+            attrs["executus.forked_at"] = ev.identity.forked_at
         if ev.tools:
             attrs["executus.tools"] = list(ev.tools)
         self._runs[ev.run_id] = self.tracer.start_span(
@@ -173,7 +187,13 @@ class OTelSink:
     def _child(self, ev: Any, name: str, kind: SpanKind, attrs: dict[str, Any], start: datetime) -> Span:
         parent = self._runs.get(ev.run_id)
         context = trace.set_span_in_context(parent) if parent is not None else None
-        attrs = {**attrs, "executus.run_id": ev.run_id, "executus.step": ev.step, "executus.turn": ev.turn}
+        attrs = {
+            **attrs,
+            **_conversation_attributes(ev),
+            "executus.run_id": ev.run_id,
+            "executus.step": ev.step,
+            "executus.turn": ev.turn,
+        }
         span = self.tracer.start_span(name, context=context, kind=kind, attributes=attrs, start_time=_ns(start))
         self._steps[(ev.run_id, ev.step)] = span
         return span
