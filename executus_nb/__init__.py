@@ -15,6 +15,7 @@ from executus_nb.chat import Chat  # noqa: E402
 from executus_nb.compare import Comparison  # noqa: E402
 from executus_nb.errors import (  # noqa: E402
     ConfigError,
+    ContextWindowExceeded,
     ExecutusError,
     MaxStepsExceeded,
     ModelCallError,
@@ -41,6 +42,7 @@ from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
 from executus_nb.types.budget import Budget  # noqa: E402
 from executus_nb.types.context import RunContext  # noqa: E402
+from executus_nb.types.events import Compacted  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
 from executus_nb.types.stream import TextDelta  # noqa: E402
@@ -52,8 +54,10 @@ __all__ = [
     "Agent",
     "Budget",
     "Chat",
+    "Compacted",
     "Comparison",
     "ConfigError",
+    "ContextWindowExceeded",
     "ExecutusError",
     "Executor",
     "Fanout",

@@ -13,8 +13,10 @@ EXPECTED_ALL = [
     "Agent",
     "Budget",
     "Chat",
+    "Compacted",
     "Comparison",
     "ConfigError",
+    "ContextWindowExceeded",
     "ExecutusError",
     "Executor",
     "Fanout",
@@ -77,6 +79,15 @@ def test_errors_form_one_tree():
     for name in errors:
         assert issubclass(getattr(executus_nb, name), executus_nb.ExecutusError), name
     assert issubclass(executus_nb.UserError, ValueError)
+
+
+def test_what_a_user_of_compaction_touches_is_public():
+    # the event to look for in a log, and the stop a custom compactor may raise (the run ends failed)
+    from executus_nb.errors import ContextWindowExceeded
+    from executus_nb.types.events import Compacted
+
+    assert executus_nb.Compacted is Compacted and executus_nb.ContextWindowExceeded is ContextWindowExceeded
+    assert issubclass(executus_nb.ContextWindowExceeded, executus_nb.StopRun)  # a stop, like every StopRun
 
 
 def test_import_does_not_load_litellm_pandas_or_ipywidgets():
