@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executus_nb import Agent, Executor, RunStatus, sim, tool
+from executus_nb import Agent, Budget, Executor, RunStatus, sim, tool
 from executus_nb.frames import steps_df, usage_df
 from executus_nb.model import compact
 from executus_nb.model.tokens import prompt_tokens
@@ -15,7 +16,7 @@ from executus_nb.nb.html import render_html
 from executus_nb.nb.summary import summarize
 from executus_nb.run.compact import compaction_hook
 from executus_nb.run.log import RunLog
-from executus_nb.types.events import Compacted, ModelCallStarted
+from executus_nb.types.events import BudgetStopped, Compacted, ModelCallStarted
 from executus_nb.types.fold import fold
 
 WAIT = 300  # a guard against hanging, not a speed bound
@@ -245,3 +246,46 @@ def test_the_window_comes_from_litellms_model_info_and_a_model_without_one_gets_
     agent = Agent(tier="small")
     hook = compaction_hook(agent, tiered.resolve_tier(agent), RunLog("t", "t"), tiered.tiers)
     assert hook is not None and hook.window(sim.echo()) == 500  # per tier
+
+
+# -- the budget counts the summariser's tokens -------------------------------------------
+
+PRICE = {"input_cost_per_token": 1e-5, "output_cost_per_token": 2e-5}
+
+
+@pytest.mark.parametrize("limit", ["max_tokens", "max_usd"])
+def test_the_budget_counts_the_summaries_before_the_next_model_calls_check(limit):
+    def spend(usage):
+        return usage.total_tokens if limit == "max_tokens" else usage.cost_usd
+
+    # An unbudgeted run of the same script: where a budget must stop it, summaries counted.
+    free = Prober(60)
+    executor = Executor(prices={free.model: PRICE})
+    agent = Agent(model=free.model, tools=[probe], max_steps=70, context_tokens=4000)
+    free_run = executor.run(agent, TASK)
+    free_run.wait(WAIT, quiet=True)
+    events = free_run.log.events
+    compactions = fold(events).compactions
+    assert len(compactions) >= 3
+    second = events.index(compactions[1])
+    cap = (spend(fold(events[: second + 1]).usage) + spend(fold(events).usage)) / 2  # past two summaries, not the end
+    cap = int(cap) if limit == "max_tokens" else cap
+    starts = [i for i, ev in enumerate(events) if isinstance(ev, ModelCallStarted)]
+    for n, i in enumerate(starts):  # the first call whose prompt would pass the cap, with every summary before it
+        need = free.sizes[n] if limit == "max_tokens" else free.sizes[n] * PRICE["input_cost_per_token"]
+        if spend(fold(events[:i]).usage) + need > cap:
+            stop_step = events[i].step
+            break
+    assert any(c.step <= stop_step for c in compactions[1:])
+
+    prober = Prober(60)
+    executor = Executor(prices={prober.model: PRICE})
+    agent = Agent(model=prober.model, tools=[probe], max_steps=70, context_tokens=4000, budget=Budget(**{limit: cap}))
+    run = executor.run(agent, TASK)
+    result = run.wait(WAIT, quiet=True)
+    assert result.status is RunStatus.BUDGET_EXCEEDED
+    (stop,) = [ev for ev in run.log.events if isinstance(ev, BudgetStopped)]
+    assert (stop.budget, stop.step) == (limit, stop_step)
+    before = run.log.events[: run.log.events.index(stop)]
+    assert fold(before).compactions and stop.spent == pytest.approx(spend(fold(before).usage), rel=1e-9)
+    assert spend(result.usage) == pytest.approx(stop.spent, rel=1e-9)

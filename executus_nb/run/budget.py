@@ -11,13 +11,15 @@ after every other hook, so it judges the request as it will be sent (after a com
 - before each model call, a call that would pass a limit (calls made + 1 > max_steps; tokens spent +
   the prompt's tokens > max_tokens; dollars spent + the prompt's cost > max_usd; elapsed ≥ max_runtime_s)
   is not made: ``BudgetStopped``, status ``budget_exceeded``, every step so far kept;
-- after each call its usage is committed to every scope's ledger.
+- after each call its usage is committed to every scope's ledger; usage the log holds that no call
+  brought back (a compaction's summary, a failed call's) is committed before the next call is judged.
 
 Overshoot: an admitted call reserves its prompt's tokens and cost in the ledgers until it returns, so
 runs sharing a ledger see each other's calls in flight; what a call's answer costs is only known once
 it returns.  So spending passes a limit by at most the answers of the calls in flight at that moment:
 ``spent ≤ limit + calls in flight × the largest answer's cost`` (one call's answer for a lone run).
-Bound an answer with ``Agent(max_tokens=...)``.
+Bound an answer with ``Agent(max_tokens=...)``.  A compaction summarises before the budget judges the
+request it shrinks, so a run stopped at that call has also spent that one summary.
 """
 
 from __future__ import annotations
@@ -277,6 +279,7 @@ class RunBudget:
     def before_model_call(self, ctx: RunContext, request: ModelRequest) -> None:
         """Admit the call (reserving its prompt's tokens and cost in every ledger), or stop the run before it."""
         self._release()  # a call that failed (or was failed over) returned no usage: its hold ends here
+        self._catch_up(ctx.usage)  # a summary made for this request (a compaction) is spent before it is judged
         need = self._need(request.model, request.messages, request.tools)
         now = time.monotonic()
         with self._locked():
@@ -301,14 +304,21 @@ class RunBudget:
         """End any hold, and commit usage the log has that no ``after_model_call`` brought (a failed call's)."""
         self._release()
         usage = getattr(result, "usage", None)
-        if isinstance(usage, Usage) and usage.requests:
-            rest = Usage(
-                total_tokens=max(usage.total_tokens - self.committed.total_tokens, 0),
-                cost_usd=_rest(usage.cost_usd, self.committed.cost_usd),
-            )
-            if rest.total_tokens or rest.cost_usd:
-                self._commit(rest)
+        if isinstance(usage, Usage):
+            self._catch_up(usage)
         ctx.budget_left = self.left()
+
+    def _catch_up(self, usage: Usage) -> None:
+        """Commit what ``usage`` (the run's, from its log) holds beyond what is committed: the usage no
+        ``after_model_call`` brings, a compaction's summary and a failed call's."""
+        if not usage.requests:
+            return
+        rest = Usage(
+            total_tokens=max(usage.total_tokens - self.committed.total_tokens, 0),
+            cost_usd=_rest(usage.cost_usd, self.committed.cost_usd),
+        )
+        if rest.total_tokens or rest.cost_usd:
+            self._commit(rest)
 
     def _commit(self, usage: Usage) -> None:
         self.committed = self.committed + usage
