@@ -326,6 +326,10 @@ class CacheWarning(ExecutusWarning):
     """The response cache failed (unreadable, locked, corrupt, full): the call went to the model instead."""
 
 
+class StoreWarning(ExecutusWarning):
+    """The event store could not write (read-only, disk full, locked too long): the run went on, the events wait to be retried."""
+
+
 class StuckCallWarning(ExecutusWarning):
     """A tool call (or run step) kept running after its caller gave up; see ``executus_nb.tool.stuck_tool_calls()``."""
 

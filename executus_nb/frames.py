@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from executus_nb.errors import UserError
 from executus_nb.types.events import Compacted, Event
 from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.handles import RunRecord
@@ -180,36 +181,46 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     return _frame(rows, TOOL_COLUMNS)
 
 
-def usage_df(events: Iterable[Event]) -> pd.DataFrame:
-    """Usage per model that served calls.
+USAGE_KEYS: dict[str, str] = {"model": "object", "agent": "object", "day": _TIME}
 
-    Columns: model, requests, prompt_tokens, completion_tokens, total_tokens, cost_usd
-    (NaN for a model with no known price, never a silent 0).
+
+def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.DataFrame:
+    """Usage per model that served calls (or per ``by``: any of ``"model"``, ``"agent"``, ``"day"``).
+
+    Columns: the ``by`` keys (``day`` is the UTC midnight the call finished on), requests, prompt_tokens,
+    completion_tokens, total_tokens, cost_usd (NaN for a model with no known price, never a silent 0).
     """
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys or any(key not in USAGE_KEYS for key in keys) or len(set(keys)) != len(keys):
+        raise UserError(f"usage_df(by=...) takes one or more of {list(USAGE_KEYS)}, got {by!r}")
+    numbers = {k: v for k, v in USAGE_COLUMNS.items() if k != "model"}
     rows = [
         {
             "model": item.model,
-            **item.usage.model_dump(
-                include={"requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"}
-            ),
+            "agent": run.agent,
+            "day": item.finished_at or item.started_at,
+            **item.usage.model_dump(include=set(numbers)),
         }
         for run in fold_runs(events)
         for item in run.timeline
         if isinstance(item, ModelCallItem) and item.ok
     ]
     rows += [  # a summarising call's usage, attributed to its model like any other call's
-        {"model": ev.summary_model, **ev.usage.model_dump(include=set(USAGE_COLUMNS))}
+        {"model": ev.summary_model, "agent": run.agent, "day": ev.ts, **ev.usage.model_dump(include=set(numbers))}
         for run in fold_runs(events)
         for ev in run.compactions
         if ev.summary_model and ev.usage.requests
     ]
-    df = _frame(rows, USAGE_COLUMNS)
+    columns = {**{key: USAGE_KEYS[key] for key in keys}, **numbers}
+    df = _frame(rows, {**columns, **{k: v for k, v in USAGE_KEYS.items() if k not in keys}})
     if df.empty:
-        return df
-    grouped = df.groupby("model", sort=True)
+        return df[list(columns)]
+    if "day" in keys:
+        df["day"] = df["day"].dt.floor("D")
+    grouped = df.groupby(keys, sort=True)
     out = grouped[["requests", "prompt_tokens", "completion_tokens", "total_tokens"]].sum()
     out["cost_usd"] = grouped["cost_usd"].apply(lambda s: s.sum(skipna=False))  # NaN stays NaN
-    return out.reset_index().astype(USAGE_COLUMNS)
+    return out.reset_index().astype(columns)
 
 
 def _conversation(run: RunRecord, state: RunFold) -> str:

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.agent",),
     ("executus_nb.run",),
     ("executus_nb.fanout", "executus_nb.chat"),
-    ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare"),
+    ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare", "executus_nb.store"),
     ("executus_nb.nb",),
     ("executus_nb",),
 ]
@@ -63,6 +63,10 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.compare", "executus_nb.compare"),  # two runs' steps aligned
+    # With a store, the executor's tables read it (every session's runs).
+    ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.store.reads"),
+    ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.store.reads"),
+    ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.store.reads"),
     # The fan-out's live grid.
     ("executus_nb.fanout", "Fanout.view", "executus_nb.nb.grid"),
     ("executus_nb.fanout", "Fanout._ipython_display_", "executus_nb.nb.display"),

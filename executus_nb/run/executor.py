@@ -37,6 +37,7 @@ from executus_nb.run.hooks import HookSet, check_hooks
 from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
+from executus_nb.run.persist import StoreFeed, check_store
 from executus_nb.run.ports import NO_BUDGET, EventSink, Ports, ToolGate
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from executus_nb.chat import Chat
     from executus_nb.compare import Comparison
     from executus_nb.fanout import Fanout
+    from executus_nb.store.protocol import EventStore
 
 
 def _response_cache(cache: bool | str | Path | ResponseCache | None) -> ResponseCache | None:
@@ -165,7 +167,9 @@ class Executor:
     (``.executus_cache/``; or a file or folder path, or a ``ResponseCache``) at no cost;
     ``hooks`` are called in every run, before the agent's and the run's own (``executus_nb.run.hooks``);
     ``budget`` (a ``Budget``) is one ledger shared by all its runs, fan-out cells included: a spending cap
-    for the session (``budget_left()`` tells what is left; ``executus_nb.run.budget``).
+    for the session (``budget_left()`` tells what is left; ``executus_nb.run.budget``);
+    ``store`` (an ``EventStore``: ``SQLiteStore(path)``, ``MemoryStore()``) keeps every event of every run,
+    and ``runs_df()``, ``usage_df()`` and ``steps_df()`` then read the store (every session's runs in it).
     """
 
     def __init__(
@@ -183,6 +187,7 @@ class Executor:
         cache: bool | str | Path | ResponseCache | None = None,
         hooks: Iterable[Any] = (),
         budget: Budget | None = None,
+        store: EventStore | None = None,
         **unknown: Any,
     ):
         for key in unknown:  # a typo is a ConfigError naming the closest keyword (still a TypeError)
@@ -206,6 +211,7 @@ class Executor:
         self._ledger = Ledger(self.budget, "executor") if self.budget is not None else None
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
+        self.store: EventStore | None = check_store(store)
 
     # -- resolution ------------------------------------------------------------------
     def resolve_tier(self, agent: Agent) -> Tier:
@@ -276,6 +282,8 @@ class Executor:
         )
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
+        if self.store is not None:
+            log.subscribe(StoreFeed(self.store, log))
         approvals = Approvals(interactive=in_notebook)
         # The budget slot comes after every hook: at before_model_call it judges the request as sent.
         budget_hook = (
@@ -628,6 +636,8 @@ class Executor:
                 run._future.result(remaining)
             except Exception:  # noqa: BLE001 — closing reports nothing: the run's result says what happened
                 pass
+        if self.store is not None:  # bounded: a store that cannot write keeps retrying (and has warned)
+            self.store.flush(max(deadline - time.monotonic(), 5.0))
 
     def __enter__(self) -> Executor:
         return self
@@ -637,7 +647,11 @@ class Executor:
 
     # -- analysis --------------------------------------------------------------------
     def runs_df(self) -> pd.DataFrame:
-        """One row per run of this executor (see ``executus_nb.frames.runs_df``)."""
+        """One row per run of this executor, or with a store every run in it (see ``executus_nb.frames.runs_df``)."""
+        if self.store is not None:
+            from executus_nb.store.reads import reads_of
+
+            return reads_of(self.store).runs_df()
         from executus_nb.frames import runs_df
 
         return runs_df(self.runs)
@@ -647,13 +661,21 @@ class Executor:
         return self.lanes.lanes_df()
 
     def usage_df(self) -> pd.DataFrame:
-        """Usage per model across every run of this executor."""
+        """Usage per model across every run of this executor (with a store: every run in it)."""
+        if self.store is not None:
+            from executus_nb.store.reads import reads_of
+
+            return reads_of(self.store).usage_df()
         from executus_nb.frames import usage_df
 
         return usage_df([ev for run in self.runs for ev in run.log.events])
 
     def steps_df(self) -> pd.DataFrame:
-        """Every step of every run of this executor."""
+        """Every step of every run of this executor (with a store: every run in it)."""
+        if self.store is not None:
+            from executus_nb.store.reads import reads_of
+
+            return reads_of(self.store).steps_df()
         from executus_nb.frames import steps_df
 
         return steps_df([ev for run in self.runs for ev in run.log.events])

@@ -83,6 +83,11 @@ def _restore_nan(data: Any) -> Any:
     return data
 
 
+def event_from_json(line: str | bytes) -> Event:
+    """One event back from its JSON (as ``event_json`` wrote it; a null cost is NaN again)."""
+    return _EVENT.validate_python(_restore_nan(json.loads(line)))
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[Event]:
     """The typed events of a JSON Lines log written by ``JSONLSink``, in file order.
 
@@ -94,7 +99,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Event]:
             if not line.strip():
                 continue
             try:
-                events.append(_EVENT.validate_python(_restore_nan(json.loads(line))))
+                events.append(event_from_json(line))
             except (ValueError, ValidationError) as exc:
                 raise UserError(f"{path}:{number} is not an executus_nb event: {exc}") from None
     return events

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+from executus_nb.store.reads import StoreReads, as_status
 from executus_nb.types.events import Event, RunFinished, RunStarted
 from executus_nb.types.status import RunStatus
 
@@ -50,7 +51,7 @@ class EventStore(Protocol):
         ...
 
 
-class MemoryStore:
+class MemoryStore(StoreReads):
     """An ``EventStore`` in memory: lives as long as the process (thread-safe, writes are immediate)."""
 
     def __init__(self) -> None:
@@ -76,7 +77,7 @@ class MemoryStore:
         agent: str | None = None,
         status: RunStatus | str | None = None,
     ) -> list[str]:
-        wanted = None if status is None else RunStatus(status)
+        wanted = as_status(status)
         since = as_utc(since)
         with self._lock:
             runs = [sorted(run.items()) for run in self._runs.values() if run]

@@ -14,6 +14,7 @@ from executus_nb.types.events import (
     RevisionRequested,
     RunFinished,
     RunStarted,
+    StoreFailed,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "StoreFailed",
     "TimelineItem",
     "ToolCallFinished",
     "ToolCallItem",

@@ -258,6 +258,16 @@ class RunFinished(_EventBase):
     steps: int = 0
 
 
+class StoreFailed(_EventBase):
+    """The executor's store could not write this run's events (``error``); ``pending`` events wait and are
+    retried, so nothing is lost once it can write again (a ``StoreWarning`` says so too)."""
+
+    kind: Literal["store_failed"] = "store_failed"
+    error: ErrorInfo
+    pending: int = 0
+    store: str = ""
+
+
 Event = Annotated[
     RunStarted
     | ModelCallStarted
@@ -272,6 +282,7 @@ Event = Annotated[
     | RevisionRequested
     | BudgetStopped
     | Compacted
+    | StoreFailed
     | RunFinished,
     Field(discriminator="kind"),
 ]

@@ -32,6 +32,7 @@ from executus_nb.types.events import (
     RevisionRequested,
     RunFinished,
     RunStarted,
+    StoreFailed,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -149,6 +150,7 @@ class RunFold:
         self.budget_start: dict[str, float] = {}
         self.budget_stop: BudgetStopped | None = None
         self.compactions: list[Compacted] = []  # each compaction; a summary's usage is in ``usage`` too
+        self.store_failures: list[StoreFailed] = []  # the store could not write (its events were retried)
         self._sent: list[dict[str, Any]] = []
         self._messages: list[dict[str, Any]] = []  # the conversation, tool results of the last turn aside
         self._results: list[tuple[int, dict[str, Any]]] = []  # (step, tool message) of the turn in flight
@@ -256,6 +258,9 @@ class RunFold:
         marker = Marker(ev)
         self.timeline.append(marker)
         return marker
+
+    def _store_failed(self, ev: StoreFailed) -> None:
+        self.store_failures.append(ev)
 
     def _run_finished(self, ev: RunFinished) -> None:
         self.status, self.output, self.error, self.steps = ev.status, ev.output, ev.error, ev.steps
@@ -389,6 +394,7 @@ HANDLERS: dict[type, Callable[[RunFold, Any], TimelineItem | None]] = {
     ApprovalRequested: RunFold._approval_requested,
     ApprovalResolved: RunFold._approval_resolved,
     RunFinished: RunFold._run_finished,
+    StoreFailed: RunFold._store_failed,
     **{marker: RunFold._marker for marker in MARKER_EVENTS},
 }
 """Every event type the fold handles, and how: a new event kind is added here (a test checks it is)."""
