@@ -36,6 +36,8 @@ from executus_nb.fanout import Fanout  # noqa: E402
 from executus_nb.model import sim  # noqa: E402
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
+from executus_nb.store.protocol import EventStore, MemoryStore  # noqa: E402
+from executus_nb.store.sqlite import SQLiteStore  # noqa: E402
 from executus_nb.tool.decorator import Tool  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
 from executus_nb.tool.policy import Policy  # noqa: E402
@@ -58,10 +60,12 @@ __all__ = [
     "Comparison",
     "ConfigError",
     "ContextWindowExceeded",
+    "EventStore",
     "ExecutusError",
     "Executor",
     "Fanout",
     "MaxStepsExceeded",
+    "MemoryStore",
     "ModelCallError",
     "NoPendingApproval",
     "OutputValidationError",
@@ -74,6 +78,7 @@ __all__ = [
     "RunStatus",
     "RunStopped",
     "RunTimeout",
+    "SQLiteStore",
     "SSRFBlocked",
     "SimScriptExhausted",
     "Step",
