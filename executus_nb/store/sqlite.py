@@ -12,6 +12,7 @@ open their own connection, so they see what other processes wrote too.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ from executus_nb.types.events import ErrorInfo, Event, RunFinished, RunStarted
 from executus_nb.types.status import RunStatus
 
 __all__ = ["SQLiteStore", "WriteFailure"]
+
+logger = logging.getLogger("executus_nb")
 
 BATCH = 5_000  # events per transaction at most
 RETRY_FIRST_S = 0.05
@@ -107,6 +110,7 @@ class SQLiteStore(StoreReads):
         if not events:
             return
         with self._cond:
+            wake = not self._pending  # the writer sleeps only on an empty queue
             self._pending.extend(events)
             self._queued += len(events)
             if self._writer is None or not self._writer.is_alive():
@@ -114,7 +118,8 @@ class SQLiteStore(StoreReads):
                 self._writer = threading.Thread(target=self._write_loop, name=f"SQLiteStore({self.path.name})")
                 self._writer.daemon = True  # an exit without close() is caught by the atexit flush
                 self._writer.start()
-            self._cond.notify_all()
+            elif wake:
+                self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event queued before the call is written, or ``timeout`` seconds passed."""
@@ -219,11 +224,14 @@ class SQLiteStore(StoreReads):
             self._cond.notify_all()
             closing_now = self._closing
         if first:
-            warnings.warn(
-                f"{self!r} could not write {pending} events ({error}); the runs go on and the events are retried",
-                StoreWarning,
-                stacklevel=2,
-            )
+            try:
+                warnings.warn(
+                    f"{self!r} could not write {pending} events ({error}); the runs go on and the events are retried",
+                    StoreWarning,
+                    stacklevel=2,
+                )
+            except Exception:  # warnings turned into errors must not stop the writer: log it instead
+                logger.exception("%r could not write %d events", self, pending)
         return closing_now
 
     def _write(self, conn: sqlite3.Connection, batch: list[Event]) -> None:
