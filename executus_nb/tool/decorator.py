@@ -79,7 +79,11 @@ def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
 
 
 class Tool:
-    """A callable the model may invoke: name, description, argument model and timeout."""
+    """A callable the model may invoke: name, description, argument model and timeout.
+
+    ``idempotent`` says a second call with the same arguments does no more harm than the first:
+    a call in flight when its process died is then run again on resume, not reported as unknown.
+    """
 
     def __init__(
         self,
@@ -89,11 +93,15 @@ class Tool:
         description: str | None = None,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         permission: Permission | None = None,
+        idempotent: bool = False,
     ):
         if permission not in (None, "allow", "ask", "deny"):
             raise ToolRegistrationError(f"permission must be 'allow', 'ask' or 'deny', not {permission!r}")
+        if not isinstance(idempotent, bool):
+            raise ToolRegistrationError(f"idempotent must be True or False, not {idempotent!r}")
         self.fn = fn
         self.permission = permission
+        self.idempotent = idempotent
         self.name = name or fn.__name__
         if not _NAME.match(self.name):
             raise ToolRegistrationError(f"tool name {self.name!r} must match {_NAME.pattern} (a model-safe identifier)")
@@ -221,6 +229,7 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     permission: Permission | None = None,
+    idempotent: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -232,12 +241,16 @@ def tool(
     description: str | None = None,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     permission: Permission | None = None,
+    idempotent: bool = False,
 ) -> Any:
-    """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…, permission="ask")``.
+    """Make a function a tool: ``@tool`` or ``@tool(name=…, timeout_s=…, permission="ask", idempotent=True)``.
 
     The schema comes from the type hints and the docstring (summary and ``Args:``).
     ``permission`` is the tool's default decision when no policy rule matches it.
+    ``idempotent=True``: safe to run twice, so a call cut off by a crash is run again on resume.
     """
     if fn is not None:
         return Tool(fn)
-    return lambda f: Tool(f, name=name, description=description, timeout_s=timeout_s, permission=permission)
+    return lambda f: Tool(
+        f, name=name, description=description, timeout_s=timeout_s, permission=permission, idempotent=idempotent
+    )
