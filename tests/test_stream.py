@@ -16,7 +16,8 @@ import time
 from executus_nb import Agent, Executor, Run, RunStatus, TextDelta, sim, tool
 from executus_nb.model.sim import SimToolCall, SimTurn
 from executus_nb.nb.console import StepPrinter
-from executus_nb.types.events import Event, ModelCallFinished, RunFinished
+from executus_nb.types.events import Event, ModelCallFinished, ModelCallStarted, RunFinished
+from tests.waiting import wait_until
 
 WAIT = 60.0
 
@@ -136,6 +137,107 @@ def test_a_failing_runs_stream_ends_with_its_run_finished_and_raises_nothing():
     assert isinstance(seen[-1], RunFinished)
     assert seen[-1].status == RunStatus.FAILED
     assert list(run.text_stream()) == []
+
+
+def _failing_after_text_model(name: str) -> str:
+    """A streamed model: turn 1 says something and calls ``note``; turn 2 fails like a provider (HTTP 400)."""
+
+    def fn(messages: list[dict], tools: list[dict]) -> SimTurn:
+        if sum(1 for m in messages if m["role"] == "assistant") == 0:
+            return SimTurn(text="thinking about it ", tool_calls=(SimToolCall(name="note", arguments={"text": "x"}),))
+        raise sim.ProviderError("the provider refused the request", status_code=400)
+
+    return sim.function(fn, name=name)
+
+
+def test_a_run_failing_after_streaming_text_ends_both_streams_and_raises_nothing():
+    run = Executor().run(_agent(_failing_after_text_model("stream-fails-late")), "go")
+    pieces = list(run.text_stream())  # read live, from the start: the text that came, then the end
+    assert "".join(pieces) == "thinking about it "
+    assert run.done and run.result.status is RunStatus.FAILED
+
+    async def read() -> list[Event | TextDelta]:
+        return [item async for item in run.stream()]
+
+    seen = asyncio.run(asyncio.wait_for(read(), WAIT))
+    assert seen == run.events and seen[-1].status is RunStatus.FAILED  # a late reader: the whole past, no raise
+
+
+def _turn_2_started(run: Run) -> bool:
+    return any(isinstance(e, ModelCallStarted) and e.step == 3 for e in run.events)
+
+
+def test_a_run_cancelled_while_streamed_ends_both_streams_and_raises_nothing():
+    gate = threading.Event()  # never set while the runs go: each is cancelled while turn 2's model is held
+    try:
+        run = Executor().run(_agent(_held_model(gate, "stream-cancel-async")), "go")
+
+        async def read() -> list[Event | TextDelta]:
+            seen: list[Event | TextDelta] = []
+            async for item in run.stream():
+                seen.append(item)
+                if isinstance(item, ModelCallStarted) and item.step == 3:
+                    run.cancel()
+            return seen
+
+        seen = asyncio.run(asyncio.wait_for(read(), WAIT))
+        assert isinstance(seen[-1], RunFinished) and seen[-1].status is RunStatus.CANCELLED
+        assert [i for i in seen if not isinstance(i, TextDelta)] == run.events
+        assert "".join(i.text for i in seen if isinstance(i, TextDelta)) == "thinking about it "
+
+        run = Executor().run(_agent(_held_model(gate, "stream-cancel-sync")), "go")
+        pieces = []
+        for text in run.text_stream():
+            pieces.append(text)
+            if "".join(pieces) == "thinking about it ":
+                wait_until(lambda: _turn_2_started(run), WAIT)
+                run.cancel()
+        assert "".join(pieces) == "thinking about it "
+        assert run.done and run.result.status is RunStatus.CANCELLED
+        assert "".join(run.text_stream()) == "thinking about it "  # a late reader of the cancelled run
+    finally:
+        gate.set()  # the held model threads end
+
+
+def test_a_reader_joining_mid_run_first_gets_what_already_happened_then_the_rest_live():
+    gate = threading.Event()
+    run = Executor().run(_agent(_held_model(gate, "stream-join-mid")), "go")
+    try:
+        # joined while turn 2's model is held: turn 1's text and tool call have happened
+        wait_until(lambda: _turn_2_started(run), WAIT)
+        past = run.events
+
+        async def read() -> list[Event | TextDelta]:
+            seen: list[Event | TextDelta] = []
+            async for item in run.stream():
+                seen.append(item)
+                if len(seen) == len(past):
+                    assert seen == past  # the past first, in order, without turn 1's deltas
+                    gate.set()
+            return seen
+
+        seen = asyncio.run(asyncio.wait_for(read(), WAIT))
+    finally:
+        gate.set()
+    assert [i for i in seen if not isinstance(i, TextDelta)] == run.events  # every event once, in order
+    deltas = [i for i in seen if isinstance(i, TextDelta)]
+    assert {d.step for d in deltas} == {3} and "".join(d.text for d in deltas) == "the answer is 42"
+    assert isinstance(seen[-1], RunFinished) and seen[-1].status is RunStatus.SUCCEEDED
+
+
+def test_a_sync_reader_joining_mid_run_gets_the_text_so_far_then_the_rest():
+    gate = threading.Event()
+    run = Executor().run(_agent(_held_model(gate, "stream-join-sync")), "go")
+    try:
+        wait_until(lambda: _turn_2_started(run), WAIT)
+        pieces = []
+        for text in run.text_stream():
+            pieces.append(text)
+            gate.set()  # the past came first: now let turn 2 answer
+    finally:
+        gate.set()
+    assert pieces[0] == "thinking about it "  # turn 1's text in one piece, from its finished model call
+    assert "".join(pieces) == "thinking about it the answer is 42" and len(pieces) > 2  # turn 2 live
 
 
 def test_deltas_are_not_stored_in_the_log():
