@@ -34,6 +34,7 @@ from executus_nb.errors import (  # noqa: E402
 )
 from executus_nb.fanout import Fanout  # noqa: E402
 from executus_nb.model import sim  # noqa: E402
+from executus_nb.pipeline import Phase, Pipeline, PipelineRun  # noqa: E402
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.store.protocol import EventStore, MemoryStore  # noqa: E402
@@ -69,6 +70,9 @@ __all__ = [
     "ModelCallError",
     "NoPendingApproval",
     "OutputValidationError",
+    "Phase",
+    "Pipeline",
+    "PipelineRun",
     "Policy",
     "Run",
     "RunCancelled",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
+from executus_nb.tool.subagent import agent_tool
 from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import hook_problem
 
@@ -116,6 +117,16 @@ class Agent(BaseModel):
         if self.model is not None and self.tier is not None:
             raise ConfigError(f"agent {self.name!r}: give model= or tier=, not both")
         return self
+
+    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
+        """This agent as a tool with one string argument, ``input``: a sub-run of the calling run answers it.
+
+        The sub-run names the caller as its ``parent_run_id`` (its own conversation), its usage counts in the
+        caller's totals and budget (the caller's budget binds it too), cancelling the caller cancels it, and
+        the caller's RunView shows its timeline inside the tool step.  Structured output comes back as JSON;
+        a sub-run that does not succeed is a failed tool call.  ``name`` defaults to the agent's name.
+        """
+        return agent_tool(self, name, description)
 
     def model_params(self) -> dict[str, Any]:
         """The sampling parameters the agent sets (only those given)."""

@@ -26,6 +26,7 @@ STEP_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
     "conversation_id": "object",
+    "parent_run_id": "object",
     "step": _INT,
     "turn": _INT,
     "kind": "object",
@@ -47,6 +48,7 @@ TOOL_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
     "conversation_id": "object",
+    "parent_run_id": "object",
     "step": _INT,
     "turn": _INT,
     "call_id": "object",
@@ -114,7 +116,8 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 def steps_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per model call and per tool call.
 
-    Columns: run_id, agent, conversation_id (shared by the runs of one conversation), step (1-based
+    Columns: run_id, agent, conversation_id (shared by the runs of one conversation),
+    parent_run_id (the run it continues, or the run that started it as a sub-run), step (1-based
     order in the run), turn (the model call it belongs to), kind (``model``/``tool``/``compaction``), name (model or tool), call_id,
     started_at, finished_at, duration_s, ok, prompt_tokens, completion_tokens,
     total_tokens, cost_usd (NaN if unpriced), cached, error_type, error_message.
@@ -135,6 +138,7 @@ def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
         "run_id": run.run_id,
         "agent": run.agent,
         "conversation_id": getattr(run, "conversation_id", None),
+        "parent_run_id": getattr(run, "parent_run_id", None),
         "step": ev.step,
         "turn": ev.turn,
         "kind": "compaction",
@@ -157,7 +161,7 @@ def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
 def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per tool call.
 
-    Columns: run_id, agent, conversation_id, step, turn, call_id (unique in the run), provider_call_id
+    Columns: run_id, agent, conversation_id, parent_run_id, step, turn, call_id (unique in the run), provider_call_id
     (the id the provider sent, which may repeat), tool, arguments (the raw JSON the
     model sent), result (what the model was shown), ok, error_type, error_message,
     decision / decided_by / rule (the permission decision, if a policy ruled),
@@ -247,6 +251,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
     started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
     completion_tokens, total_tokens, cost_usd, output, error_type, error_message,
     budget (which budget ended the run, ``"max_usd (executor)"``; None if none did).
+    A run's tokens and cost include its sub-runs' (``agent.as_tool()``), which have rows of their own too.
     """
     rows = []
     for run in runs:
@@ -254,6 +259,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
         items = state.steps_in_order()
         model_items = [i for i in items if isinstance(i, ModelCallItem)]
         summarised = sum((c.usage for c in state.compactions), Usage())  # the summaries' own calls
+        summarised += sum((s.usage for s in state.subruns), Usage())  # its sub-runs' (agents used as tools)
         started = state.started_at if state.prompt is not None else None
         parent, forked_at = _origin(run, state)
         rows.append(

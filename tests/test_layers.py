@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.model", "executus_nb.tool", "executus_nb.lane"),
     ("executus_nb.agent",),
     ("executus_nb.run",),
-    ("executus_nb.fanout", "executus_nb.chat"),
+    ("executus_nb.fanout", "executus_nb.chat", "executus_nb.pipeline"),
     ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare", "executus_nb.store"),
     ("executus_nb.nb",),
     ("executus_nb",),
@@ -67,6 +67,14 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.store.reads"),
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.store.reads"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.store.reads"),
+    # A pipeline is run by Executor.run, and is built on it (phases are runs).
+    ("executus_nb.run.executor", "Executor.run", "executus_nb.pipeline"),
+    # A pipeline's view and tables across its phases.
+    ("executus_nb.pipeline", "PipelineRun.view", "executus_nb.nb.pipeline_view"),
+    ("executus_nb.pipeline", "PipelineRun.steps_df", "executus_nb.frames"),
+    ("executus_nb.pipeline", "PipelineRun.runs_df", "executus_nb.frames"),
+    ("executus_nb.pipeline", "PipelineRun.usage_df", "executus_nb.frames"),
+    ("executus_nb.pipeline", "PipelineRun.tool_calls_df", "executus_nb.frames"),
     # The fan-out's live grid.
     ("executus_nb.fanout", "Fanout.view", "executus_nb.nb.grid"),
     ("executus_nb.fanout", "Fanout._ipython_display_", "executus_nb.nb.display"),

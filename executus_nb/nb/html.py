@@ -3,7 +3,8 @@
 Styles are inline, not in a ``<style>`` block, because GitHub and untrusted
 notebooks strip style elements.  All model and tool text is escaped: a model's
 output must never become markup.  DOM hooks (stable): root ``executus-runview``
-+ ``executus-status-<status>``, each step ``executus-step``, each marker of the
++ ``executus-status-<status>``, each step ``executus-step`` (a tool step that ran a sub-run holds its
+view in ``executus-subrun``), each marker of the
 timeline ``executus-marker executus-marker-<kind>`` (``failover``, ``budget_stopped``…),
 the budget left ``executus-budget``, the error panel ``executus-error``.
 """
@@ -79,6 +80,8 @@ def _step_html(s: StepView, origin: float, span: float) -> str:
         details += f'<b>permission</b><pre style="{PRE_STYLE}">{esc(s.decision, DETAIL_CHARS)}</pre>'
     if s.error is not None:
         details += f'<b>error</b><pre style="{PRE_STYLE}">{esc(str(s.error), DETAIL_CHARS)}</pre>'
+    if s.subrun is not None:  # an agent used as a tool: its own timeline, nested
+        details += f'<div class="executus-subrun" style="margin:4px 0">{render_html(s.subrun)}</div>'
     return (
         f'<details class="executus-step executus-kind-{s.kind} executus-state-{s.state}" data-step="{s.step}">'
         f'<summary style="{SUMMARY_STYLE}"><span class="executus-label" style="{LABEL_STYLE}" '

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from executus_nb.types.events import (
     ApprovalRequested,
@@ -18,6 +21,7 @@ from executus_nb.types.events import (
     MessagesRewritten,
     OutputRejected,
     RevisionRequested,
+    SubRunFinished,
     utcnow,
 )
 from executus_nb.types.fmt import DETAIL_CHARS, UNKNOWN_TEXT, clip, money, plural, pretty_text, safe_str, show
@@ -42,6 +46,7 @@ class StepView:
     details: list[tuple[str, str]] = field(default_factory=list)
     error: ErrorInfo | None = None
     decision: str | None = None
+    subrun: RunSummary | None = None  # the sub-run a tool call ran (an agent used as a tool): its own view
 
     @property
     def state(self) -> str:
@@ -213,7 +218,24 @@ def _step_view(item: ModelCallItem | ToolCallItem, t0: datetime) -> StepView:
         view.details.append(("result", clip(safe_str(item.result))))  # else the error block says it
     if (d := item.decision) is not None:
         view.decision = f"{d.decision} ({d.by}{', ' + d.rule if d.rule else ''})"
+    if item.subrun is not None:
+        view.subrun = subrun_summary(item.subrun)
     return view
+
+
+@functools.cache
+def _event_adapter() -> TypeAdapter[Event]:
+    return TypeAdapter(Event)
+
+
+def subrun_summary(ev: SubRunFinished) -> RunSummary | None:
+    """The summary of the sub-run a ``SubRunFinished`` holds (its log, as it ended); None if unreadable."""
+    adapter = _event_adapter()
+    try:
+        events = [adapter.validate_python(e) for e in ev.events]
+    except ValidationError:
+        return None
+    return summarize(events, run_id=ev.sub_run_id, agent=ev.sub_agent)
 
 
 def marker_view(marker: Marker, t0: datetime) -> MarkerView:

@@ -11,6 +11,7 @@ after every other hook, so it judges the request as it will be sent (after a com
 - before each model call, a call that would pass a limit (calls made + 1 > max_steps; tokens spent +
   the prompt's tokens > max_tokens; dollars spent + the prompt's cost > max_usd; elapsed ≥ max_runtime_s)
   is not made: ``BudgetStopped``, status ``budget_exceeded``, every step so far kept;
+- a sub-run (``agent.as_tool()``) is bound by its parent's scopes too, and what it spends is the parent's;
 - after each call its usage is committed to every scope's ledger; usage the log holds that no call
   brought back (a compaction's summary, a failed call's) is committed before the next call is judged.
 
@@ -165,8 +166,10 @@ class RunBudget:
         model: str,
         tools: list[dict[str, Any]],
         prices: Mapping[str, Price],
+        parent: RunBudget | None = None,
     ):
         self.scopes = list(scopes)
+        self.parent = parent  # a sub-run's: what it commits is the parent's spending too (its usage rolls up)
         self.log, self.model, self.tools, self.prices = log, model, tools, prices
         self.ledgers = list({id(s.ledger): s.ledger for s in self.scopes}.values())  # the run's, then the executor's
         limited = {name for s in self.scopes for name in s.budget.limits}
@@ -322,6 +325,10 @@ class RunBudget:
 
     def _commit(self, usage: Usage) -> None:
         self.committed = self.committed + usage
+        parent = self.parent
+        while parent is not None:  # the ledgers are shared; the parents' catch-up must not commit it again
+            parent.committed = parent.committed + usage
+            parent = parent.parent
         for ledger in self.ledgers:
             ledger.commit(usage)
 

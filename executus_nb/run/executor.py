@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel
 
@@ -30,7 +31,7 @@ from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.compact import compaction_hook
-from executus_nb.run.conversation import Prompt, check_prompt, continuation
+from executus_nb.run.conversation import Continuation, Prompt, check_prompt, continuation
 from executus_nb.run.fork import Edit, fork_point, run_source
 from executus_nb.run.handle import Run
 from executus_nb.run.hooks import HookSet, check_hooks
@@ -39,9 +40,11 @@ from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.persist import StoreFeed, check_store
 from executus_nb.run.ports import NO_BUDGET, EventSink, Ports, ToolGate
+from executus_nb.run.subrun import run_subrun
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
 from executus_nb.types.budget import Budget, as_budget
+from executus_nb.types.context import RunContext
 from executus_nb.types.events import ErrorInfo, OutputRejected
 from executus_nb.types.result import RunResult
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from executus_nb.chat import Chat
     from executus_nb.compare import Comparison
     from executus_nb.fanout import Fanout
+    from executus_nb.pipeline import Pipeline, PipelineRun
     from executus_nb.store.protocol import EventStore
 
 
@@ -254,6 +258,9 @@ class Executor:
         hooks: Iterable[Any] = (),
         budget: Budget | None = None,
         history: Any = None,
+        inherited: Sequence[Any] = (),
+        parent_budget: RunBudget | None = None,
+        nested: bool = False,
         **overrides: Any,
     ) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
@@ -264,7 +271,7 @@ class Executor:
         agent = overridden(agent, **overrides)
         tier = self.resolve_tier(agent)
         spec = tier.models[0]
-        scopes = self._budget_scopes(agent, tier, as_budget(budget, "run(budget=...)"))
+        scopes = self._budget_scopes(agent, tier, as_budget(budget, "run(budget=...)"), inherited)
         # Every secret the run may send, and so see echoed, is redacted from its events by value.
         for model in tier.models:
             redactor.add_params(model.params)
@@ -287,7 +294,11 @@ class Executor:
         approvals = Approvals(interactive=in_notebook)
         # The budget slot comes after every hook: at before_model_call it judges the request as sent.
         budget_hook = (
-            RunBudget(scopes, log, spec.name, [t.schema for t in tools.values()], self._price_table) if scopes else None
+            RunBudget(
+                scopes, log, spec.name, [t.schema for t in tools.values()], self._price_table, parent=parent_budget
+            )
+            if scopes
+            else None
         )
         # The compactor comes after the caller's hooks (it sees the request they leave), before the budget.
         compactor = compaction_hook(agent, tier, log, self.tiers, self._price_table)
@@ -307,6 +318,7 @@ class Executor:
             prompted=continued.forked_at is None,  # a fork's history is its first request as it stands
         )
         state.ctx.deps = deps
+        state.ctx.spawn = functools.partial(self._spawn, state.ctx, log, scopes, budget_hook)
 
         async def prepare() -> None:
             try:
@@ -316,8 +328,9 @@ class Executor:
                     state.ctx.budget_left = budget_hook.left()
 
         key = lane or owner or agent.owner or "default"
-        # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's).
-        needed = [*slots, (self.lanes, key, spec.provider)]
+        # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's);
+        # a sub-run holds none: it runs within its parent's slot (waiting for another could deadlock).
+        needed = [] if nested else [*slots, (self.lanes, key, spec.provider)]
 
         async def body(run: Run) -> None:
             held: list[tuple[Lanes, str, str]] = []
@@ -339,12 +352,46 @@ class Executor:
         self.runs.append(run)
         return run, state
 
-    def _budget_scopes(self, agent: Agent, tier: Tier, run_budget: Budget | None) -> list[Any]:
-        """The budget scopes that bind a run of ``agent`` (run, agent, executor); with ``max_usd``, every
-        model of its tier must have a known price (``UnknownPriceError``, before the run starts)."""
+    def _budget_scopes(
+        self, agent: Agent, tier: Tier, run_budget: Budget | None, inherited: Sequence[Any] = ()
+    ) -> list[Any]:
+        """The budget scopes that bind a run of ``agent`` (run, agent, executor, and a sub-run's parent's:
+        ``inherited``); with ``max_usd``, every model of its tier must have a known price
+        (``UnknownPriceError``, before the run starts)."""
         scopes = budget_scopes(run_budget, agent.budget, self._ledger)
+        scopes += [s for s in inherited if all(s.ledger is not t.ledger or s.name != t.name for t in scopes)]
         check_prices(scopes, tier.models, self._price_table)
         return scopes
+
+    async def _spawn(
+        self,
+        parent: RunContext,
+        log: RunLog,
+        scopes: Sequence[Any],
+        budget_hook: RunBudget | None,
+        agent: Agent,
+        prompt: Prompt,
+    ) -> RunResult:
+        """Run ``agent`` on ``prompt`` as a sub-run of the run of ``parent`` (``RunContext.spawn``): its own
+        conversation, ``parent_run_id`` the parent's, the parent's budget scopes and deps, no lane slot of
+        its own; cancelled with its caller."""
+
+        def start() -> Run:
+            run, _ = self._prepare(
+                agent,
+                prompt,
+                None,
+                log.identity.owner,
+                (),
+                deps=parent.deps,
+                history=Continuation(parent_run_id=log.identity.run_id),
+                inherited=scopes,
+                parent_budget=budget_hook,
+                nested=True,
+            )
+            return run
+
+        return await run_subrun(log, start)
 
     def budget_left(self) -> dict[str, float]:
         """What the executor's budget has left per limit (``{"max_usd": 0.42, …}``; ``{}`` without one).
@@ -365,6 +412,7 @@ class Executor:
             await backend.warm_up()
 
     # -- running ---------------------------------------------------------------------
+    @overload
     def run(
         self,
         agent: Agent,
@@ -382,7 +430,44 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
-    ) -> Run:
+    ) -> Run: ...
+    @overload
+    def run(
+        self,
+        agent: Pipeline,
+        prompt: Any,
+        *,
+        history: Any = None,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        within: Sequence[tuple[Lanes, str, str]] = (),
+    ) -> PipelineRun: ...
+    def run(
+        self,
+        agent: Agent | Pipeline,
+        prompt: Prompt,
+        *,
+        history: Any = None,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        within: Sequence[tuple[Lanes, str, str]] = (),
+    ) -> Run | PipelineRun:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
         Per run, without copying the agent: ``deps`` (any object, reaching hooks and tools as
@@ -398,7 +483,30 @@ class Executor:
         run continues: it joins that run's ``conversation_id`` and names it as ``parent_run_id``; a history
         with a system message keeps it (the agent's instructions are not repeated), and any agent may pick
         a conversation up.
+
+        ``agent`` may be a ``Pipeline``: its phases run in order, and the handle is a ``PipelineRun``
+        (``executus_nb.pipeline``; the per-run options apply to each phase's run).
         """
+        if not isinstance(agent, Agent):
+            from executus_nb.pipeline import Pipeline
+
+            if isinstance(agent, Pipeline):
+                return agent.start(
+                    self,
+                    prompt,
+                    run_id=run_id,
+                    owner=owner,
+                    tags=tags,
+                    lane=lane,
+                    within=within,
+                    history=history,
+                    deps=deps,
+                    model=model,
+                    tier=tier,
+                    max_steps=max_steps,
+                    budget=budget,
+                    hooks=hooks,
+                )
         return self._start(
             agent,
             prompt,

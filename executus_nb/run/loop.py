@@ -54,7 +54,7 @@ from executus_nb.run.outcome import CANCELLED, ending
 from executus_nb.run.ports import offered_names
 from executus_nb.tool import stuck
 from executus_nb.tool.decorator import Tool
-from executus_nb.types.context import ModelRequest, ModelResponse, RunContext, ToolResult
+from executus_nb.types.context import CURRENT_TOOL_CALL, ModelRequest, ModelResponse, RunContext, ToolResult
 from executus_nb.types.events import (
     ApprovalRequested,
     ApprovalResolved,
@@ -632,4 +632,5 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name, decision=decision, rule=verdict.rule, by=by)
     if decision != "allow":
         raise ToolDenied(f"the call to {name} was denied ({verdict.rule}; {by}); do not retry it")
+    CURRENT_TOOL_CALL.set((step, call_id))  # this call's own task: a sub-run it starts names this step
     return tool_output_text(await tool.invoke(arguments, ctx=state.ctx))

@@ -6,6 +6,8 @@ annotated ``ctx: RunContext`` receives it too.  These are plain typed records (n
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,19 @@ from executus_nb.types.handles import AgentDefinition
 from executus_nb.types.identity import RunIdentity
 from executus_nb.types.usage import Usage
 
-__all__ = ["HOOK_POINTS", "ModelRequest", "ModelResponse", "RunContext", "RunIdentity", "ToolResult", "hook_problem"]
+__all__ = [
+    "CURRENT_TOOL_CALL",
+    "HOOK_POINTS",
+    "ModelRequest",
+    "ModelResponse",
+    "RunContext",
+    "RunIdentity",
+    "ToolResult",
+    "hook_problem",
+]
+
+CURRENT_TOOL_CALL: ContextVar[tuple[int, str] | None] = ContextVar("executus_tool_call", default=None)
+"""The (step, call_id) of the tool call the current task runs, set by the loop: a sub-run names its step by it."""
 
 
 HOOK_POINTS = (
@@ -46,6 +60,9 @@ class RunContext:
     step number given out; ``budget_left`` the tightest budget left per limit (``{"max_usd": 0.42}``,
     ``{}`` when no budget binds the run), updated before and after each model call.  ``agent`` is the
     run's ``Agent``, typed by what it exposes (``AgentDefinition``: this layer sits below the agent's).
+    ``spawn(agent, prompt)`` (set by the executor) runs another agent as a sub-run of this run and
+    returns its ``RunResult``: its parent is this run, its budget this run's too, and cancelling this run
+    cancels it (``agent.as_tool()`` uses it).
     """
 
     identity: RunIdentity
@@ -56,6 +73,7 @@ class RunContext:
     turn: int = 0
     budget_left: dict[str, float] = field(default_factory=dict)
     events: list[Any] = field(default_factory=list, repr=False)  # the run's log (read it, never append)
+    spawn: Callable[[Any, Any], Awaitable[Any]] | None = field(default=None, repr=False)
     _fold: RunFold | None = field(default=None, init=False, repr=False)  # folded so far: O(new events) per read
     _folded: int = field(default=0, init=False, repr=False)
 

@@ -247,6 +247,25 @@ class Compacted(_EventBase):
     error: ErrorInfo | None = None
 
 
+class SubRunFinished(_EventBase):
+    """A sub-run of this run ended: an agent used as a tool (``agent.as_tool()``, in tool step ``step``,
+    call ``call_id``) or a phase of a pipeline (``step``: the phase's number).
+
+    ``usage`` is the sub-run's, counted in this run's usage (and its budget); ``events`` is the sub-run's
+    log as it ended (already redacted), so this log alone shows its timeline nested in the step.
+    """
+
+    kind: Literal["subrun_finished"] = "subrun_finished"
+    step: int | None = None
+    call_id: str | None = None
+    sub_run_id: str
+    sub_agent: str
+    status: RunStatus
+    usage: Usage = Usage()
+    error: ErrorInfo | None = None
+    events: list[dict[str, Any]] = []
+
+
 class RunFinished(_EventBase):
     """The run reached a final status; ``output`` is set only on success."""
 
@@ -282,6 +301,7 @@ Event = Annotated[
     | RevisionRequested
     | BudgetStopped
     | Compacted
+    | SubRunFinished
     | StoreFailed
     | RunFinished,
     Field(discriminator="kind"),

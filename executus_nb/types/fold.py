@@ -33,6 +33,7 @@ from executus_nb.types.events import (
     RunFinished,
     RunStarted,
     StoreFailed,
+    SubRunFinished,
     ToolCallFinished,
     ToolCallStarted,
 )
@@ -90,6 +91,7 @@ class ToolCallItem:
     truncated: bool = False
     error: ErrorInfo | None = None
     decision: ApprovalResolved | None = None
+    subrun: SubRunFinished | None = None  # the sub-run this call ran (an agent used as a tool), once it ended
     kind = "tool"
 
 
@@ -120,7 +122,7 @@ class RunFold:
     """The state of one run, folded from its events in order (O(1) work per event).
 
     Read ``identity``, ``status``, ``prompt``, ``started_at``/``finished_at``, ``models_tried``,
-    ``model`` (the answering model), ``timeline``, ``usage`` (of successful calls), ``pending``
+    ``model`` (the answering model), ``timeline``, ``usage`` (of successful calls, sub-runs' included), ``pending``
     approvals, ``decisions``, ``failovers``, ``output``, ``error``, ``steps``, ``budget_left()``,
     ``budget_stop`` and ``messages`` (the conversation so far, as litellm/OpenAI message dicts).  ``run_id``/``agent``/``model`` name a run that has no events yet.
     """
@@ -150,6 +152,7 @@ class RunFold:
         self.budget_start: dict[str, float] = {}
         self.budget_stop: BudgetStopped | None = None
         self.compactions: list[Compacted] = []  # each compaction; a summary's usage is in ``usage`` too
+        self.subruns: list[SubRunFinished] = []  # each sub-run that ended; its usage is in ``usage`` too
         self.store_failures: list[StoreFailed] = []  # the store could not write (its events were retried)
         self._sent: list[dict[str, Any]] = []
         self._messages: list[dict[str, Any]] = []  # the conversation, tool results of the last turn aside
@@ -233,6 +236,16 @@ class RunFold:
         item = self.calls.get(ev.step)
         if isinstance(item, ToolCallItem) and item.call_id == ev.call_id:
             item.decision = ev
+            return item
+        return None
+
+    def _subrun_finished(self, ev: SubRunFinished) -> ToolCallItem | None:
+        """A sub-run's usage rolls up into this run's; the tool call that ran it holds it (its nested timeline)."""
+        self.subruns.append(ev)
+        self.usage = self.usage + ev.usage
+        item = self.calls.get(ev.step) if ev.step is not None else None
+        if isinstance(item, ToolCallItem) and item.call_id == ev.call_id:
+            item.subrun = ev
             return item
         return None
 
@@ -394,6 +407,7 @@ HANDLERS: dict[type, Callable[[RunFold, Any], TimelineItem | None]] = {
     ApprovalRequested: RunFold._approval_requested,
     ApprovalResolved: RunFold._approval_resolved,
     RunFinished: RunFold._run_finished,
+    SubRunFinished: RunFold._subrun_finished,
     StoreFailed: RunFold._store_failed,
     **{marker: RunFold._marker for marker in MARKER_EVENTS},
 }

@@ -43,6 +43,7 @@ class Step(BaseModel):
     error_type: str | None = None
     error_message: str | None = None
     conversation_id: str | None = None
+    parent_run_id: str | None = None
 
 
 def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
@@ -56,6 +57,7 @@ def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
             run_id=run.run_id,
             agent=run.agent,
             conversation_id=run.conversation_id,
+            parent_run_id=run.parent_run_id,
             step=item.step,
             turn=item.turn,
             kind="model",
@@ -75,6 +77,7 @@ def _step(run: RunFold, item: ModelCallItem | ToolCallItem) -> Step:
         run_id=run.run_id,
         agent=run.agent,
         conversation_id=run.conversation_id,
+        parent_run_id=run.parent_run_id,
         step=item.step,
         turn=item.turn,
         kind="tool",
