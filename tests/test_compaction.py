@@ -168,6 +168,21 @@ def test_a_custom_compactor_is_a_plain_callable():
     assert compactions and all(c.method == "custom" for c in compactions)
 
 
+def test_a_custom_compactor_may_refuse_a_request_with_the_public_context_window_exceeded():
+    import executus_nb
+
+    def refuse_long(messages, ctx):
+        if len(messages) > 3:
+            raise executus_nb.ContextWindowExceeded("this conversation is too long for my window; not sent")
+        return None
+
+    prober = Prober(8)
+    _, run, result = run_prober(prober, compaction=refuse_long)
+    assert result.status is RunStatus.FAILED
+    assert result.error.type == "ContextWindowExceeded" and "not sent" in result.error.message
+    assert len(prober.requests) == 2 and all(len(m) <= 3 for m in prober.requests)  # the third was never sent
+
+
 def test_a_compaction_is_a_steps_df_row_and_a_timeline_marker_with_the_summary_expandable():
     prober = Prober(40)
     _, run, _ = run_prober(prober, context_tokens=4000)
