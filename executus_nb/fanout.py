@@ -28,6 +28,8 @@ from executus_nb.types.status import RunStatus
 if TYPE_CHECKING:
     import pandas as pd
 
+    from executus_nb.pipeline import Pipeline
+
 _ids = itertools.count(1)
 
 PIVOT_VALUES = {"cost": "cost_usd", "tokens": "total_tokens", "latency": "latency_s"}
@@ -42,7 +44,7 @@ class CellExecutor(Protocol):
 
     def run(
         self,
-        agent: Agent,
+        agent: Agent | Pipeline,
         prompt: str,
         *,
         deps: Any = None,
@@ -65,7 +67,7 @@ class Cell:
     col: int
     prompt: str
     label: str
-    agent: Agent
+    agent: Agent | Pipeline  # a column is an agent, or a pipeline (its run a PipelineRun)
     run: Run
     attempts: int = 1
 
@@ -87,7 +89,7 @@ class Fanout:
         executor: CellExecutor,
         prompts: list[str],
         labels: list[str],
-        agents: list[Agent],
+        agents: list[Agent | Pipeline],
         concurrency: int | None,
         per_key: int | None,
     ):
@@ -110,7 +112,7 @@ class Fanout:
         prompts: Sequence[str],
         *,
         models: Sequence[str | dict[str, Any]] | None,
-        agents: Sequence[Agent] | None,
+        agents: Sequence[Agent | Pipeline] | None,
         concurrency: int | None,
         per_key: int | None,
         per_run: dict[str, Any] | None = None,
@@ -124,8 +126,10 @@ class Fanout:
         if models is not None:
             if agent is None:
                 raise UserError("fanout(models=...) needs the agent to run on each model")
+            if not isinstance(agent, Agent):
+                raise UserError("fanout(models=...) runs one agent on each model; give pipelines as agents=[...]")
             specs = [ModelSpec.model_validate(m) for m in models]
-            columns = [agent.model_copy(update={"model": spec, "tier": None}) for spec in specs]
+            columns: list[Agent | Pipeline] = [agent.model_copy(update={"model": spec, "tier": None}) for spec in specs]
             labels = _labels([spec.name for spec in specs])
         else:
             columns = list(agents or [])

@@ -179,3 +179,8 @@ def test_a_bad_agent_phase_is_a_failed_phase_not_a_hang(warm):
     executor = Executor()
     result = executor.run(Pipeline([Agent(name="x", tier="missing")]), "x").wait(timeout=WAIT, quiet=True)
     assert result.status is RunStatus.FAILED and "tier 'missing'" in result.error.message
+
+
+def test_a_pipeline_is_a_column_of_agents_not_run_on_models(executor):
+    with pytest.raises(UserError, match="give pipelines as agents"):
+        executor.fanout(Pipeline([Agent()]), prompts=["x"], models=["sim/echo"])

@@ -450,6 +450,25 @@ class Executor:
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
     ) -> PipelineRun: ...
+    @overload
+    def run(
+        self,
+        agent: Agent | Pipeline,
+        prompt: Any,
+        *,
+        history: Any = None,
+        deps: Any = None,
+        model: str | dict[str, Any] | None = None,
+        tier: str | None = None,
+        max_steps: int | None = None,
+        budget: Budget | None = None,
+        hooks: Iterable[Any] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        tags: Iterable[str] = (),
+        lane: str | None = None,
+        within: Sequence[tuple[Lanes, str, str]] = (),
+    ) -> Run: ...
     def run(
         self,
         agent: Agent | Pipeline,
@@ -627,7 +646,7 @@ class Executor:
         prompts: Sequence[str] = (),
         *,
         models: Sequence[str | dict[str, Any]] | None = None,
-        agents: Sequence[Agent] | None = None,
+        agents: Sequence[Agent | Pipeline] | None = None,
         concurrency: int | None = None,
         per_key: int | None = None,
         deps: Any = None,
@@ -638,7 +657,7 @@ class Executor:
         hooks: Iterable[Any] = (),
         history: Any = None,
     ) -> Fanout:
-        """Run every prompt against every model (or agent): an N×M grid of runs, returned at once.
+        """Run every prompt against every model (or agent, or ``Pipeline``): an N×M grid of runs, returned at once.
 
         ``concurrency`` bounds the fan-out's runs in flight, ``per_key`` the runs per model
         (or agent) column.  Its runs queue in their own lane, so other runs are not starved.
