@@ -66,6 +66,29 @@ class Run:
         self._printed = False  # a terminal wait() prints the run once
         self._unsubscribe = log.subscribe(self._on_event)  # first subscriber: result is set before views hear
 
+    @classmethod
+    def ended(cls, agent: Agent, log: RunLog) -> Run:
+        """The handle of a run whose log has already ended (read back from a store): done, its result that log's."""
+        events = log.events
+        if not events or not isinstance(events[-1], RunFinished):
+            raise UserError(f"run {log.identity.run_id} has not finished: resume it instead")
+        started = events[0]
+
+        async def nothing(run: Run) -> None:
+            return None
+
+        run = cls(
+            log.identity.run_id,
+            agent,
+            started.prompt if isinstance(started, RunStarted) else "",
+            started.model if isinstance(started, RunStarted) else "",
+            log,
+            nothing,
+        )
+        run._on_event(events[-1])  # sets the result, as a RunFinished heard live would
+        run._future.set_result(run.result)  # type: ignore[arg-type]
+        return run
+
     # -- lifecycle -----------------------------------------------------------------
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the run as a task on ``loop`` (the caller's running loop, or the background one)."""

@@ -86,6 +86,10 @@ class _OpenStep:
     request: ToolCallRequest | None = None  # the validated call, once its arguments parsed
 
 
+async def _already_durable() -> None:
+    """Without a store nothing is written, so nothing is waited for before a tool runs."""
+
+
 @dataclass
 class LoopState:
     """What the loop needs between steps; the log remains the record."""
@@ -103,6 +107,13 @@ class LoopState:
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
     call_ids: set[str] = field(default_factory=set)  # tool-call ids given out in this run
     stopped: bool = False  # a bound or cancel() ended the run; steps still running are let go
+    # A resumed run (run/resume.py): its next turn, the interrupted turn to finish first, the approvals its
+    # log already asked for and the decisions it already holds (a call keeps its recorded decision).
+    first_turn: int = 1
+    resume: Callable[[LoopState], Awaitable[tuple[bool, Any]]] | None = None
+    asked: set[str] = field(default_factory=set)
+    decided: dict[str, ApprovalResolved] = field(default_factory=dict)
+    durable: Callable[[], Awaitable[None]] = _already_durable  # awaited before a tool runs (run/checkpoint.py)
 
     cooldowns: Cooldowns = field(default_factory=Cooldowns)
     cache: ResponseCache | None = None
@@ -204,12 +215,7 @@ async def run_agent(
     a run cancelled or failing while it prepares still ends with a ``RunFinished`` that says so.
     """
     agent, log = state.agent, state.log
-    unprepared: BaseException | None = None
-    try:
-        if prepare is not None:
-            await prepare()
-    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — recorded below, after RunStarted
-        unprepared = exc
+    unprepared = await prepared(prepare)
     try:
         state.messages = initial_messages(agent, prompt, state.ctx, state.history, prompted=state.prompted)
     except Exception as exc:  # noqa: BLE001 — callable instructions that fail: the run is still recorded, as failed
@@ -228,6 +234,22 @@ async def run_agent(
         max_runtime_s=agent.max_runtime_s,
         budget_left=dict(state.ctx.budget_left or {}),  # set by the budget hook's owner during prepare
     )
+    await drive(state, unprepared)
+
+
+async def prepared(prepare: Callable[[], Awaitable[None]] | None) -> BaseException | None:
+    """Await ``prepare``; what it raised (or a cancel meanwhile), to be recorded once the run has started."""
+    try:
+        if prepare is not None:
+            await prepare()
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 — recorded by drive(), in the run's log
+        return exc
+    return None
+
+
+async def drive(state: LoopState, unprepared: BaseException | None = None) -> None:
+    """The run's turns from its first (or, resumed, its next) to ``RunFinished`` and the ``after_run`` hooks."""
+    log = state.log
     output: Any = None
     status, error = RunStatus.SUCCEEDED, None
     try:
@@ -286,22 +308,29 @@ async def _bounded_turns(state: LoopState) -> Any:
 
 
 def record_cancelled_while_queued(state: LoopState, prompt: str | list[dict[str, Any]]) -> None:
-    """Record a run cancelled before it got a slot: started and finished at once, no steps."""
-    agent = state.agent  # a run that never started never calls its instructions
-    if callable(agent.instructions):
-        agent = agent.model_copy(update={"instructions": ""})
-    state.messages = state.ctx.messages = initial_messages(agent, prompt, None, state.history, prompted=state.prompted)
-    state.log.emit(
-        RunStarted,
-        prompt=prompt_text(prompt),
-        model=state.spec.name,
-        messages=list(state.messages),
-        tools=list(state.tools),
-        max_steps=state.agent.max_steps,
-        max_runtime_s=state.agent.max_runtime_s,
-    )
+    """Record a run cancelled before it got a slot: started and finished at once, no steps (a resumed
+    run, started long ago, only finishes)."""
+    if not state.log.events:
+        agent = state.agent  # a run that never started never calls its instructions
+        if callable(agent.instructions):
+            agent = agent.model_copy(update={"instructions": ""})
+        state.messages = state.ctx.messages = initial_messages(
+            agent, prompt, None, state.history, prompted=state.prompted
+        )
+        state.log.emit(
+            RunStarted,
+            prompt=prompt_text(prompt),
+            model=state.spec.name,
+            messages=list(state.messages),
+            tools=list(state.tools),
+            max_steps=state.agent.max_steps,
+            max_runtime_s=state.agent.max_runtime_s,
+        )
     status, error = ending(RunCancelled(CANCELLED + " while queued"))
-    state.log.emit(RunFinished, status=status, error=error)
+    _close_open_steps(state, error)  # a resumed run's calls waiting to go on
+    state.log.emit(
+        RunFinished, status=status, error=error, usage=sum_usage(state.log.events), steps=state.next_step - 1
+    )
 
 
 def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
@@ -331,7 +360,11 @@ async def _turns(state: LoopState) -> Any:
     agent = state.agent
     schemas = [t.schema for t in state.tools.values()]
     await state.hooks.before_run(state.ctx)
-    for turn in range(1, agent.max_steps + 1):  # each turn makes at least one model call
+    if state.resume is not None:  # a resumed run first finishes the turn its process was cut off in
+        finished, output = await state.resume(state)
+        if finished:
+            return output
+    for turn in range(state.first_turn, agent.max_steps + 1):  # each turn makes at least one model call
         if state.model_calls >= agent.max_steps:
             break
         state.ctx.turn = turn
@@ -340,50 +373,15 @@ async def _turns(state: LoopState) -> Any:
         except ModelCallError as exc:
             _unhide_rejection(state, exc)
             raise
-        steps, message = _number_tool_calls(state, message)
+        steps, message = number_tool_calls(state, message)
         state.messages.append(message)
-        tool_calls = message.get("tool_calls") or []
-        if not tool_calls:
-            if agent.output_type is None:
-                value, problems = message.get("content") or "", None
-            else:
-                value, problems = parse_output(agent.output_type, message.get("content"))
-            if value is not None:
-                revision = await state.hooks.on_final(state.ctx, value)
-                if revision is None:
-                    return value
-                state.log.emit(RevisionRequested, turn=turn, output=value, feedback=revision)
-                state.messages.append({"role": "user", "content": revision})
-                continue
-            rejected = sum(1 for ev in state.log.events if isinstance(ev, OutputRejected))
-            last_try = rejected >= agent.output_retries
-            feedback = "" if last_try else retry_message(problems or "")
-            state.log.emit(
-                OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "", feedback=feedback
-            )
-            if last_try:
-                raise OutputValidationError(
-                    f"the answer did not validate as {agent.output_type.__name__} after "
-                    f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}",
-                    raw_text=message.get("content") or "",
-                    errors=problems or "",
-                    run_id=state.ctx.run_id,
-                )
-            state.messages.append({"role": "user", "content": feedback})
+        if not message.get("tool_calls"):
+            finished, output = await final_answer(state, turn, message)
+            if finished:
+                return output
             continue
-        for step, tc, provider_id in steps:
-            fn = tc.get("function") or {}
-            state.open_steps[step] = _OpenStep("tool", turn, fn.get("name", ""), time.perf_counter(), tc["id"])
-            state.log.emit(
-                ToolCallStarted,
-                step=step,
-                turn=turn,
-                call_id=tc["id"],
-                provider_call_id=provider_id,
-                name=fn.get("name", ""),
-                arguments=fn.get("arguments") or "",
-            )
-        results = await _tool_steps(state, turn, steps)
+        start_tool_calls(state, turn, steps)
+        results = await tool_steps(state, turn, steps)
         for (_, tc, _), text in zip(steps, results, strict=True):
             state.messages.append({"role": "tool", "tool_call_id": tc["id"], "content": text})
     raise MaxStepsExceeded(
@@ -392,7 +390,61 @@ async def _turns(state: LoopState) -> Any:
     )
 
 
-async def _tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
+async def final_answer(state: LoopState, turn: int, message: dict[str, Any]) -> tuple[bool, Any]:
+    """An answer without tool calls: ``(True, output)`` to finish, ``(False, None)`` for another round (a hook's
+    revision or the validation errors went back to the model); raises once no validation retry is left."""
+    agent = state.agent
+    if agent.output_type is None:
+        value, problems = message.get("content") or "", None
+    else:
+        value, problems = parse_output(agent.output_type, message.get("content"))
+    if value is not None:
+        revision = await state.hooks.on_final(state.ctx, value)
+        if revision is None:
+            return True, value
+        state.log.emit(RevisionRequested, turn=turn, output=value, feedback=revision)
+        state.messages.append({"role": "user", "content": revision})
+        return False, None
+    rejected = sum(1 for ev in state.log.events if isinstance(ev, OutputRejected))
+    last_try = rejected >= agent.output_retries
+    feedback = "" if last_try else retry_message(problems or "")
+    state.log.emit(
+        OutputRejected, turn=turn, raw=message.get("content") or "", errors=problems or "", feedback=feedback
+    )
+    if last_try:
+        raise OutputValidationError(
+            f"the answer did not validate as {agent.output_type.__name__} after "
+            f"{plural(rejected + 1, 'attempt')}: {problems}. Raw text: {message.get('content')!r}",
+            raw_text=message.get("content") or "",
+            errors=problems or "",
+            run_id=state.ctx.run_id,
+        )
+    state.messages.append({"role": "user", "content": feedback})
+    return False, None
+
+
+def start_tool_calls(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> None:
+    """Record each of a turn's numbered tool calls as started (``ToolCallStarted``) and open its step."""
+    for step, tc, provider_id in steps:
+        fn = tc.get("function") or {}
+        open_tool_step(state, step, turn, fn.get("name", ""), tc["id"])
+        state.log.emit(
+            ToolCallStarted,
+            step=step,
+            turn=turn,
+            call_id=tc["id"],
+            provider_call_id=provider_id,
+            name=fn.get("name", ""),
+            arguments=fn.get("arguments") or "",
+        )
+
+
+def open_tool_step(state: LoopState, step: int, turn: int, name: str, call_id: str) -> None:
+    """Mark tool step ``step`` as running: it is closed with the run's ending if the run stops first."""
+    state.open_steps[step] = _OpenStep("tool", turn, name, time.perf_counter(), call_id)
+
+
+async def tool_steps(state: LoopState, turn: int, steps: list[tuple[int, dict[str, Any], str | None]]) -> list[str]:
     """A turn's tool calls, run at once; if one ends the run (StopRun), the others are cancelled."""
     tasks = [asyncio.ensure_future(_tool_step(state, turn, step, tc)) for step, tc, _ in steps]
     try:
@@ -423,7 +475,7 @@ def _unhide_rejection(state: LoopState, exc: ModelCallError) -> None:
     ) from exc
 
 
-def _number_tool_calls(
+def number_tool_calls(
     state: LoopState, message: dict[str, Any]
 ) -> tuple[list[tuple[int, dict[str, Any], str | None]], dict[str, Any]]:
     """Give each tool call of ``message`` a step and an id unique in the run; the message as sent back.
@@ -618,19 +670,28 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
     )
     if (open_step := state.open_steps.get(step)) is not None:
         open_step.request = request
-    # The hooks in order, the tool gate last (Ports.hooks): the first that decides wins.
-    verdict = await state.hooks.before_tool_call(state.ctx, request)
-    decision, by = verdict.action, verdict.by
-    if verdict.action == "ask":
-        decision, by = await state.approvals.ask(
-            request,
-            verdict,
-            announce=lambda: state.log.emit(
-                ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule
-            ),
-        )
-    state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name, decision=decision, rule=verdict.rule, by=by)
+    recorded = state.decided.pop(call_id, None)  # a resumed call keeps the decision its log holds
+    decision: str
+    if recorded is not None:
+        decision, by, rule = recorded.decision, recorded.by, recorded.rule
+    else:
+        # The hooks in order, the tool gate last (Ports.hooks): the first that decides wins.
+        verdict = await state.hooks.before_tool_call(state.ctx, request)
+        decision, by, rule = verdict.action, verdict.by, verdict.rule
+        if verdict.action == "ask":
+            decision, by = await state.approvals.ask(
+                request,
+                verdict,
+                announce=lambda: (
+                    call_id in state.asked  # asked before a resume: the log has the request
+                    or state.log.emit(
+                        ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule
+                    )
+                ),
+            )
+        state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name, decision=decision, rule=rule, by=by)
     if decision != "allow":
-        raise ToolDenied(f"the call to {name} was denied ({verdict.rule}; {by}); do not retry it")
+        raise ToolDenied(f"the call to {name} was denied ({rule}; {by}); do not retry it")
     CURRENT_TOOL_CALL.set((step, call_id))  # this call's own task: a sub-run it starts names this step
+    await state.durable()  # with a store: the call and its decision are written before the tool acts
     return tool_output_text(await tool.invoke(arguments, ctx=state.ctx))
