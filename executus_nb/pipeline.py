@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Phase", "Pipeline", "PipelineRun"]
 
+PHASE_STOP_WAIT_S = 5.0  # a backstop: a cancelled phase run ends within its own grace (0.4 s)
+
 
 class PhaseExecutor(Protocol):
     """What a pipeline needs of its executor (an ``Executor`` is one): ``run()`` for an agent phase."""
@@ -347,7 +349,8 @@ async def _run_phase(run: PipelineRun, phase: PhaseRecord, previous: Any) -> tup
         )
         run.changed(phase)
         try:
-            result = await await_subrun(run.log, phase.run, step=phase.index)
+            # a phase run's cancel is hard-bounded (its grace), so the pipeline can wait for its ending
+            result = await await_subrun(run.log, phase.run, step=phase.index, stop_wait_s=PHASE_STOP_WAIT_S)
         except asyncio.CancelledError:
             phase.status, phase.error = RunStatus.CANCELLED, ErrorInfo(type="RunCancelled", message=CANCELLED)
             raise

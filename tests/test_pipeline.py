@@ -116,6 +116,8 @@ def test_cancel_stops_the_running_phase_and_starts_no_other(executor, warm):
     assert result.status is RunStatus.CANCELLED
     assert run.runs[1].wait(timeout=WAIT, quiet=True).status is RunStatus.CANCELLED
     assert "never" not in seen and run.phases[2].status is RunStatus.QUEUED
+    cancelled = [ev for ev in run.events if isinstance(ev, SubRunFinished) and ev.step == 2]
+    assert [ev.status for ev in cancelled] == [RunStatus.CANCELLED]  # the pipeline waited for its ending
 
 
 def test_frames_across_phases_have_a_phase_column(executor, warm):

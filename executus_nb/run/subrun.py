@@ -31,19 +31,25 @@ async def run_subrun(parent: RunLog, start: Callable[[], Run]) -> RunResult:
 
 
 async def await_subrun(
-    parent: RunLog, run: Run, call: tuple[int, str] | None = None, *, step: int | None = None
+    parent: RunLog,
+    run: Run,
+    call: tuple[int, str] | None = None,
+    *,
+    step: int | None = None,
+    stop_wait_s: float = STOP_WAIT_S,
 ) -> RunResult:
     """Await the started sub-run ``run`` and record its ending in ``parent``'s log (``record_subrun``).
 
     Cancelling the caller (the parent's cancel, its timeout) cancels the sub-run; its ending is
-    still recorded if it comes within ``STOP_WAIT_S``, then the cancellation goes on.
+    still recorded if it comes within ``stop_wait_s``, then the cancellation goes on (a tool call is
+    let go soon after, so a sub-run that takes longer to stop is recorded on its own log only).
     """
     try:
         result = await run
     except asyncio.CancelledError:
         run.cancel()
         ended = asyncio.ensure_future(asyncio.wrap_future(run._future))
-        await asyncio.wait({ended}, timeout=STOP_WAIT_S)
+        await asyncio.wait({ended}, timeout=stop_wait_s)
         if not ended.done():
             ended.cancel()
         record_subrun(parent, run, call, step=step)
