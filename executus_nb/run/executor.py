@@ -30,6 +30,7 @@ from executus_nb.redaction import redactor
 from executus_nb.run.approval import Approvals
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
+from executus_nb.run.checkpoint import StoreCheckpointer
 from executus_nb.run.compact import compaction_hook
 from executus_nb.run.conversation import Continuation, Prompt, check_prompt, continuation
 from executus_nb.run.fork import Edit, fork_point, run_source
@@ -39,7 +40,8 @@ from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.persist import StoreFeed, check_store
-from executus_nb.run.ports import NO_BUDGET, EventSink, Ports, ToolGate
+from executus_nb.run.ports import NO_BUDGET, EventSink, NoCheckpointer, Ports, ToolGate
+from executus_nb.run.resume import ResumePoint, continue_from, resume_agent, resume_point, resumed_log
 from executus_nb.run.subrun import run_subrun
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
@@ -216,6 +218,10 @@ class Executor:
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
         self.store: EventStore | None = check_store(store)
+        # With a store, a step is checkpointed once its events are written (run/checkpoint.py).
+        self._checkpoint = StoreCheckpointer(self.store) if self.store is not None else None
+        if self._checkpoint is not None and isinstance(self.ports.checkpointer, NoCheckpointer):
+            self.ports.checkpointer = self._checkpoint
 
     # -- resolution ------------------------------------------------------------------
     def resolve_tier(self, agent: Agent) -> Tier:
@@ -261,6 +267,7 @@ class Executor:
         inherited: Sequence[Any] = (),
         parent_budget: RunBudget | None = None,
         nested: bool = False,
+        resumed: ResumePoint | None = None,
         **overrides: Any,
     ) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
@@ -278,14 +285,18 @@ class Executor:
         redactor.add_environment()
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         run_id = run_id or uuid.uuid4().hex[:12]
-        log = RunLog(
-            run_id,
-            agent.name,
-            owner or agent.owner,
-            tuple(agent.tags) + tuple(tags),
-            parent_run_id=continued.parent_run_id,
-            conversation_id=continued.conversation_id,
-            forked_at=continued.forked_at,
+        log = (
+            RunLog(
+                run_id,
+                agent.name,
+                owner or agent.owner,
+                tuple(agent.tags) + tuple(tags),
+                parent_run_id=continued.parent_run_id,
+                conversation_id=continued.conversation_id,
+                forked_at=continued.forked_at,
+            )
+            if resumed is None
+            else resumed_log(resumed)  # the stored run goes on: its identity, its events numbered on
         )
         for sink in self.ports.sinks:
             log.subscribe(sink.on_event)
@@ -319,6 +330,10 @@ class Executor:
         )
         state.ctx.deps = deps
         state.ctx.spawn = functools.partial(self._spawn, state.ctx, log, scopes, budget_hook)
+        if self._checkpoint is not None:  # a tool acts only once its call and decision are written
+            state.durable = self._checkpoint.wait
+        if resumed is not None:
+            continue_from(state, resumed)
 
         async def prepare() -> None:
             try:
@@ -344,7 +359,10 @@ class Executor:
                 await state.hooks.after_run(state.ctx, log.events)  # every ending is heard, this one too
                 return
             try:
-                await run_agent(state, prompt, prepare=prepare)
+                if resumed is None:
+                    await run_agent(state, prompt, prepare=prepare)
+                else:
+                    await resume_agent(state, prepare=prepare)
             finally:
                 _release(held)
 
@@ -610,6 +628,46 @@ class Executor:
         from executus_nb.chat import Chat
 
         return Chat(self, agent, history=history, **per_run)
+
+    def resume(self, run_id: str, agent: Agent) -> Run:
+        """Go on with a run its process left unfinished (a kernel restart, a crash, SIGKILL), from its store.
+
+        ``agent`` supplies the tools (code is not stored) and the model; the run keeps its run_id, its
+        events are numbered on from the stored ones, and it continues from its last completed step:
+        completed model and tool calls are not made again.  A tool call that was in flight is finished as
+        ``unknown_after_crash`` and run again only if its tool is ``@tool(idempotent=True)``; a call whose
+        approval was pending waits for it again (``run.approve()``).  A finished run comes back done, with
+        its stored result.  Needs ``Executor(store=...)``, where every step of a run is checkpointed: its
+        events are written before the next model call, and a tool's call before the tool runs
+        (``executus_nb.run.checkpoint``).  Resume a run once, after the process that ran it has ended.
+        """
+        if self.store is None:
+            raise ConfigError(
+                "resume() reads the run from the executor's store: create the executor with one, "
+                "Executor(store=SQLiteStore('runs.db')), the store the run was saved in"
+            )
+        if not isinstance(run_id, str):
+            raise UserError(f"resume() takes a run_id (a str), got {type(run_id).__name__}")
+        if not isinstance(agent, Agent):
+            raise UserError(f"resume() needs the Agent to go on with (its tools are code), got {type(agent).__name__}")
+        live = next((run for run in self.runs if run.run_id == run_id and not run.done), None)
+        if live is not None:
+            raise UserError(f"run {run_id} is still running in this executor: wait for it, there is nothing to resume")
+        events = list(self.store.events(run_id))
+        if not events:
+            raise UserError(f"run {run_id!r} is not in the store {self.store!r}: nothing to resume")
+        point = resume_point(events)
+        if point.finished:
+            run = Run.ended(agent, resumed_log(point))
+            self.runs.append(run)
+            return run
+        run, _ = self._prepare(agent, point.prompt, run_id, None, (), resumed=point)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = background_loop()
+        run._schedule(loop)
+        return run
 
     def fork(
         self, run: Run | RunResult | str, at_step: int, agent: Agent | None = None, edit: Edit | None = None
