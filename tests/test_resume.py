@@ -276,28 +276,59 @@ def test_an_approval_pending_at_the_crash_is_pending_again_and_approve_finishes_
 
 
 # -- checkpointing -------------------------------------------------------------------------
-def test_with_a_sqlite_store_each_step_is_written_before_the_next_model_call(tmp_path):
-    store = SQLiteStore(tmp_path / "runs.db")
-    seen: list[tuple[int, list[str]]] = []
-    reader = SQLiteStore(tmp_path / "runs.db")
+class FlushOnlyStore(MemoryStore):
+    """An ``EventStore`` that writes only when flushed: ``durable`` is what a crash would leave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list = []
+        self.durable: list = []
+        self.lock = threading.Lock()
+
+    def append(self, events) -> None:
+        with self.lock:
+            self.queued.extend(events)
+
+    def flush(self, timeout: float | None = None) -> None:
+        with self.lock:
+            written, self.queued = self.queued, []
+            self.durable.extend(written)
+        super().append(written)
+
+
+def test_each_step_is_written_before_the_next_model_call_and_each_tool_call_before_the_tool_acts():
+    store = FlushOnlyStore()
+    seen: dict[str, list[str]] = {}
+
+    def kinds() -> list[str]:
+        return [ev.kind for ev in list(store.durable)]
 
     def model(messages, tools):
-        # another connection (another process would see the same) reads what is durable right now
-        stored = reader.events("cp")
-        seen.append((len(messages), [ev.kind for ev in stored]))
+        seen[f"model call {sum(key.startswith('model') for key in seen) + 1}"] = kinds()
         return sim.call("lookup", q="x") if len(messages) < 3 else sim.reply("done")
 
-    tools = Tools()
-    agent = tools.agent.model_copy(update={"model": sim.function(model, name="checkpointed")})
+    @tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        seen["tool"] = kinds()
+        return "found"
+
+    agent = Agent(name="cp", tools=[lookup], model=sim.function(model, name="checkpointed"))
     result = Executor(store=store).run(agent, "go", run_id="cp").wait(timeout=WAIT, quiet=True)
     assert result.output == "done"
-    (_, first), (_, second) = seen
-    assert first[:2] == ["run_started", "model_call_started"]
-    # the second call was made only once the first step (its answer and its tool call) was stored
-    assert second[-1] == "model_call_started"
-    assert {"model_call_finished", "tool_call_started", "approval_resolved", "tool_call_finished"} <= set(second)
-    store.close()
-    reader.close()
+    assert seen["model call 1"] == ["run_started"]  # the call in flight is not yet written (nor needs to be)
+    # the tool acts only once its call and its decision are written
+    assert seen["tool"][-2:] == ["tool_call_started", "approval_resolved"]
+    # the second call is made only once the first step (its answer, its tool call and result) is written
+    assert seen["model call 2"] == [
+        "run_started",
+        "model_call_started",
+        "model_call_finished",
+        "tool_call_started",
+        "approval_resolved",
+        "tool_call_finished",
+    ]
+    assert kinds()[-1] == "run_finished"  # and the end is written before the run's result is given
 
 
 # -- the real thing: SIGKILL a process mid-run, resume it here ------------------------------

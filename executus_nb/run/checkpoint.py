@@ -67,9 +67,12 @@ class StoreCheckpointer:
                 self.store.flush(self.timeout_s)  # covers every event its waiters appended before they waited
             except Exception:  # a broken store must not leave its runs waiting
                 logger.exception("flushing %r failed", self.store)
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for loop, done in waiting:
+                by_loop.setdefault(loop, []).append(done)
+            for loop, futures in by_loop.items():  # one wake-up per loop, however many runs it has waiting
                 try:
-                    loop.call_soon_threadsafe(_settle, done)
+                    loop.call_soon_threadsafe(_settle, futures)
                 except RuntimeError:  # that loop has closed: nobody waits any more
                     pass
 
@@ -77,6 +80,7 @@ class StoreCheckpointer:
         return f"StoreCheckpointer({self.store!r})"
 
 
-def _settle(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for done in futures:
+        if not done.done():
+            done.set_result(None)
