@@ -263,15 +263,23 @@ def test_an_approval_pending_at_the_crash_is_pending_again_and_approve_finishes_
     store = MemoryStore()
     store.append(prefix)
     resumed = Executor(store=store, policy=policy).resume("ask", agent)
+    view = resumed.view()  # the RunView of the resumed run shows the question's buttons again
     again = resumed.wait_for_approval(timeout=WAIT)
     assert again is not None and again.call_id == asked.call_id and again.name == "publish"
     assert resumed.approvals.waiting() and not resumed.done
+
+    def buttons() -> list[str]:
+        rows = view._extras.children  # each: the question, then a box of its buttons
+        return [b.description for row in rows for box in row.children[1:] for b in box.children]
+
+    wait_until(lambda: "Approve" in buttons(), timeout=WAIT)
     resumed.approve()
     result = resumed.wait(timeout=WAIT, quiet=True)
     assert result.output == "ok" and published == ["hi"]
     events = store.events("ask")
     _assert_every_step_once(events)
-    assert sum(isinstance(ev, ApprovalRequested) for ev in events) == 1  # asked once, answered after the resume
+    # asked before the crash and again by the resumed run (so its views show the question), answered once
+    assert [ev.call_id for ev in events if isinstance(ev, ApprovalRequested)] == [asked.call_id] * 2
     assert [(ev.decision, ev.by) for ev in events if isinstance(ev, ApprovalResolved)] == [("allow", "user")]
 
 
@@ -457,5 +465,5 @@ def test_a_run_killed_while_waiting_for_approval_waits_again_and_approve_finishe
     executor.close()
     events = SQLiteStore(db).events("killed")
     _assert_every_step_once(events)
-    assert sum(isinstance(ev, ApprovalRequested) for ev in events) == 1
+    assert sum(isinstance(ev, ApprovalRequested) for ev in events) == 2  # asked, then asked again after the kill
     assert all(ev.error is None for ev in events if isinstance(ev, ToolCallFinished))  # lookup was not run again

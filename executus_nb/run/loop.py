@@ -107,11 +107,10 @@ class LoopState:
     open_steps: dict[int, _OpenStep] = field(default_factory=dict)
     call_ids: set[str] = field(default_factory=set)  # tool-call ids given out in this run
     stopped: bool = False  # a bound or cancel() ended the run; steps still running are let go
-    # A resumed run (run/resume.py): its next turn, the interrupted turn to finish first, the approvals its
-    # log already asked for and the decisions it already holds (a call keeps its recorded decision).
+    # A resumed run (run/resume.py): its next turn, the interrupted turn to finish first and the
+    # decisions its log already holds (a call keeps its recorded decision).
     first_turn: int = 1
     resume: Callable[[LoopState], Awaitable[tuple[bool, Any]]] | None = None
-    asked: set[str] = field(default_factory=set)
     decided: dict[str, ApprovalResolved] = field(default_factory=dict)
     durable: Callable[[], Awaitable[None]] = _already_durable  # awaited before a tool runs (run/checkpoint.py)
 
@@ -682,11 +681,8 @@ async def _invoke(state: LoopState, step: int, call_id: str, name: str, raw: str
             decision, by = await state.approvals.ask(
                 request,
                 verdict,
-                announce=lambda: (
-                    call_id in state.asked  # asked before a resume: the log has the request
-                    or state.log.emit(
-                        ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule
-                    )
+                announce=lambda: state.log.emit(
+                    ApprovalRequested, step=step, call_id=call_id, name=name, arguments=raw, rule=verdict.rule
                 ),
             )
         state.log.emit(ApprovalResolved, step=step, call_id=call_id, name=name, decision=decision, rule=rule, by=by)

@@ -10,7 +10,8 @@ tool runs, ``run/checkpoint.py``, so the log tells which calls may have acted):
 
 - a model call in flight: finished as ``unknown_after_crash`` and made again (a model call has no effect);
 - a tool call with no recorded decision (its approval was pending, or its gate had not answered):
-  it never ran, so it goes through the gate again; an ``ask`` waits for an answer again (``run.approve()``);
+  it never ran, so it goes through the gate again; an ``ask`` waits for an answer again (``run.approve()``,
+  the RunView's buttons), recorded as a second ``ApprovalRequested`` of that call: asked again;
 - a tool call allowed but not finished: it may have run.  An ``@tool(idempotent=True)`` tool is run
   again; any other is finished as ``unknown_after_crash`` and the model is told its result is unknown;
 - tool calls the last answer asked for but that never started: started now;
@@ -233,7 +234,6 @@ def continue_from(state: LoopState, point: ResumePoint) -> None:
     state.ctx.turn = point.turns_done
     state.model_calls = point.model_calls
     state.call_ids = set(point.call_ids)
-    state.asked = {call.call_id for call in point.open_tools if call.asked}
     for cut in point.cut_models:
         log.emit(
             ModelCallFinished,
