@@ -203,6 +203,24 @@ def test_a_run_cut_after_any_event_resumes_to_the_same_answer_with_every_step_on
         assert sum(1 for ev in events if isinstance(ev, ModelCallFinished) and ev.error is None) == 3
 
 
+def test_a_resumed_run_cut_again_resumes_again_with_every_step_once(full_log):
+    first_cut = next(i for i, ev in enumerate(full_log) if isinstance(ev, ApprovalResolved) and ev.name == "send_email")
+    store = MemoryStore()
+    store.append(full_log[: first_cut + 1])
+    Executor(store=store).resume("whole", Tools().agent).wait(timeout=WAIT, quiet=True)
+    twice = store.events("whole")  # two processes' events in one log
+    for cut in range(first_cut + 2, len(twice) - 1):  # cut again after the first resume had begun
+        again = MemoryStore()
+        again.append(twice[:cut])
+        tools = Tools()
+        result = Executor(store=again).resume("whole", tools.agent).wait(timeout=WAIT, quiet=True)
+        assert result.output == "done", cut
+        events = again.events("whole")
+        _assert_every_step_once(events)
+        assert tools.calls == _expected_calls(twice[:cut]), cut
+        assert sum(isinstance(ev, ModelCallFinished) and ev.error is None for ev in events) == 3
+
+
 def test_the_model_is_told_a_cut_tool_result_is_unknown_and_an_idempotent_one_ran_again(full_log):
     end = next(i for i, ev in enumerate(full_log) if isinstance(ev, ApprovalResolved) and ev.name == "send_email")
     store = MemoryStore()
