@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from executus_nb import Agent, Executor, MemoryStore, Policy, RunResult, RunStatus, SQLiteStore, sim, tool
-from executus_nb.errors import ConfigError, UserError
+from executus_nb.errors import ConfigError, ToolRegistrationError, UserError
 from executus_nb.run.resume import UNKNOWN_AFTER_CRASH, resume_point
 from executus_nb.types.events import (
     ApprovalRequested,
@@ -248,6 +248,18 @@ def test_resuming_a_finished_run_gives_its_result_at_once(full_log):
     assert run.wait(timeout=1, quiet=True).output == "done"
     assert run.result == RunResult.from_events(full_log) and len(run.result.steps) == 6
     assert store.events("whole") == full_log and not tools.calls
+
+
+def test_tools_are_not_idempotent_unless_marked():
+    assert Tools().agent.tools[1].idempotent and not Tools().agent.tools[2].idempotent
+
+    def ping() -> str:
+        """Ping."""
+        return "pong"
+
+    assert not tool(ping).idempotent and tool(idempotent=True)(ping).idempotent
+    with pytest.raises(ToolRegistrationError, match="idempotent"):
+        tool(idempotent="yes")(ping)  # type: ignore[arg-type]
 
 
 def test_resume_needs_a_store_and_a_stored_run():
