@@ -188,6 +188,10 @@ def test_runs_are_filtered_by_start_agent_and_status(history):
     assert list(store.runs_df()["run_id"]) == ["r1", "r2", "r3", "r4"]
     assert list(store.runs_df(since=T0 + timedelta(hours=1))["run_id"]) == ["r2", "r3", "r4"]
     assert list(store.runs_df(since=datetime(2026, 12, 1))["run_id"]) == ["r3", "r4"]  # naive is UTC
+    assert list(store.runs_df(since="2026-12-01")["run_id"]) == ["r3", "r4"]
+    assert list(store.runs_df(since="2026-11-30T10:30:00+00:00")["run_id"]) == ["r2", "r3", "r4"]
+    with pytest.raises(UserError, match="not an ISO date"):
+        store.runs_df(since="yesterday")
     assert list(store.runs_df(agent="bob")["run_id"]) == ["r2", "r4"]
     assert list(store.runs_df(status="failed")["run_id"]) == ["r2"]
     assert list(store.runs_df(agent="alice", status=RunStatus.SUCCEEDED, since=T0 + timedelta(hours=3))["run_id"]) == [

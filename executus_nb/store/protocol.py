@@ -4,6 +4,12 @@ An executor writes through ``append`` from its event loop, so ``append`` never
 blocks on I/O: a store queues and writes elsewhere; ``flush`` waits for the
 queue.  ``MemoryStore`` keeps events in memory (the default); ``SQLiteStore``
 (``store/sqlite.py``) keeps them in a file that other sessions can read.
+
+A store whose writes can fail may expose ``failure`` (None while writes succeed; else an object
+with ``episode``, ``error`` and ``pending``, as ``SQLiteStore.failure``): the executor records each
+new episode as a ``StoreFailed`` event in the runs still going.  The reads every store gets
+(``runs_df``, ``usage_df``, ``steps_df``, ``result``) are built on ``run_ids`` and ``events``
+(``store/reads.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+from executus_nb.errors import UserError
 from executus_nb.store.reads import StoreReads, as_status
 from executus_nb.types.events import Event, RunFinished, RunStarted
 from executus_nb.types.status import RunStatus
@@ -38,12 +45,12 @@ class EventStore(Protocol):
 
     def run_ids(
         self,
-        since: datetime | None = None,
+        since: datetime | str | None = None,
         agent: str | None = None,
         status: RunStatus | str | None = None,
     ) -> list[str]:
-        """The ids of the stored runs, oldest start first: started at or after ``since``, of ``agent``,
-        with ``status`` (``"running"`` for a run with no ``RunFinished`` yet)."""
+        """The ids of the stored runs, oldest start first: started at or after ``since`` (a datetime, naive
+        read as UTC, or an ISO string), of ``agent``, with ``status`` (``"running"``: no ``RunFinished`` yet)."""
         ...
 
     def close(self) -> None:
@@ -73,7 +80,7 @@ class MemoryStore(StoreReads):
 
     def run_ids(
         self,
-        since: datetime | None = None,
+        since: datetime | str | None = None,
         agent: str | None = None,
         status: RunStatus | str | None = None,
     ) -> list[str]:
@@ -110,8 +117,15 @@ def _status(events: Iterable[Event]) -> RunStatus:
     return RunStatus.RUNNING
 
 
-def as_utc(when: datetime | None) -> datetime | None:
-    """``when`` as an aware UTC time (a naive time is read as UTC, as event times are)."""
+def as_utc(when: datetime | str | None) -> datetime | None:
+    """``when`` as an aware UTC time (a naive time is read as UTC, as event times are; a str is ISO 8601)."""
     if when is None:
         return None
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            raise UserError(f"since={when!r} is not an ISO date or time (such as '2026-12-01')") from None
+    if not isinstance(when, datetime):
+        raise UserError(f"since= takes a datetime or an ISO date string, not {type(when).__name__}")
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -92,7 +92,7 @@ class StoreReads:
         return {run_id: self.events(run_id) for run_id in run_ids}
 
     def runs(
-        self, since: datetime | None = None, agent: str | None = None, status: RunStatus | str | None = None
+        self, since: datetime | str | None = None, agent: str | None = None, status: RunStatus | str | None = None
     ) -> list[StoredRun]:
         """The stored runs (filtered as ``run_ids``), as records the tables read, oldest start first."""
         ids = self.run_ids(since=since, agent=agent, status=as_status(status))
@@ -112,7 +112,7 @@ class StoreReads:
         return run.result
 
     def runs_df(
-        self, since: datetime | None = None, agent: str | None = None, status: RunStatus | str | None = None
+        self, since: datetime | str | None = None, agent: str | None = None, status: RunStatus | str | None = None
     ) -> pd.DataFrame:
         """One row per stored run started at or after ``since``, of ``agent``, with ``status``
         (the columns of ``executor.runs_df()``, see ``executus_nb.frames.runs_df``)."""
@@ -133,7 +133,7 @@ class StoreReads:
         return tool_calls_df(self._events(run_id))
 
     def usage_df(
-        self, since: datetime | None = None, by: Sequence[str] = ("model",), agent: str | None = None
+        self, since: datetime | str | None = None, by: Sequence[str] = ("model",), agent: str | None = None
     ) -> pd.DataFrame:
         """Usage of the runs started at or after ``since`` (of ``agent``), summed per ``by``: any of
         ``"model"``, ``"agent"``, ``"day"`` (see ``executus_nb.frames.usage_df``)."""

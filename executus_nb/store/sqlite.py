@@ -40,6 +40,7 @@ __all__ = ["SQLiteStore", "WriteFailure"]
 logger = logging.getLogger("executus_nb")
 
 BATCH = 5_000  # events per transaction at most
+LINGER_S = 0.05  # how long the writer lets events gather before a commit (a commit costs far more than a row)
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 
@@ -77,6 +78,7 @@ class SQLiteStore(StoreReads):
         self._failure: WriteFailure | None = None
         self._episodes = 0
         self._closing = False
+        self._waiting = 0  # callers in flush() or a read: the writer then commits without lingering
         self._writer: threading.Thread | None = None
         self._reads = threading.local()
         try:
@@ -167,13 +169,18 @@ class SQLiteStore(StoreReads):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._queued
-            while self._done < target:
-                if give_up_on_failure and self._failure is not None:
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._waiting += 1
+            self._cond.notify_all()  # a lingering writer commits now
+            try:
+                while self._done < target:
+                    if give_up_on_failure and self._failure is not None:
+                        return False
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._waiting -= 1
         return True
 
     def _write_loop(self) -> None:
@@ -185,6 +192,9 @@ class SQLiteStore(StoreReads):
                     self._cond.wait()
                 if not self._pending:  # closing, and everything is written
                     break
+                self._cond.wait_for(  # let a burst gather: one commit for many events
+                    lambda: self._closing or self._waiting > 0 or len(self._pending) >= BATCH, timeout=LINGER_S
+                )
                 batch = self._pending[:BATCH]
                 del self._pending[:BATCH]
             try:
@@ -304,7 +314,7 @@ class SQLiteStore(StoreReads):
 
     def run_ids(
         self,
-        since: datetime | None = None,
+        since: datetime | str | None = None,
         agent: str | None = None,
         status: RunStatus | str | None = None,
     ) -> list[str]:
