@@ -79,6 +79,7 @@ class SQLiteStore(StoreReads):
         self._episodes = 0
         self._closing = False
         self._waiting = 0  # callers in flush() or a read: the writer then commits without lingering
+        self.commits = 0  # transactions the writer committed (each holds every event gathered since the last)
         self._writer: threading.Thread | None = None
         self._reads = threading.local()
         try:
@@ -216,6 +217,7 @@ class SQLiteStore(StoreReads):
             attempts, pause = 0, RETRY_FIRST_S
             with self._cond:
                 self._done += len(batch)
+                self.commits += 1
                 self._failure = None
                 self._cond.notify_all()
         if conn is not None:
@@ -261,7 +263,7 @@ class SQLiteStore(StoreReads):
                     ts,
                     identity.agent,
                     identity.conversation_id,
-                    getattr(ev, "model", None),
+                    ev.model if "model" in type(ev).model_fields else None,  # type: ignore[union-attr]
                     event_json(ev).decode(),
                 )
             )
