@@ -415,6 +415,7 @@ CHILD = textwrap.dedent(
     run = executor.run(agent, "go", run_id="killed")
     if mode == "approval":
         run.wait_for_approval(timeout=120)
+        executor.store.flush()  # the question is on disk (else the resumed run asks it for the first time)
         Path(signals, "asked").touch()
     hold.wait()
     """
@@ -465,7 +466,8 @@ def test_a_run_killed_while_waiting_for_approval_waits_again_and_approve_finishe
     db = tmp_path / "runs.db"
     _killed_mid_run(tmp_path, "approval", ("asked",), db)
     store = SQLiteStore(db)
-    wait_until(lambda: any(isinstance(ev, ApprovalRequested) for ev in store.events("killed")), timeout=WAIT)
+    before = store.events("killed")
+    assert isinstance(before[-1], ApprovalRequested) and before[-1].name == "publish"
 
     @tool
     def lookup(q: str) -> str:

@@ -661,13 +661,7 @@ class Executor:
             run = Run.ended(agent, resumed_log(point))
             self.runs.append(run)
             return run
-        run, _ = self._prepare(agent, point.prompt, run_id, None, (), resumed=point)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = background_loop()
-        run._schedule(loop)
-        return run
+        return self._start(agent, point.prompt, run_id=run_id, resumed=point)
 
     def fork(
         self, run: Run | RunResult | str, at_step: int, agent: Agent | None = None, edit: Edit | None = None
