@@ -453,3 +453,15 @@ def test_runs_on_several_loops_and_threads_share_the_executor_steps_exactly():
     assert model.calls == 20  # demand was 50 calls: the ledger gave out exactly its 20 steps
     assert sum(len(calls(run)) for run in ex.runs) == 20
     assert ex.budget_left() == {"max_steps": 0}
+
+
+def test_max_usd_needs_a_price_for_the_compaction_tiers_model_too():
+    priced = Model(tool_turns=0)
+    ex = Executor(tiers={"cheap": [UNPRICED]}, prices={priced.name: PRICE}, budget=Budget(max_usd=1.0))
+    summarised = Agent(model=priced.name, context_tokens=4000, compaction_tier="cheap")
+    with pytest.raises(UnknownPriceError, match=UNPRICED):
+        ex.run(summarised, "go")
+    assert ex.runs == [] and priced.calls == 0
+    # opted out of compaction, the summariser is never called: no price is needed for it
+    ex.run(summarised.model_copy(update={"compaction": False}), "go").wait(quiet=True)
+    assert priced.calls == 1

@@ -378,7 +378,12 @@ class Executor:
         (``UnknownPriceError``, before the run starts)."""
         scopes = budget_scopes(run_budget, agent.budget, self._ledger)
         scopes += [s for s in inherited if all(s.ledger is not t.ledger or s.name != t.name for t in scopes)]
-        check_prices(scopes, tier.models, self._price_table)
+        summarisers = (
+            self.tiers[agent.compaction_tier].models
+            if agent.compaction is True and agent.compaction_tier in self.tiers
+            else []
+        )  # a summary is spent like any call: its model needs a price too
+        check_prices(scopes, [*tier.models, *summarisers], self._price_table)
         return scopes
 
     async def _spawn(
