@@ -313,3 +313,24 @@ def test_streamed_deltas_are_redacted_even_when_a_secret_is_split_across_chunks(
     text = "".join(d.text for d in deltas)
     assert secret[:8] not in text and secret[5:] not in text
     assert text.endswith("*** ok") and text.startswith("the key is ")
+
+
+def test_text_streamed_before_a_cancel_is_kept_with_the_cancelled_call_not_in_the_conversation():
+    gate = threading.Event()
+
+    def held(messages: list[dict], tools: list[dict]) -> str:
+        assert gate.wait(WAIT), "the test never let the model answer"
+        return "too late"
+
+    run = Executor().run(Agent(name="streamer", model=sim.function(held, name="stream-cut"), stream=True), "go")
+    wait_until(lambda: any(isinstance(e, ModelCallStarted) for e in run.log.events), WAIT)
+    run.loop.call_soon_threadsafe(run.log.stream_text, 1, "half an ans")  # chunks that arrived, as call.py adds them
+    wait_until(lambda: run.log.partial.get(1) == "half an ans", WAIT)
+    run.cancel()
+    result = run.wait(timeout=WAIT, quiet=True)
+    gate.set()
+    assert result.status is RunStatus.CANCELLED
+    cut = next(e for e in run.events if isinstance(e, ModelCallFinished))
+    assert cut.error is not None and cut.message == {"role": "assistant", "content": "half an ans"}
+    assert run.log.partial == {}  # the text now lives in its event
+    assert [m["role"] for m in result.messages] == ["user"]  # shown, but no answer the next turn would continue

@@ -337,8 +337,17 @@ def _close_open_steps(state: LoopState, error: ErrorInfo | None) -> None:
     for step, open_step in sorted(state.open_steps.items()):
         elapsed = time.perf_counter() - open_step.started
         if open_step.kind == "model":
+            # The text a stream had sent is kept with the failed call (shown, not part of the conversation).
+            streamed = state.log.partial.get(step)
+            state.log.end_text(step)
             state.log.emit(
-                ModelCallFinished, step=step, turn=open_step.turn, model=open_step.name, latency_s=elapsed, error=reason
+                ModelCallFinished,
+                step=step,
+                turn=open_step.turn,
+                model=open_step.name,
+                latency_s=elapsed,
+                error=reason,
+                message={"role": "assistant", "content": streamed} if streamed else None,
             )
         else:
             state.log.emit(
