@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 MIGRATIONS: list[str] = [
-    # 1: one row per event; (run_id, seq) is its key, so writing an event twice keeps one row.
+    # 1: one row per event; (run_id, seq) is its key, so writing an event twice keeps one row.  No other
+    # index: every read goes by run (the key) or through ``runs``, and each index costs every write.
     """
     CREATE TABLE events (
         run_id TEXT NOT NULL,
@@ -21,8 +22,7 @@ MIGRATIONS: list[str] = [
         agent TEXT NOT NULL,
         body TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX events_kind_ts ON events (kind, ts);
+    );
     """,
     # 2: the conversation and model of each event; one row per run for the filters (since, agent, status).
     """
@@ -43,7 +43,6 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_started ON runs (started_at);
     CREATE INDEX runs_agent ON runs (agent, started_at);
-    CREATE INDEX events_conversation ON events (conversation_id);
     INSERT OR IGNORE INTO runs (run_id, agent, conversation_id, owner, model, started_at, finished_at, status)
     SELECT first.run_id, first.agent, first.conversation_id,
            json_extract(first.body, '$.identity.owner'),

@@ -263,7 +263,7 @@ class SQLiteStore(StoreReads):
                     ts,
                     identity.agent,
                     identity.conversation_id,
-                    ev.model if "model" in type(ev).model_fields else None,  # type: ignore[union-attr]
+                    ev.__dict__.get("model"),  # the events that name a model (a pydantic field, in __dict__)
                     event_json(ev).decode(),
                 )
             )
