@@ -345,6 +345,29 @@ def test_a_full_disk_is_retried_until_it_can_write_and_nothing_is_lost(tmp_path,
     store.close()
 
 
+def test_a_read_only_database_is_retried_on_a_fresh_connection_once_it_is_writable_again(tmp_path, monkeypatch):
+    path = tmp_path / "ro.db"
+    store = SQLiteStore(path)  # created and migrated; from now on its writer may only open it read-only
+    writable = SQLiteStore._connect
+
+    def read_only(self):
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+
+    monkeypatch.setattr(SQLiteStore, "_connect", read_only)
+    with pytest.warns(StoreWarning, match="readonly database"):
+        executor = Executor(store=store)
+        result = executor.run(adder(), "2 + 3").wait(timeout=WAIT)
+        wait_until(lambda: store.failure is not None, timeout=WAIT)
+    assert result.ok  # the run went on
+    assert store.failure.error.type == "OperationalError" and store.pending > 0
+    monkeypatch.setattr(SQLiteStore, "_connect", writable)  # the file is writable again
+    store.flush(timeout=WAIT)
+    assert store.failure is None and store.pending == 0
+    assert dump(SQLiteStore(path).events(executor.runs[0].run_id)) == dump(executor.runs[0].log.events)
+    executor.close()
+    store.close()
+
+
 def test_closing_a_store_that_still_cannot_write_says_how_many_events_are_left(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "never.db")
 
