@@ -40,6 +40,7 @@ from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.store.protocol import EventStore, MemoryStore  # noqa: E402
 from executus_nb.store.sqlite import SQLiteStore  # noqa: E402
 from executus_nb.tool.decorator import Tool  # noqa: E402
+from executus_nb.tool.mcp import MCPServer  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
 from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
@@ -65,6 +66,7 @@ __all__ = [
     "ExecutusError",
     "Executor",
     "Fanout",
+    "MCPServer",
     "MaxStepsExceeded",
     "MemoryStore",
     "ModelCallError",

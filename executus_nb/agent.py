@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
+from executus_nb.tool.source import is_tool_source
 from executus_nb.tool.subagent import agent_tool
 from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import hook_problem
@@ -77,8 +78,11 @@ class Agent(BaseModel):
     @classmethod
     def _tools(cls, value: list[Any]) -> list[Any]:
         for item in value:
-            if not (isinstance(item, (Tool, str)) or callable(item)):
-                raise ConfigError(f"a tool is a @tool function, a plain function or a registered name, not {item!r}")
+            if not (isinstance(item, (Tool, str)) or callable(item) or is_tool_source(item)):
+                raise ConfigError(
+                    f"a tool is a @tool function, a plain function, a registered name or a tool source "
+                    f"(MCPServer), not {item!r}"
+                )
         return list(value)
 
     @field_validator("hooks", mode="before")

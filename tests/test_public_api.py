@@ -21,6 +21,7 @@ EXPECTED_ALL = [
     "ExecutusError",
     "Executor",
     "Fanout",
+    "MCPServer",
     "MaxStepsExceeded",
     "MemoryStore",
     "ModelCallError",
@@ -54,7 +55,7 @@ EXPECTED_ALL = [
     "tool",
 ]
 
-HEAVY = ["litellm", "pandas", "ipywidgets"]
+HEAVY = ["litellm", "pandas", "ipywidgets", "mcp"]
 
 
 def python(code: str, **env_changes: str | None) -> dict:

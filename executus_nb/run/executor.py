@@ -44,7 +44,8 @@ from executus_nb.run.ports import NO_BUDGET, EventSink, NoCheckpointer, Ports, T
 from executus_nb.run.resume import ResumePoint, continue_from, resume_agent, resume_point, resumed_log
 from executus_nb.run.subrun import run_subrun
 from executus_nb.tool.decorator import Tool
-from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools
+from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools, select_sources
+from executus_nb.tool.source import ToolSource
 from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import RunContext
 from executus_nb.types.events import ErrorInfo, OutputRejected
@@ -206,6 +207,7 @@ class Executor:
         self._price_table = price_table(prices)
         self.prices = {k: dict(v) for k, v in (prices or {}).items()}
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        self._sources: list[ToolSource] = []  # the tool sources (MCP servers) its runs used: closed by close()
         self.ports = dataclasses.replace(ports) if ports is not None else Ports()  # the caller's is left as it is
         if policy is not None:
             self.ports.gate = policy
@@ -284,6 +286,8 @@ class Executor:
             redactor.add_params(model.params)
         redactor.add_environment()
         tools = resolve_tools(agent.tools, self.tools, default_registry)
+        sources = select_sources(agent.tools, self.tools, default_registry)
+        self._sources += [s for s in sources.used if s not in self._sources]
         run_id = run_id or uuid.uuid4().hex[:12]
         log = (
             RunLog(
@@ -337,7 +341,13 @@ class Executor:
 
         async def prepare() -> None:
             try:
-                await self._ensure_backend()
+                if sources:  # MCP servers start (or are reused) and list their tools while litellm loads
+                    await asyncio.gather(self._ensure_backend(), sources.add_to(tools))
+                    state.all_tools = state.offered = frozenset(tools)
+                    if budget_hook is not None:
+                        budget_hook.tools[:] = [t.schema for t in tools.values()]
+                else:
+                    await self._ensure_backend()
             finally:  # RunStarted, emitted next, records the budget left as the run starts
                 if budget_hook is not None:
                     state.ctx.budget_left = budget_hook.left()
@@ -801,6 +811,7 @@ class Executor:
         Never hangs on a tool: a thread that does not return is let go (it is a daemon thread,
         counted by ``executus_nb.tool.stuck_tool_calls()``), as is a task that ignores
         cancellation.  Called on the runs' own loop (a notebook cell) it only cancels them.
+        Then the MCP servers its runs used (and those in its ``tools``) are stopped, child processes included.
         """
         pending = [run for run in self.runs if not run.done]
         for run in pending:
@@ -822,12 +833,21 @@ class Executor:
                 pass
         if self.store is not None:  # bounded: a store that cannot write keeps retrying (and has warned)
             self.store.flush(max(deadline - time.monotonic(), 5.0))
+        for source in [*self._sources, *(s for s in self.tools.sources() if s not in self._sources)]:
+            source.close()  # an MCP server's child process ends (each bounded; it starts again if used later)
 
     def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # In a thread: close() waits for runs that may be on this very loop, which must keep going meanwhile.
+        await asyncio.to_thread(self.close)
 
     # -- analysis --------------------------------------------------------------------
     def runs_df(self) -> pd.DataFrame:
