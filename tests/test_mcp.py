@@ -245,6 +245,44 @@ def test_a_server_that_crashes_mid_call_fails_that_step_with_the_reason_and_is_s
         server.close()
 
 
+def test_a_server_that_died_between_calls_is_started_again_for_the_next_call_which_does_not_fail():
+    server = toy(name="toy")
+    try:
+        run, _ = run_script([sim.call("toy_pid"), sim.reply("done")], [server])
+        pid = int(finished(run)[0].result)
+        psutil.Process(pid).kill()
+        deadline = time.monotonic() + 30
+        while server.running and time.monotonic() < deadline:  # its end is seen once its stdout closes
+            time.sleep(0.01)
+        assert not server.running
+        run, result = run_script([sim.call("toy_echo", text="back"), sim.reply("done")], [server])
+        (echoed,) = finished(run)
+        assert (echoed.error, echoed.result) == (None, "back")
+    finally:
+        server.close()
+
+
+def test_cancelling_a_run_cancels_its_mcp_call_promptly_and_the_server_stays_up():
+    server = toy(name="toy")
+    try:
+        turns = [sim.call("toy_pid"), sim.call("toy_stall"), sim.reply("never")]
+        run = Executor().run(Agent(name="a", tools=[server], model=sim.scripted(turns)), "go")
+        deadline = time.monotonic() + 60
+        while sum(ev.kind == "tool_call_started" for ev in run.log.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cancelled = time.monotonic()
+        run.cancel()
+        assert run.wait(timeout=30, quiet=True).status is RunStatus.CANCELLED
+        assert time.monotonic() - cancelled < 5
+        first, closed = sorted(finished(run), key=lambda ev: ev.step)
+        pid = int(first.result)
+        assert closed.name == "toy_stall" and closed.error.type == "RunCancelled"
+        again, _ = run_script([sim.call("toy_pid"), sim.reply("done")], [server])
+        assert int(finished(again)[0].result) == pid  # the same session: a cancelled call does not end it
+    finally:
+        server.close()
+
+
 def test_a_call_that_hangs_is_bounded_by_call_timeout_s_and_the_session_goes_on():
     server = toy(name="toy", call_timeout_s=1.0)
     try:

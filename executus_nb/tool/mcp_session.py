@@ -56,7 +56,8 @@ class Session:
 
     @property
     def alive(self) -> bool:
-        return self.client is not None and not self._ended.is_set()
+        """True while requests can be sent: started, not ended, and the server has not hung up."""
+        return self.client is not None and not self._ended.is_set() and not _hung_up(self.client)
 
     # -- start and end -----------------------------------------------------------------
     async def open(self, timeout: float) -> list[Any]:
@@ -202,6 +203,14 @@ class Session:
         """The reason, with the end of what the server wrote on stderr (if it wrote anything)."""
         tail = self._read_tail()
         return f"{reason}; its stderr ended with: {tail}" if tail else reason
+
+
+def _hung_up(client: Any) -> bool:
+    """True once the server has closed the connection (a process that died between calls), so a call can
+    go to a new session instead of failing.  Read from the SDK's dispatcher, whose flag is not public:
+    when it cannot tell (another SDK version) it says False, and such a call fails as a lost session."""
+    dispatcher = getattr(getattr(client, "_session", None), "_dispatcher", None)
+    return getattr(dispatcher, "_closed", False) is True
 
 
 def describe(exc: BaseException) -> str:
