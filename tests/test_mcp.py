@@ -313,10 +313,17 @@ def test_a_server_that_prints_what_is_not_json_rpc_is_a_config_error_at_once():
     before = children()
     server = MCPServer.stdio(sys.executable, args=[str(SERVERS / "garbage.py")], name="noisy", start_timeout_s=30)
     started = time.monotonic()
-    with pytest.raises(ConfigError, match="not valid JSON-RPC"):
+    with pytest.raises(ConfigError, match="not valid JSON-RPC: 'hello, this is not JSON-RPC'"):
         server.list_tools()
     assert time.monotonic() - started < 15  # not the 30 s start timeout
     assert children() <= before
+
+
+def test_a_server_that_exits_at_start_is_a_config_error_quoting_its_stderr():
+    code = "import sys; print('missing API key', file=sys.stderr); sys.exit(2)"
+    server = MCPServer.stdio(sys.executable, args=["-c", code], name="quits")
+    with pytest.raises(ConfigError, match=r"'quits' could not start: it closed the connection .*missing API key"):
+        server.list_tools()
 
 
 # -- secrets, lifecycle ---------------------------------------------------------------------------

@@ -263,7 +263,10 @@ class MCPServer:
         """How errors name the server: its name, else its command or URL."""
         if self.name:
             return self.name
-        return os.path.basename(self.command or "") if self.transport == "stdio" else mask_url(self.url or "")
+        if self.transport == "stdio":
+            words = " ".join([os.path.basename(self.command or ""), *self.args])
+            return words if len(words) <= 80 else f"{words[:79]}…"
+        return mask_url(self.url or "")
 
     @property
     def running(self) -> bool:

@@ -114,7 +114,7 @@ class Session:
                     await anyio.sleep_forever()
         except Exception as exc:  # noqa: BLE001 — every way a start or a session fails is told as its reason
             if self.fault is None:
-                self.fault = describe(exc)
+                self.fault = _hung_up_reason(exc) or describe(exc)
         finally:
             self.client = None
             if self.fault is None and not self._closing:
@@ -126,8 +126,7 @@ class Session:
         from mcp_types import ToolListChangedNotification
 
         if isinstance(message, Exception):
-            first = str(message).strip().splitlines()[:3]
-            self.lose(f"it sent a message that is not valid JSON-RPC ({' / '.join(first)[:300]})")
+            self.lose(f"it sent a message that is not valid JSON-RPC: {_offending(message)}")
         elif isinstance(message, ToolListChangedNotification):
             self.stale = True
 
@@ -185,7 +184,7 @@ class Session:
         except MCPError as exc:
             if exc.code != CONNECTION_CLOSED:
                 raise
-            self.lose("it closed the connection (the server process ended?)")
+            self.lose(_CLOSED)
             raise SessionLost(self._with_stderr(self.fault or str(exc))) from None
 
     def _read_tail(self) -> str:
@@ -205,6 +204,31 @@ class Session:
         return f"{reason}; its stderr ended with: {tail}" if tail else reason
 
 
+_CLOSED = "it closed the connection (the server process ended?)"
+
+
+def _hung_up_reason(exc: BaseException) -> str | None:
+    """The reason for an MCP "connection closed" error (the server went away), else None."""
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import CONNECTION_CLOSED
+
+    closed = any(isinstance(e, MCPError) and e.code == CONNECTION_CLOSED for e in _leaves(exc))
+    return _CLOSED if closed else None
+
+
+def _offending(exc: Exception) -> str:
+    """What a server sent that is not JSON-RPC: the line itself when the parser kept it, else the error."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            line = errors()[0].get("input")
+        except (IndexError, TypeError, ValueError, AttributeError):
+            line = None
+        if isinstance(line, str):
+            return repr(line[:200])
+    return describe(exc)[:300]
+
+
 def _hung_up(client: Any) -> bool:
     """True once the server has closed the connection (a process that died between calls), so a call can
     go to a new session instead of failing.  Read from the SDK's dispatcher, whose flag is not public:
@@ -213,16 +237,13 @@ def _hung_up(client: Any) -> bool:
     return getattr(dispatcher, "_closed", False) is True
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 def describe(exc: BaseException) -> str:
     """What went wrong, in one line: the leaves of an exception group, each as ``Type: message``."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for inner in e.exceptions:
-                walk(inner)
-        else:
-            leaves.append(e)
-
-    walk(exc)
-    return "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in leaves[:3])
+    return "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in _leaves(exc)[:3])
