@@ -319,6 +319,20 @@ def test_a_server_that_prints_what_is_not_json_rpc_is_a_config_error_at_once():
     assert children() <= before
 
 
+def test_a_server_that_writes_what_is_not_json_rpc_mid_call_fails_that_step_at_once_not_at_the_timeout():
+    server = MCPServer.stdio(sys.executable, args=[str(SERVERS / "babbler.py")], name="b", call_timeout_s=60)
+    try:
+        run, result = run_script([sim.call("b_babble"), sim.call("b_babble"), sim.reply("ok")], [server])
+        assert result.status is RunStatus.SUCCEEDED
+        first, second = sorted(finished(run), key=lambda ev: ev.step)
+        for babbled in (first, second):  # the second call is made on a new session
+            assert babbled.error.type == "ToolError"
+            assert "not valid JSON-RPC: 'oops, a stray print'" in babbled.error.message
+            assert babbled.duration_s < 30  # the session ends at the stray line, not at call_timeout_s
+    finally:
+        server.close()
+
+
 def test_a_server_that_exits_at_start_is_a_config_error_quoting_its_stderr():
     code = "import sys; print('missing API key', file=sys.stderr); sys.exit(2)"
     server = MCPServer.stdio(sys.executable, args=["-c", code], name="quits")

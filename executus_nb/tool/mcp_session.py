@@ -45,7 +45,7 @@ class Session:
         self._opener = opener
         self._stderr: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
         self._ready: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._ended = asyncio.Event()
+        self._lost = asyncio.Event()  # the session is of no more use: ending (its transport winds down) or ended
         self._closing = False
         self._scope: Any = None  # the anyio cancel scope around the client, cancelled to end it
         self._task: asyncio.Task[None] | None = None
@@ -57,13 +57,13 @@ class Session:
     @property
     def alive(self) -> bool:
         """True while requests can be sent: started, not ended, and the server has not hung up."""
-        return self.client is not None and not self._ended.is_set() and not _hung_up(self.client)
+        return self.client is not None and not self._lost.is_set() and not _hung_up(self.client)
 
     # -- start and end -----------------------------------------------------------------
     async def open(self, timeout: float) -> list[Any]:
         """Start the server, shake hands and list its tools within ``timeout`` s; raises ``SessionLost``."""
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"mcp {self.label}")
-        ended: asyncio.Future[Any] = asyncio.ensure_future(self._ended.wait())
+        ended: asyncio.Future[Any] = asyncio.ensure_future(self._lost.wait())
         waiting: set[asyncio.Future[Any]] = {self._ready, ended}
         try:
             await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -81,6 +81,7 @@ class Session:
     async def close(self) -> None:
         """End the session and wait (bounded by ``CLOSE_S``) for its transport, child process included, to end."""
         self._closing = True
+        self._lost.set()
         if self._scope is not None:
             self._scope.cancel()
         task = self._task
@@ -119,7 +120,7 @@ class Session:
             self.client = None
             if self.fault is None and not self._closing:
                 self.fault = "the session ended"
-            self._ended.set()
+            self._lost.set()
 
     async def _on_incoming(self, message: Any) -> None:
         """The session's notifications and transport faults: a line that is not JSON-RPC ends it."""
@@ -134,6 +135,7 @@ class Session:
         """End the session because of a fault (the reason is kept for every call that waits on it)."""
         if self.fault is None:
             self.fault = reason
+        self._lost.set()  # calls waiting on the session fail now, while its transport winds down
         if self._scope is not None:
             self._scope.cancel()
 
@@ -163,10 +165,10 @@ class Session:
         from mcp_types import CONNECTION_CLOSED
 
         client = self.client
-        if client is None or self._ended.is_set():
+        if client is None or self._lost.is_set():
             raise SessionLost(self._with_stderr(self.fault or "it is closed"))
         request = asyncio.ensure_future(send(client))
-        ended = asyncio.ensure_future(self._ended.wait())
+        ended = asyncio.ensure_future(self._lost.wait())
         try:
             done, _ = await asyncio.wait({request, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
