@@ -287,7 +287,7 @@ class MCPServer:
 
     def close(self, timeout: float = CLOSE_S + 1.0) -> None:
         """``aclose`` for sync code, waiting at most ``timeout`` s."""
-        if self._session is None:
+        if self._session is None and self._lock is None:  # never started
             return
         if on_host_loop():  # cannot wait for itself: the close goes on after this returns
             asyncio.ensure_future(self._aclose())
@@ -299,9 +299,7 @@ class MCPServer:
 
     # -- on the MCP loop -------------------------------------------------------------------
     async def _current_tools(self) -> list[MCPTool]:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self._starting():
             session = await self._started()
             if self._tools is None or session.stale:
                 try:
@@ -310,6 +308,12 @@ class MCPServer:
                     raise ConfigError(f"MCP server {self.label!r} could not list its tools: {exc}") from None
                 self._tools = self._build(listed)
             return self._tools
+
+    def _starting(self) -> asyncio.Lock:
+        """The lock that serialises starts and stops (made on the MCP loop, on first use)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def _started(self) -> Session:
         """The live session, starting the server when it has none (or its last one broke)."""
@@ -337,9 +341,7 @@ class MCPServer:
 
         session = self._session
         if session is None or not session.alive:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
+            async with self._starting():
                 session = await self._started()
         try:
             result = await session.call_tool(remote, arguments)
@@ -357,10 +359,11 @@ class MCPServer:
         return result_text(result)
 
     async def _aclose(self) -> None:
-        session, self._session, self._tools = self._session, None, None
-        untrack(self)
-        if session is not None:
-            await session.close()
+        async with self._starting():  # a start under way finishes first (bounded by start_timeout_s), then stops
+            session, self._session, self._tools = self._session, None, None
+            untrack(self)
+            if session is not None:
+                await session.close()
 
     def _build(self, listed: list[Any]) -> list[MCPTool]:
         names = tool_names(self.name and safe_name(self.name), [t.name for t in listed])

@@ -69,7 +69,7 @@ class Session:
             await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ended.cancel()
-        if self._ready.done() and not self._ready.exception():
+        if self._ready.done():  # only ever given a result: a failure is the fault, read below
             return self._ready.result()
         if not self._ready.done():
             self._ready.cancel()
@@ -104,7 +104,7 @@ class Session:
                     self._opener(self._stderr),
                     mode="legacy",  # the initialize handshake every server speaks; its notifications reach us
                     message_handler=self._on_incoming,
-                    client_info=Implementation(name="executus_nb", version="0.1.0"),
+                    client_info=Implementation(name="executus_nb", version=_version()),
                     cache=None,
                 )
                 async with client:
@@ -229,6 +229,16 @@ def _offending(exc: Exception) -> str:
         if isinstance(line, str):
             return repr(line[:200])
     return describe(exc)[:300]
+
+
+def _version() -> str:
+    """This package's version, as the client names itself to servers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("executus_nb")
+    except PackageNotFoundError:
+        return "0"
 
 
 def _hung_up(client: Any) -> bool:
