@@ -357,6 +357,17 @@ def test_a_secret_in_env_reaches_the_server_and_never_shows_in_events_or_the_rep
         server.close()
 
 
+def test_a_secret_given_to_a_command_line_option_is_redacted_too():
+    server = MCPServer.stdio(
+        "some-server", args=["--api-key", "argv-secret-91c2", "--verbose", "--token=argv-tok-77ab"]
+    )
+    shown = repr(server)
+    assert "argv-secret-91c2" not in shown and "argv-tok-77ab" not in shown and "--verbose" in shown
+    from executus_nb.redaction import redact
+
+    assert redact("the key is argv-secret-91c2") == "the key is ***"
+
+
 def test_the_tool_list_is_cached_and_listed_again_after_the_servers_list_changed_notification():
     server = toy(name="toy")
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from executus_nb.errors import ConfigError, ToolArgumentsError, ToolError
-from executus_nb.redaction import mask_url, redactor
+from executus_nb.redaction import is_secret_name, mask_url, redactor
 from executus_nb.tool.decorator import DEFAULT_TIMEOUT_S, Permission, Tool
 from executus_nb.tool.mcp_host import blocking, hosted, on_host_loop, track, untrack
 from executus_nb.tool.mcp_result import result_text
@@ -197,9 +197,10 @@ class MCPServer:
                 raise ConfigError(f"args is a list of arguments, not one str: args={args.split()!r}")
         elif not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"MCPServer.http needs the server's http:// or https:// URL, not {url!r}")
-        # Every secret the server is given is redacted wherever it could show (events, errors, logs).
+        # Every secret the server is given is redacted wherever it could show (events, errors, logs, the repr).
         redactor.add_environment(self.env or {})
         redactor.add_params({"headers": self.headers or {}, "api_base": url or ""})
+        redactor.add(*_argument_secrets(self.args))
         self._session: Session | None = None
         self._tools: list[MCPTool] | None = None
         self._lock: asyncio.Lock | None = None  # made on the MCP loop, where every start is serialised
@@ -398,7 +399,7 @@ class MCPServer:
         name = f", name={self.name!r}" if self.name else ""
         if self.transport == "stdio":
             env = f", env={{{', '.join(f'{k!r}: ***' for k in self.env or {})}}}" if self.env else ""
-            return f"MCPServer.stdio({self.command!r}, args={self.args!r}{env}{name})"
+            return redactor.redact(f"MCPServer.stdio({self.command!r}, args={self.args!r}{env}{name})")
         headers = f", headers={sorted(self.headers or {})}" if self.headers else ""
         return f"MCPServer.http({mask_url(self.url or '')!r}{headers}{name})"
 
@@ -418,6 +419,22 @@ def _http_transport(url: str, headers: Mapping[str, str]) -> Any:
                 yield streams
 
     return transport()
+
+
+def _argument_secrets(args: Sequence[str]) -> list[str]:
+    """Values given to secret-named options in a command line: ``--api-key=V``, ``--token V``."""
+    found: list[str] = []
+    for i, arg in enumerate(args):
+        if not arg.startswith("-"):
+            continue
+        option, eq, value = arg.partition("=")
+        if not is_secret_name(option.lstrip("-")):
+            continue
+        if eq:
+            found.append(value)
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            found.append(args[i + 1])
+    return found
 
 
 def _positive(value: Any) -> bool:
