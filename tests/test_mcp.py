@@ -333,6 +333,23 @@ def test_a_server_that_writes_what_is_not_json_rpc_mid_call_fails_that_step_at_o
         server.close()
 
 
+def test_a_malformed_result_is_a_failed_step_and_a_malformed_tool_list_a_config_error():
+    server = MCPServer.stdio(sys.executable, args=[str(SERVERS / "babbler.py")], name="b")
+    try:
+        run, result = run_script([sim.call("b_garble"), sim.reply("ok")], [server])
+        assert result.status is RunStatus.SUCCEEDED
+        (garbled,) = finished(run)
+        assert garbled.error.type == "ToolError" and "with a malformed result" in garbled.error.message
+        assert server.running  # one bad answer does not end the session
+    finally:
+        server.close()
+    bad_list = MCPServer.stdio(sys.executable, args=[str(SERVERS / "babbler.py"), "--bad-list"], name="bl")
+    with pytest.raises(
+        ConfigError, match=r"'bl' could not start: .*ListToolsResult is malformed \(tools.0.inputSchema: Field required"
+    ):
+        bad_list.list_tools()
+
+
 def test_a_server_that_exits_at_start_is_a_config_error_quoting_its_stderr():
     code = "import sys; print('missing API key', file=sys.stderr); sys.exit(2)"
     server = MCPServer.stdio(sys.executable, args=["-c", code], name="quits")

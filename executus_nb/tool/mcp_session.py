@@ -257,5 +257,15 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def describe(exc: BaseException) -> str:
-    """What went wrong, in one line: the leaves of an exception group, each as ``Type: message``."""
-    return "; ".join(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in _leaves(exc)[:3])
+    """What went wrong, in one line: the leaves of an exception group, each as ``Type: message``
+    (a pydantic ``ValidationError`` as the fields that failed, not its multi-line text)."""
+    return "; ".join(_one_line(e) for e in _leaves(exc)[:3])
+
+
+def _one_line(exc: BaseException) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]]
+        return f"ValidationError: {exc.title} is malformed ({'; '.join(problems)})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
