@@ -432,6 +432,15 @@ def test_async_with_executor_closes_its_servers_and_runs_on_the_callers_loop_sha
     assert pids[0] == pids[1] and gone(pids[0]) and not server.running
 
 
+def test_a_name_no_local_tool_and_no_server_of_the_executor_has_fails_the_run_listing_the_names_known():
+    server = toy(name="toy")
+    with Executor(tools=[server]) as executor:
+        run, result = run_script([sim.reply("never")], ["toy_pdi"], executor)
+    assert result.status is RunStatus.FAILED and result.error.type == "ConfigError"
+    assert "no tool named 'toy_pdi'" in result.error.message and "did you mean 'toy_pid'?" in result.error.message
+    assert not server.running
+
+
 def test_interpreter_exit_stops_a_server_that_was_never_closed():
     script = textwrap.dedent(
         f"""
