@@ -8,50 +8,20 @@ import gc
 import threading
 import weakref
 
-import comm
 import pytest
-from comm.base_comm import BaseComm
 
 from executus_nb import Agent, Executor, RunStatus, sim
 from executus_nb.nb.chat_html import prompt_text
+from tests.shown import recording_display
 from tests.waiting import wait_until
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WAIT_S = 30.0
 
 
-class QuietComm(BaseComm):
-    """A comm with no front end: messages go nowhere (the widgets are still created and registered)."""
-
-    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
-        pass
-
-
-class Shown:
-    """Stands in for IPython's ``display``: records the bundle and every in-place update of it."""
-
-    def __init__(self):
-        self.bundles: list[dict] = []
-
-    def __call__(self, bundle, raw=False, display_id=False):
-        self.bundles.append(bundle)
-        outer = self
-
-        class Handle:
-            def update(self, bundle, raw=False):
-                outer.bundles.append(bundle)
-
-        return Handle()
-
-
 @pytest.fixture
 def shown(monkeypatch):
-    import IPython.display
-
-    monkeypatch.setattr(comm, "create_comm", lambda *a, **kw: QuietComm(*a, **kw))
-    recorder = Shown()
-    monkeypatch.setattr(IPython.display, "display", recorder)
-    return recorder
+    return recording_display(monkeypatch)
 
 
 def echo_turns(messages, tools):
