@@ -155,6 +155,13 @@ def test_the_executor_reads_its_tables_through_the_store_so_a_new_session_sees_t
         assert set(second.steps_df()["run_id"]) == {old.run_id, new.run_id}
         usage = second.usage_df()
         assert usage["requests"].sum() == 3  # two calls of the first session's run, one of the second's
+        by_agent = second.usage_df(by=["agent"])  # grouped as the store groups it, across both sessions
+        assert by_agent[["agent", "requests"]].values.tolist() == [["adder", 2], ["echo", 1]]
+    alone = Executor()  # without a store, the executor's own runs, grouped the same way
+    alone.run(Agent(name="echo"), "one").wait(timeout=WAIT)
+    assert alone.usage_df(by="agent")[["agent", "requests"]].values.tolist() == [["echo", 1]]
+    with pytest.raises(UserError, match="usage_df"):
+        alone.usage_df(by=["week"])
 
 
 def test_a_memory_store_gives_the_same_reads_in_one_process():

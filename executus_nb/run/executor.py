@@ -864,15 +864,16 @@ class Executor:
         """Queue depth and waiting time per lane (see ``Lanes.lanes_df``)."""
         return self.lanes.lanes_df()
 
-    def usage_df(self) -> pd.DataFrame:
-        """Usage per model across every run of this executor (with a store: every run in it)."""
+    def usage_df(self, by: Sequence[str] = ("model",)) -> pd.DataFrame:
+        """Usage per model across every run of this executor (with a store: every run in it), or per ``by``:
+        any of ``"model"``, ``"agent"``, ``"day"`` (as ``store.usage_df(by=...)``)."""
         if self.store is not None:
             from executus_nb.store.reads import reads_of
 
-            return reads_of(self.store).usage_df()
+            return reads_of(self.store).usage_df(by=by)
         from executus_nb.frames import usage_df
 
-        return usage_df([ev for run in self.runs for ev in run.log.events])
+        return usage_df([ev for run in self.runs for ev in run.log.events], by=by)
 
     def steps_df(self) -> pd.DataFrame:
         """Every step of every run of this executor (with a store: every run in it)."""
