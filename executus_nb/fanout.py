@@ -22,6 +22,7 @@ from executus_nb.lane import Lanes
 from executus_nb.model.spec import ModelSpec
 from executus_nb.run.handle import Run
 from executus_nb.types.budget import Budget
+from executus_nb.types.fmt import numbered
 from executus_nb.types.fold import fold
 from executus_nb.types.status import RunStatus
 
@@ -70,15 +71,6 @@ class Cell:
     agent: Agent | Pipeline  # a column is an agent, or a pipeline (its run a PipelineRun)
     run: Run
     attempts: int = 1
-
-
-def _labels(names: Sequence[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
-    return out
 
 
 class Fanout:
@@ -130,10 +122,10 @@ class Fanout:
                 raise UserError("fanout(models=...) runs one agent on each model; give pipelines as agents=[...]")
             specs = [ModelSpec.model_validate(m) for m in models]
             columns: list[Agent | Pipeline] = [agent.model_copy(update={"model": spec, "tier": None}) for spec in specs]
-            labels = _labels([spec.name for spec in specs])
+            labels = numbered([spec.name for spec in specs])
         else:
             columns = list(agents or [])
-            labels = _labels([a.name for a in columns])
+            labels = numbered([a.name for a in columns])
         if not columns:
             raise UserError("fanout needs at least one model or agent")
         for bound, name in ((concurrency, "concurrency"), (per_key, "per_key")):

@@ -29,6 +29,7 @@ from executus_nb.run.outcome import CANCELLED, ending
 from executus_nb.run.subrun import await_subrun
 from executus_nb.types.budget import Budget
 from executus_nb.types.events import ErrorInfo, RunFinished, RunStarted
+from executus_nb.types.fmt import numbered
 from executus_nb.types.fold import fold
 from executus_nb.types.status import RunStatus
 
@@ -116,7 +117,7 @@ class Pipeline:
             raise UserError("Pipeline(name=...) is a non-empty str")
         self.phases: tuple[Phase, ...] = tuple(items)
         self.name = name
-        self.labels = _unique([p.label for p in items])
+        self.labels = numbered([p.label for p in items])
 
     def start(
         self,
@@ -273,15 +274,6 @@ class _NoRun:
 
 
 _NO_RUN: Any = _NoRun()
-
-
-def _unique(names: Sequence[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
-    return out
 
 
 async def _call(fn: Callable[[Any], Any], value: Any) -> Any:

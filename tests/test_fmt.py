@@ -210,3 +210,10 @@ def test_grid_cells_carry_their_text_and_grid_js_never_formats_numbers():
     js = (Path(__file__).parents[1] / "executus_nb" / "nb" / "grid.js").read_text()
     assert "toFixed(2)" not in js and "toFixed(6)" not in js and '"$"' not in js and "STATUS_COLOR" not in js
     assert "cell.text" in js and "cell.title" in js and "cell.color" in js
+
+
+def test_numbered_keeps_names_unique_for_display_in_order():
+    from executus_nb.types.fmt import numbered
+
+    assert numbered(["sim/a", "sim/b", "sim/a", "sim/a"]) == ["sim/a", "sim/b", "sim/a #2", "sim/a #3"]
+    assert numbered([]) == []

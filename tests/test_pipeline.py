@@ -186,3 +186,8 @@ def test_a_bad_agent_phase_is_a_failed_phase_not_a_hang(warm):
 def test_a_pipeline_is_a_column_of_agents_not_run_on_models(executor):
     with pytest.raises(UserError, match="give pipelines as agents"):
         executor.fanout(Pipeline([Agent()]), prompts=["x"], models=["sim/echo"])
+
+
+def test_a_pipeline_with_the_same_agent_twice_labels_its_phases_apart():
+    twice = Agent(name="same")
+    assert Pipeline([twice, twice]).labels == ["same", "same #2"]

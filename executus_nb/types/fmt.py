@@ -14,7 +14,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -103,6 +103,16 @@ def money_html(value: float | None) -> str:
     if text == UNKNOWN:
         return f'<span class="executus-cost-unknown" title="{html.escape(PRICE_UNKNOWN)}">{UNKNOWN}</span>'
     return html.escape(text)
+
+
+def numbered(names: Sequence[str]) -> list[str]:
+    """``names`` made unique for display: a repeated name gets `` #2``, `` #3``… (fan-out columns, pipeline phases)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return out
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
