@@ -82,16 +82,6 @@ class TurnView:
     def home_loop(self) -> asyncio.AbstractEventLoop | None:
         return self.run.loop
 
-    @property
-    def is_final(self) -> bool:
-        return self.run.status.is_final
-
-    def open(self) -> None:
-        """Unfold the turn's RunView (what a click on its title does)."""
-        if not self._details.children:
-            self._details.children = [self.run.view().widget]
-        self._fold.selected_index = 0
-
     def _on_event(self, event: Any) -> None:
         if isinstance(event, RunFinished):
             self.close()
