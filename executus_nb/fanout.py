@@ -113,8 +113,14 @@ class Fanout:
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise UserError("fanout needs a non-empty list of prompt strings")
-        if (models is None) == (agents is None):
-            raise UserError("give fanout models=[...] (with an agent) or agents=[...], not both or neither")
+        if models is not None and agents is not None:
+            raise UserError("give fanout models=[...] (with an agent) or agents=[...], not both")
+        if models is None and agents is None:
+            if agent is None:
+                raise UserError("fanout needs an agent (run on its own model), models=[...] with it, or agents=[...]")
+            agents = [agent]  # the agent on its own model (or tier): one column
+        elif agents is not None and agent is not None:
+            raise UserError("fanout(agent, agents=[...]): give the agent in agents=[...], or use models=[...] with it")
         if models is not None:
             if agent is None:
                 raise UserError("fanout(models=...) needs the agent to run on each model")

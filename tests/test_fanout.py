@@ -141,6 +141,21 @@ def test_fanout_with_agents_and_bad_arguments():
             ex.fanout(**kwargs)
 
 
+def test_fanout_of_one_agent_runs_its_own_model():
+    """The first call a new user tries: an agent and prompts, no models= nor agents=."""
+    ex = Executor()
+    agent = Agent(name="solo", model=echo_model(name="own"))
+    fan = ex.fanout(agent, ["a", "b", "c"]).wait()
+    df = fan.to_df()
+    assert list(df.status) == ["succeeded"] * 3 and list(df.model) == ["sim/fn-own-0.0-False"] * 3
+    assert list(df.output) == ["answer to a", "answer to b", "answer to c"]
+    assert list(fan.pivot("output").columns) == ["solo"]
+    with pytest.raises(UserError, match="give the agent in agents="):
+        ex.fanout(agent, ["a"], agents=[agent])
+    with pytest.raises(UserError, match="fanout needs an agent"):
+        ex.fanout(prompts=["a"])
+
+
 def test_retry_failed_reruns_only_failed_cells():
     flaky_calls = {"n": 0}
 
