@@ -32,6 +32,13 @@ _DEFAULTS = {"max_retries": 0}
 # for litellm's 120 s; the socket's own timeout is set a little later, as a backstop.
 DEFAULT_TIMEOUT_S = 60.0
 _BACKSTOP_S = 1.0
+# litellm's documented per-call custom pricing (docs: "Custom Pricing"): given the executor's own
+# price, litellm prices the reply from it instead of searching its cost map on every call (for a model
+# the map lacks, ~0.5 ms of client CPU a call spent failing that search), and a user's litellm
+# callbacks see the cost the executor reports.  litellm keeps it out of the request body and the map.
+_PRICE_PARAMS = ("input_cost_per_token", "output_cost_per_token")
+# A model's own litellm pricing (per token or per second) is the user's word to litellm: kept whole.
+_LITELLM_PRICING = frozenset({*_PRICE_PARAMS, "input_cost_per_second", "output_cost_per_second", "cost_per_second"})
 # The type prefixes litellm puts before a message ("litellm.RateLimitError: RateLimitError:
 # OpenAIException - …"): the type is recorded on its own, so the message keeps none of them.
 _PREFIX = re.compile(r"^\s*(?:litellm\.\w+:|LiteLLM:|\w*(?:Exception|Error)\s+-)\s*")
@@ -57,6 +64,17 @@ def strip_type_prefixes(message: str, *type_names: str) -> str:
         if stripped == message:
             return message
         message = stripped
+
+
+def pricing_params(model: str, prices: Mapping[str, Price] | None) -> dict[str, float]:
+    """litellm's custom-pricing parameters for ``model`` from the executor's ``prices``; empty when it has none.
+
+    A price for the bare name covers ``provider/name`` too, as in ``cost_usd``.
+    """
+    if not prices:
+        return {}
+    price = prices.get(model) or (prices.get(model.split("/", 1)[1]) if "/" in model else None)
+    return dict(zip(_PRICE_PARAMS, price, strict=True)) if price is not None else {}
 
 
 @dataclass(frozen=True)
@@ -135,7 +153,8 @@ async def complete(
     retryable ``Timeout``.  A reply with no answer is ``MalformedResponse`` or ``EmptyResponse``.
     With a ``cache``, an identical earlier call is answered from it (``cached=True``, cost 0);
     the cache never raises (a fault is a miss with a ``CacheWarning``).  ``prices`` is the
-    executor's own price table, consulted before litellm's cost map.
+    executor's own price table, consulted before litellm's cost map; a model priced there is
+    priced by litellm from it too (``pricing_params``), unless the model's params give litellm a price.
     """
     lm = litellm()
     model_params = dict(spec.params)
@@ -163,6 +182,8 @@ async def complete(
             latency_s=time.perf_counter() - started,
             cached=True,
         )
+    if _LITELLM_PRICING.isdisjoint(kwargs):  # after the cache key: a price is no part of it
+        kwargs = {**pricing_params(spec.name, prices), **kwargs}
     try:
         response = await _attempt(lm, spec, messages, kwargs, stream, on_text, limit)
         choice = first_choice(response, spec)
