@@ -11,11 +11,15 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from executus_nb.agent import Agent  # noqa: E402
+from executus_nb.catalogue import AgentCatalogue, load_agents  # noqa: E402
 from executus_nb.chat import Chat  # noqa: E402
 from executus_nb.compare import Comparison  # noqa: E402
 from executus_nb.errors import (  # noqa: E402
+    AttachmentError,
+    AuditWarning,
     ConfigError,
     ContextWindowExceeded,
+    DispatchRejected,
     ExecutusError,
     MaxStepsExceeded,
     ModelCallError,
@@ -35,18 +39,25 @@ from executus_nb.errors import (  # noqa: E402
 from executus_nb.fanout import Fanout  # noqa: E402
 from executus_nb.model import sim  # noqa: E402
 from executus_nb.pipeline import Phase, Pipeline, PipelineRun  # noqa: E402
+from executus_nb.run.attach import Attachment  # noqa: E402
+from executus_nb.run.delivery import CallbackDelivery, FileDelivery, NotebookDelivery  # noqa: E402
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
+from executus_nb.run.model_critic import ModelCritic  # noqa: E402
+from executus_nb.schedule import Schedule  # noqa: E402
+from executus_nb.sinks.audit import AuditLog  # noqa: E402
+from executus_nb.skills import Skill, SkillCatalogue, load_skills  # noqa: E402
 from executus_nb.store.protocol import EventStore, MemoryStore  # noqa: E402
 from executus_nb.store.sqlite import SQLiteStore  # noqa: E402
 from executus_nb.tool.decorator import Tool  # noqa: E402
 from executus_nb.tool.mcp import MCPServer  # noqa: E402
 from executus_nb.tool.namespace import tool  # noqa: E402
+from executus_nb.tool.palette import GlobPalette, IdentityPalette  # noqa: E402
 from executus_nb.tool.policy import Policy  # noqa: E402
 from executus_nb.tool.registry import ToolRegistry  # noqa: E402
 from executus_nb.types.budget import Budget  # noqa: E402
 from executus_nb.types.context import RunContext  # noqa: E402
-from executus_nb.types.events import Compacted  # noqa: E402
+from executus_nb.types.events import Compacted, Delivered, Reviewed  # noqa: E402
 from executus_nb.types.result import RunResult, Step  # noqa: E402
 from executus_nb.types.status import RunStatus  # noqa: E402
 from executus_nb.types.stream import TextDelta  # noqa: E402
@@ -56,26 +67,40 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AgentCatalogue",
+    "Attachment",
+    "AttachmentError",
+    "AuditLog",
+    "AuditWarning",
     "Budget",
+    "CallbackDelivery",
     "Chat",
     "Compacted",
     "Comparison",
     "ConfigError",
     "ContextWindowExceeded",
+    "Delivered",
+    "DispatchRejected",
     "EventStore",
     "ExecutusError",
     "Executor",
     "Fanout",
+    "FileDelivery",
+    "GlobPalette",
+    "IdentityPalette",
     "MCPServer",
     "MaxStepsExceeded",
     "MemoryStore",
     "ModelCallError",
+    "ModelCritic",
     "NoPendingApproval",
+    "NotebookDelivery",
     "OutputValidationError",
     "Phase",
     "Pipeline",
     "PipelineRun",
     "Policy",
+    "Reviewed",
     "Run",
     "RunCancelled",
     "RunContext",
@@ -86,7 +111,10 @@ __all__ = [
     "RunTimeout",
     "SQLiteStore",
     "SSRFBlocked",
+    "Schedule",
     "SimScriptExhausted",
+    "Skill",
+    "SkillCatalogue",
     "Step",
     "StopRun",
     "TextDelta",
@@ -96,6 +124,8 @@ __all__ = [
     "ToolRegistry",
     "Usage",
     "UserError",
+    "load_agents",
+    "load_skills",
     "sim",
     "tool",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from executus_nb.agent_file import agent_fields
 from executus_nb.errors import ConfigError, config_error
 from executus_nb.model.spec import ModelSpec
 from executus_nb.tool.decorator import Tool
@@ -14,6 +16,7 @@ from executus_nb.tool.source import is_tool_source
 from executus_nb.tool.subagent import agent_tool
 from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import hook_problem
+from executus_nb.types.critic import critic_problem
 
 
 class Agent(BaseModel):
@@ -29,6 +32,9 @@ class Agent(BaseModel):
     instance; a failure is sent back to the model up to ``output_retries`` times.
     Bounds: ``max_steps`` model calls, every attempt counted (a failover to the next
     model of a tier is another call); ``max_runtime_s`` of wall clock after set-up.
+    ``critic`` (a function ``(ctx, output) -> None | str``, an object with ``review``, a ``ModelCritic``) reviews
+    each final output and may send it back for a revision, at most ``max_revisions`` times per run
+    (``executus_nb.run.review``); None uses the executor's critic, False none at all.
     """
 
     # extra="forbid": a misspelt keyword (max_step=3) is an error naming the closest field, never ignored
@@ -51,12 +57,15 @@ class Agent(BaseModel):
     tags: tuple[str, ...] = ()
     hooks: tuple[Any, ...] = ()  # run after the executor's hooks, before the run's own
     budget: Budget | None = None  # applies to each run of this agent (see executus_nb.run.budget)
+    skills: tuple[str, ...] = ()  # skill names: their instructions and tools join each run (executus_nb.skills)
     # Compaction (executus_nb.run.compact): True, False (opt out) or a callable (messages, ctx) -> messages
     compaction: bool | Callable[..., Any] = True
     context_tokens: int | None = Field(default=None, ge=1)  # the window; else the tier's, else litellm's
     compaction_ratio: float = Field(default=0.75, gt=0, le=1)  # compact above context_tokens × this
     compaction_tier: str | None = None  # the tier whose model summarises; None: the model being called
     keep_last_turns: int = Field(default=2, ge=0)  # turns kept verbatim, besides the system prompt and task
+    critic: Any = None  # reviews the final output (executus_nb.run.review); None: the executor's; False: none
+    max_revisions: int = Field(default=1, ge=0)  # revision rounds the critic may ask for per run
 
     def __init__(self, **data: Any) -> None:
         # A bad agent is a ConfigError (part of the package's error tree), and its message
@@ -109,6 +118,13 @@ class Agent(BaseModel):
             raise ConfigError(f"compaction is True, False or a callable (messages, ctx) -> messages, not {value!r}")
         return value
 
+    @field_validator("critic")
+    @classmethod
+    def _critic(cls, value: Any) -> Any:
+        if value is not None and value is not False and (problem := critic_problem(value)) is not None:
+            raise ConfigError(problem)
+        return value
+
     @field_validator("output_type")
     @classmethod
     def _output_type(cls, value: Any) -> Any:
@@ -121,6 +137,17 @@ class Agent(BaseModel):
         if self.model is not None and self.tier is not None:
             raise ConfigError(f"agent {self.name!r}: give model= or tier=, not both")
         return self
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Agent:
+        """An agent from a TOML or YAML file of its fields (``executus_nb.agent_file``); ``name`` defaults to
+        the file's stem.  A bad file or field is a ``ConfigError`` naming the file and the field."""
+        fields = agent_fields(path)
+        try:
+            return cls(**fields)
+        except ConfigError as exc:  # the same error, naming the file (raised outside: no second traceback)
+            error = type(exc)(f"{os.fspath(path)}: {exc}")
+        raise error
 
     def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
         """This agent as a tool with one string argument, ``input``: a sub-run of the calling run answers it.

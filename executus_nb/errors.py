@@ -40,6 +40,25 @@ class NoPendingApproval(UserError):
     """``run.approve()`` / ``run.deny()`` found no tool call waiting for that answer."""
 
 
+class DispatchRejected(UserError):
+    """A run dispatched under a key (``run(..., dispatch_key=...)``) that has a run in flight: ``key``, ``run_id``."""
+
+    def __init__(self, key: str, run_id: str):
+        super().__init__(
+            f"dispatch key {key!r} already has run {run_id} in flight: wait for it or cancel it, "
+            "or dispatch with on_duplicate='join' to get its handle"
+        )
+        self.key = key
+        self.run_id = run_id
+
+    def __reduce__(self) -> tuple[Any, ...]:  # its arguments are not its message: pickled as built
+        return (type(self), (self.key, self.run_id))
+
+
+class AttachmentError(UserError):
+    """A file or image for a run's message was refused: missing, not a regular file, too large or unsupported."""
+
+
 class ToolError(ExecutusError):
     """A tool failed; the message is shown to the model as the tool result."""
 
@@ -328,6 +347,10 @@ class CacheWarning(ExecutusWarning):
 
 class StoreWarning(ExecutusWarning):
     """The event store could not write (read-only, disk full, locked too long): the run went on, the events wait to be retried."""
+
+
+class AuditWarning(ExecutusWarning):
+    """The audit trail could not be written (read-only, disk full, a folder in the way): the run went on, the records wait to be retried."""
 
 
 class StuckCallWarning(ExecutusWarning):

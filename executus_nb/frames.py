@@ -8,15 +8,16 @@ float seconds, tokens ``int64``, cost ``float64`` (NaN where a price is unknown)
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 
 from executus_nb.errors import UserError
-from executus_nb.types.events import Compacted, Event
+from executus_nb.types.events import Compacted, Event, Reviewed
 from executus_nb.types.fold import ModelCallItem, RunFold, ToolCallItem, fold, fold_runs
 from executus_nb.types.handles import RunRecord
-from executus_nb.types.result import build_steps, steps_of
+from executus_nb.types.result import steps_of
 from executus_nb.types.usage import Usage
 
 _TIME = "datetime64[ns, UTC]"
@@ -25,6 +26,7 @@ _INT = "int64"
 STEP_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "step": _INT,
@@ -47,6 +49,7 @@ STEP_COLUMNS: dict[str, str] = {
 TOOL_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "step": _INT,
@@ -77,6 +80,7 @@ USAGE_COLUMNS: dict[str, str] = {
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "forked_at": "Int64",
@@ -97,6 +101,7 @@ RUN_COLUMNS: dict[str, str] = {
     "error_type": "object",
     "error_message": "object",
     "budget": "object",
+    "tags": "object",
 }
 
 
@@ -116,18 +121,22 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 def steps_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per model call and per tool call.
 
-    Columns: run_id, agent, conversation_id (shared by the runs of one conversation),
+    Columns: run_id, agent, owner (who ran it), conversation_id (shared by the runs of one conversation),
     parent_run_id (the run it continues, or the run that started it as a sub-run), step (1-based
-    order in the run), turn (the model call it belongs to), kind (``model``/``tool``/``compaction``), name (model or tool), call_id,
+    order in the run), turn (the model call it belongs to), kind (``model``/``tool``/``compaction``/``review``),
+    name (model or tool; a review's: its critic), call_id,
     started_at, finished_at, duration_s, ok, prompt_tokens, completion_tokens,
     total_tokens, cost_usd (NaN if unpriced), cached, error_type, error_message.
     """
-    rows = [s.model_dump(include=set(STEP_COLUMNS)) for s in build_steps(events)]
     runs = fold_runs(events)
-    if any(run.compactions for run in runs):  # a compaction is a row too, just before the call it shrank
+    rows = [{**s.model_dump(include=set(STEP_COLUMNS)), "owner": _owner(run)} for run in runs for s in steps_of(run)]
+    if any(run.compactions or run.reviews for run in runs):
+        # A compaction is a row too, just before the call it shrank; a review just after the call it reviewed.
         order = {run.run_id: i for i, run in enumerate(runs)}
         rows += [_compaction_row(run, ev) for run in runs for ev in run.compactions]
-        rows.sort(key=lambda r: (order[r["run_id"]], r["step"], r["kind"] != "compaction"))
+        rows += [_review_row(run, ev) for run in runs for ev in run.reviews]
+        place = {"compaction": 0, "review": 2}
+        rows.sort(key=lambda r: (order[r["run_id"]], r["step"], place.get(r["kind"], 1)))
     return _frame(rows, STEP_COLUMNS)
 
 
@@ -137,6 +146,7 @@ def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "agent": run.agent,
+        "owner": _owner(run),
         "conversation_id": getattr(run, "conversation_id", None),
         "parent_run_id": getattr(run, "parent_run_id", None),
         "step": ev.step,
@@ -158,10 +168,45 @@ def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
     }
 
 
+def _review_row(run: RunFold, ev: Reviewed) -> dict[str, Any]:
+    """A ``Reviewed`` event as a steps_df row of kind ``review``: named by its critic, ok unless the critic's
+    request was rejected (no revision left) or the critic failed, with the usage of the review's own calls."""
+    usage = ev.usage
+    return {
+        "run_id": run.run_id,
+        "agent": run.agent,
+        "owner": _owner(run),
+        "conversation_id": run.conversation_id,
+        "parent_run_id": run.parent_run_id,
+        "step": ev.step if ev.step is not None else 0,
+        "turn": ev.turn,
+        "kind": "review",
+        "name": ev.critic,
+        "call_id": None,
+        "started_at": ev.ts - timedelta(seconds=ev.duration_s),
+        "finished_at": ev.ts,
+        "duration_s": ev.duration_s,
+        "ok": ev.verdict != "rejected" and ev.error is None,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost_usd": usage.cost_usd,
+        "cached": False,
+        "error_type": ev.error.type if ev.error else None,
+        "error_message": ev.error.message if ev.error else None,
+    }
+
+
+def _owner(run: RunFold) -> str | None:
+    """Who ran it (``RunIdentity.owner``: the run's, its agent's or its executor's owner), or None."""
+    return run.identity.owner if run.identity is not None else None
+
+
 def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     """One row per tool call.
 
-    Columns: run_id, agent, conversation_id, parent_run_id, step, turn, call_id (unique in the run), provider_call_id
+    Columns: run_id, agent, owner, conversation_id, parent_run_id, step, turn, call_id (unique in the run),
+    provider_call_id
     (the id the provider sent, which may repeat), tool, arguments (the raw JSON the
     model sent), result (what the model was shown), ok, error_type, error_message,
     decision / decided_by / rule (the permission decision, if a policy ruled),
@@ -176,6 +221,7 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
             rows.append(
                 {
                     **step.model_dump(include=set(TOOL_COLUMNS)),
+                    "owner": _owner(run),
                     "tool": step.name,
                     "decision": d.decision if d else None,
                     "decided_by": d.by if d else None,
@@ -185,11 +231,11 @@ def tool_calls_df(events: Sequence[Event]) -> pd.DataFrame:
     return _frame(rows, TOOL_COLUMNS)
 
 
-USAGE_KEYS: dict[str, str] = {"model": "object", "agent": "object", "day": _TIME}
+USAGE_KEYS: dict[str, str] = {"model": "object", "agent": "object", "owner": "object", "day": _TIME}
 
 
 def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.DataFrame:
-    """Usage per model that served calls (or per ``by``: any of ``"model"``, ``"agent"``, ``"day"``).
+    """Usage per model that served calls (or per ``by``: any of ``"model"``, ``"agent"``, ``"owner"``, ``"day"``).
 
     Columns: the ``by`` keys (``day`` is the UTC midnight the call finished on), requests, prompt_tokens,
     completion_tokens, total_tokens, cost_usd (NaN for a model with no known price, never a silent 0).
@@ -202,6 +248,7 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
         {
             "model": item.model,
             "agent": run.agent,
+            "owner": _owner(run),
             "day": item.finished_at or item.started_at,
             **item.usage.model_dump(include=set(numbers)),
         }
@@ -210,7 +257,13 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
         if isinstance(item, ModelCallItem) and item.ok
     ]
     rows += [  # a summarising call's usage, attributed to its model like any other call's
-        {"model": ev.summary_model, "agent": run.agent, "day": ev.ts, **ev.usage.model_dump(include=set(numbers))}
+        {
+            "model": ev.summary_model,
+            "agent": run.agent,
+            "owner": _owner(run),
+            "day": ev.ts,
+            **ev.usage.model_dump(include=set(numbers)),
+        }
         for run in fold_runs(events)
         for ev in run.compactions
         if ev.summary_model and ev.usage.requests
@@ -221,7 +274,7 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
         return df[list(columns)]
     if "day" in keys:
         df["day"] = df["day"].dt.floor("D")
-    grouped = df.groupby(keys, sort=True)
+    grouped = df.groupby(keys, sort=True, dropna=False)  # a run with no owner is a group too
     out = grouped[["requests", "prompt_tokens", "completion_tokens", "total_tokens"]].sum()
     out["cost_usd"] = grouped["cost_usd"].apply(lambda s: s.sum(skipna=False))  # NaN stays NaN
     return out.reset_index().astype(columns)
@@ -244,13 +297,15 @@ def _origin(run: RunRecord, state: RunFold) -> tuple[str | None, int | None]:
 def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
     """One row per run (a ``Run``, or anything shaped like one: a ``RunRecord``, such as a run read back from a store).
 
-    Columns: run_id, agent, conversation_id, parent_run_id (the run it continues or was forked from),
+    Columns: run_id, agent, owner (who ran it: ``run(owner=)``, else the agent's, else the executor's),
+    conversation_id, parent_run_id (the run it continues or was forked from),
     forked_at (a fork's: the step of its parent it starts after, 0 = the prompt; NA if no fork), model
     (the model that produced the final answer; for a run without one, the last model tried), models
     (every model tried, in order), status,
     started_at, finished_at, duration_s, steps, model_calls, tool_calls, prompt_tokens,
     completion_tokens, total_tokens, cost_usd, output, error_type, error_message,
-    budget (which budget ended the run, ``"max_usd (executor)"``; None if none did).
+    budget (which budget ended the run, ``"max_usd (executor)"``; None if none did),
+    tags (the agent's and the run's, e.g. ``schedule:<name>`` on a scheduled run's).
     A run's tokens and cost include its sub-runs' (``agent.as_tool()``), which have rows of their own too.
     """
     rows = []
@@ -266,6 +321,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
             {
                 "run_id": run.run_id,
                 "agent": run.agent.name,
+                "owner": getattr(state.identity or getattr(run.log, "identity", None), "owner", None),
                 "conversation_id": _conversation(run, state),
                 "parent_run_id": parent,
                 "forked_at": forked_at,
@@ -286,6 +342,7 @@ def runs_df(runs: Iterable[RunRecord]) -> pd.DataFrame:
                 "error_type": state.error.type if state.error else None,
                 "error_message": state.error.message if state.error else None,
                 "budget": state.budget,
+                "tags": list(getattr(state.identity or getattr(run.log, "identity", None), "tags", ())),
             }
         )
     return _frame(rows, RUN_COLUMNS)

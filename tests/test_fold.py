@@ -160,6 +160,7 @@ def test_every_marker_kind_has_its_text_and_its_label():
         "output_rejected",
         "budget_stopped",
         "compacted",
+        "review",
     }
 
 

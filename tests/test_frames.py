@@ -28,6 +28,7 @@ TIME = "datetime64[ns, UTC]"
 STEP_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "step": "int64",
@@ -50,6 +51,7 @@ STEP_DTYPES = {
 TOOL_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "step": "int64",
@@ -80,6 +82,7 @@ USAGE_DTYPES = {
 RUN_DTYPES = {
     "run_id": "object",
     "agent": "object",
+    "owner": "object",
     "conversation_id": "object",
     "parent_run_id": "object",
     "forked_at": "Int64",
@@ -100,6 +103,7 @@ RUN_DTYPES = {
     "error_type": "object",
     "error_message": "object",
     "budget": "object",
+    "tags": "object",
 }
 
 UNPRICED = "openai/no-such-model-in-any-price-list"

@@ -9,7 +9,8 @@ The layers, lowest first (a module may import its own layer and the layers below
 1. ``model``, ``tool``, ``lane`` — one concern each: calling models, tools and their gate, and the
    concurrency bounds (``lane`` knows nothing of runs: a lane is a key and a count).
 2. ``agent`` — an agent is a definition made of models and tools, so it sits above both, and
-   below the run layer that runs it.
+   below the run layer that runs it; with it, what agents are read from: agent files, skills and
+   catalogues (``agent_file``, ``skills``, ``catalogue``).
 3. ``run`` — the executor, the loop, the ``Run`` handle, hooks and ports.
 4. ``fanout``, ``chat`` — N×M runs, and conversations, built on the executor's public ``run()``.
 5. ``frames``, ``sinks`` — projections and subscribers of the event log.
@@ -39,9 +40,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "executus_nb"
 LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.types", "executus_nb.errors", "executus_nb.redaction"),
     ("executus_nb.model", "executus_nb.tool", "executus_nb.lane"),
-    ("executus_nb.agent",),
+    ("executus_nb.agent", "executus_nb.agent_file", "executus_nb.skills", "executus_nb.catalogue"),
     ("executus_nb.run",),
-    ("executus_nb.fanout", "executus_nb.chat", "executus_nb.pipeline"),
+    ("executus_nb.fanout", "executus_nb.chat", "executus_nb.pipeline", "executus_nb.schedule"),
     ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare", "executus_nb.store"),
     ("executus_nb.nb",),
     ("executus_nb",),
@@ -59,6 +60,9 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     # The executor's façade: Executor.fanout builds a Fanout, which is built on Executor.run.
     ("executus_nb.run.executor", "Executor.fanout", "executus_nb.fanout"),
     ("executus_nb.run.executor", "Executor.chat", "executus_nb.chat"),
+    # Executor.schedule starts a Schedule, whose runs are started by Executor.run.
+    ("executus_nb.run.executor", "Executor.schedule", "executus_nb.schedule"),
+    ("executus_nb.run.executor", "Executor.schedules_df", "executus_nb.schedule"),
     ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.frames"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.frames"),
@@ -67,6 +71,9 @@ UPWARD_SHIMS: set[tuple[str, str, str]] = {
     ("executus_nb.run.executor", "Executor.runs_df", "executus_nb.store.reads"),
     ("executus_nb.run.executor", "Executor.usage_df", "executus_nb.store.reads"),
     ("executus_nb.run.executor", "Executor.steps_df", "executus_nb.store.reads"),
+    # A configured path (EXECUTUS_STORE, a file's audit = "...") becomes its store or audit log when resolved.
+    ("executus_nb.run.settings", "_build", "executus_nb.store.sqlite"),
+    ("executus_nb.run.settings", "_build", "executus_nb.sinks.audit"),
     # A pipeline is run by Executor.run, and is built on it (phases are runs).
     ("executus_nb.run.executor", "Executor.run", "executus_nb.pipeline"),
     # A pipeline's view and tables across its phases.
@@ -316,7 +323,15 @@ def _private_names(modules: list[str]) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "upper", ["executus_nb.fanout", "executus_nb.chat", "executus_nb.frames", "executus_nb.sinks", "executus_nb.nb"]
+    "upper",
+    [
+        "executus_nb.fanout",
+        "executus_nb.chat",
+        "executus_nb.schedule",
+        "executus_nb.frames",
+        "executus_nb.sinks",
+        "executus_nb.nb",
+    ],
 )
 def test_upper_layers_use_only_public_seams_of_the_run_layer(upper):
     # fanout once called executor._start(slots=...) and read run._future; the views read run._loop.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from executus_nb import Agent, ConfigError, Executor, Policy, RunResult, RunStatus, StopRun, ToolError, sim, tool
+from executus_nb.run.log import RunLog
 from executus_nb.run.ports import NO_BUDGET, Ports
+from executus_nb.run.review import review_hook
 from executus_nb.types.events import ApprovalResolved, MessagesRewritten, RevisionRequested, ToolCallFinished
 
 WAIT = 120  # a guard against hanging, not a speed bound
@@ -190,7 +192,8 @@ def test_the_slots_run_around_the_hooks_in_the_documented_order():
 
     user, budget = object(), Budget()
     ports = Ports(audit=Trail(), critic=OneRevision(), checkpointer=Saves(), palette=NoWipe(), delivery=Outbox())
-    order = ports.hooks([user], budget=budget)
+    critic = review_hook(ports.critic, 1, RunLog("r", "a"))  # the executor builds the critic's hook, as the budget
+    order = ports.hooks([user], budget=budget, critic=critic)
     ports_of = [getattr(h, "port", h) for h in order]
     assert ports_of == [
         ports.palette,

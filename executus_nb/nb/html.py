@@ -5,7 +5,7 @@ notebooks strip style elements.  All model and tool text is escaped: a model's
 output must never become markup.  DOM hooks (stable): root ``executus-runview``
 + ``executus-status-<status>``, each step ``executus-step`` (a tool step that ran a sub-run holds its
 view in ``executus-subrun``), each marker of the
-timeline ``executus-marker executus-marker-<kind>`` (``failover``, ``budget_stopped``…),
+timeline ``executus-marker executus-marker-<kind>`` (``failover``, ``budget_stopped``, ``review``…),
 the budget left ``executus-budget``, the error panel ``executus-error``.
 """
 
@@ -37,6 +37,7 @@ MARKER_LABEL = {
     "output_rejected": "✗ output rejected",
     "budget_stopped": "■ budget",
     "compacted": "⇊ compacted",
+    "review": "⚖ review",
 }
 OLD_HOOKS = {"failover": "executus-failover"}  # a marker's hook from before markers, kept beside its own
 MARKER_STYLE = "color:#9a6700;padding:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"

@@ -20,6 +20,7 @@ from executus_nb.types.events import (
     Failover,
     MessagesRewritten,
     OutputRejected,
+    Reviewed,
     RevisionRequested,
     SubRunFinished,
     utcnow,
@@ -135,6 +136,15 @@ def _revision_text(ev: RevisionRequested) -> str:
     return f"turn {ev.turn}: {clip(safe_str(ev.feedback), DETAIL_CHARS)}"
 
 
+def reviewed_text(ev: Reviewed) -> str:
+    """``turn 2 by tone: revise — Shorter, please.``: what a review marker says (``rejected``: no revision left)."""
+    verdict = "rejected (no revision left)" if ev.verdict == "rejected" else ev.verdict
+    said = f" — {ev.feedback}" if ev.feedback else ""
+    why = f": {ev.error}" if ev.error is not None else ""
+    spent = f" ({ev.usage.total_tokens:,} tokens)" if ev.usage.total_tokens else ""
+    return f"turn {ev.turn} by {clip(ev.critic, 80)}{spent}: {verdict}{clip(said + why, DETAIL_CHARS)}"
+
+
 def _rejected_text(ev: OutputRejected) -> str:
     return f"turn {ev.turn}: {clip(safe_str(ev.errors), DETAIL_CHARS)}"
 
@@ -162,6 +172,7 @@ MARKER_TEXT: dict[type, Callable[[Any], str]] = {
     OutputRejected: _rejected_text,
     BudgetStopped: _budget_text,
     Compacted: compacted_text,
+    Reviewed: reviewed_text,
 }
 """What each marker says, by its event type (a test checks every marker kind of the fold has one)."""
 

@@ -25,14 +25,27 @@ from executus_nb.lane import Lanes
 from executus_nb.model.cache import ResponseCache
 from executus_nb.model.cost import price_table
 from executus_nb.model.spec import ModelSpec
-from executus_nb.model.tier import Cooldowns, Tier, load_tiers, single, tiers_from_env
+from executus_nb.model.tier import Cooldowns, Tier, single
 from executus_nb.redaction import redactor
 from executus_nb.run.approval import Approvals
+from executus_nb.run.attach import (
+    DEFAULT_MAX_BYTES,
+    Attachment,
+    Staged,
+    as_attachment,
+    as_attachments,
+    check_max_bytes,
+    keep_staged,
+    staged_kept,
+    with_parts,
+)
 from executus_nb.run.background import background_loop, shutdown_first
 from executus_nb.run.budget import Ledger, RunBudget, budget_scopes, check_prices
 from executus_nb.run.checkpoint import StoreCheckpointer
 from executus_nb.run.compact import compaction_hook
 from executus_nb.run.conversation import Continuation, Prompt, check_prompt, continuation
+from executus_nb.run.delivery import as_delivery
+from executus_nb.run.dispatch import DispatchGuard, check_dispatch
 from executus_nb.run.fork import Edit, fork_point, run_source
 from executus_nb.run.handle import Run
 from executus_nb.run.hooks import HookSet, check_hooks
@@ -40,24 +53,31 @@ from executus_nb.run.jupyter import in_notebook
 from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.persist import StoreFeed, check_store
-from executus_nb.run.ports import NO_BUDGET, EventSink, NoCheckpointer, Ports, ToolGate
+from executus_nb.run.ports import NO_BUDGET, EventSink, NoCheckpointer, NoCritic, PaletteSource, Ports, ToolGate
 from executus_nb.run.resume import ResumePoint, continue_from, resume_agent, resume_point, resumed_log
+from executus_nb.run.review import check_critic, review_hook
+from executus_nb.run.settings import resolve_settings
 from executus_nb.run.subrun import run_subrun
+from executus_nb.skills import Skill, SkillCatalogue, as_catalogue, skills_for_run
 from executus_nb.tool.decorator import Tool
 from executus_nb.tool.registry import ToolRegistry, default_registry, resolve_tools, select_sources
 from executus_nb.tool.source import ToolSource
 from executus_nb.types.budget import Budget, as_budget
 from executus_nb.types.context import RunContext
 from executus_nb.types.events import ErrorInfo, OutputRejected
+from executus_nb.types.identity import RunIdentity
 from executus_nb.types.result import RunResult
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     import pandas as pd
 
     from executus_nb.chat import Chat
     from executus_nb.compare import Comparison
     from executus_nb.fanout import Fanout
     from executus_nb.pipeline import Pipeline, PipelineRun
+    from executus_nb.schedule import Schedule
     from executus_nb.store.protocol import EventStore
 
 
@@ -99,6 +119,7 @@ def _generate_agent(
         output_retries=max(attempts - 1, 0),
         max_steps=max(attempts, 1),
         max_runtime_s=timeout,
+        critic=False,  # one validated value: not sent back by the executor's critic
     )
 
 
@@ -166,6 +187,12 @@ class Executor:
     per-token prices (this executor's only, before litellm's cost map); ``tools`` are the
     executor's registry, searched before the default one for tools named by string;
     ``policy`` (a ``Policy``) decides allow / ask / deny for every tool call (the ``gate`` slot of ``ports``);
+    ``critic`` (a function ``(ctx, output) -> None | str``, an object with ``review``, a ``ModelCritic``) reviews
+    the final output of every run whose agent has no critic of its own (``generate()``'s aside), at most
+    ``Agent.max_revisions`` rounds sent back (``executus_nb.run.review``; ``Ports(critic=...)`` is the same);
+    ``palette`` (a ``PaletteSource``: ``GlobPalette``, ``IdentityPalette``) chooses the tools, and skills, each run
+    is offered (the ``palette`` slot of ``ports``); ``skills`` (``load_skills("skills/")``, a folder or a list of
+    ``Skill``) are the skills agents name (``Agent(skills=[...])``: their instructions and tools join the run);
     ``ports`` (a ``Ports``) fills the host slots: gate, sinks, audit, critic, checkpointer, palette, delivery
     (``executus_nb.run.ports``, which also gives the order they run in around the hooks);
     ``max_running`` and ``provider_limits`` bound how many runs go at once (see ``Lanes``);
@@ -176,7 +203,21 @@ class Executor:
     ``budget`` (a ``Budget``) is one ledger shared by all its runs, fan-out cells included: a spending cap
     for the session (``budget_left()`` tells what is left; ``executus_nb.run.budget``);
     ``store`` (an ``EventStore``: ``SQLiteStore(path)``, ``MemoryStore()``) keeps every event of every run,
-    and ``runs_df()``, ``usage_df()`` and ``steps_df()`` then read the store (every session's runs in it).
+    and ``runs_df()``, ``usage_df()`` and ``steps_df()`` then read the store (every session's runs in it);
+    ``max_attachment_bytes`` bounds each file or image a run's message carries (``attach()``, ``attachments=``);
+    ``audit`` (an ``AuditLog(path)``: JSON Lines of runs, tool calls and approval decisions, or an ``Audit``)
+    keeps the audit trail; ``delivery`` (a ``FileDelivery``, ``CallbackDelivery``… or a list) is where each
+    finished run's output goes, each delivery a ``Delivered`` event (``executus_nb.run.delivery``);
+    ``owner`` is who runs, on every event and table row of a run that names no owner itself
+    (``run(owner=)``, else ``Agent(owner=)``, else this, else None).
+
+    ``owner``, ``model``, ``tiers``, ``max_running``, ``provider_limits``, ``cache``, ``store`` (also a path:
+    a ``SQLiteStore``), ``max_attachment_bytes``, ``audit`` (also a path: an ``AuditLog``), ``skills`` and
+    ``budget`` may also come from the environment (``EXECUTUS_OWNER``, ``EXECUTUS_MODEL``… and
+    ``EXECUTUS_TIER_<NAME>``) or a TOML/YAML file (``config="executus.toml"``, else ``EXECUTUS_CONFIG``; never
+    found by itself in the working folder).  Each is taken from code, else the environment, else the file,
+    else the default (``executus_nb.run.settings``); ``config`` holds what was resolved and ``config_df()``
+    shows each setting, its source and its value (secrets masked).
     """
 
     def __init__(
@@ -188,19 +229,48 @@ class Executor:
         tools: Iterable[Tool | Callable[..., Any]] | ToolRegistry = (),
         ports: Ports | None = None,
         policy: ToolGate | None = None,
+        critic: Any = None,
+        palette: PaletteSource | None = None,
+        skills: SkillCatalogue | str | Path | Iterable[Skill] | None = None,
         max_running: int | None = None,
         provider_limits: Mapping[str, int] | None = None,
         sinks: Iterable[EventSink] = (),
         cache: bool | str | Path | ResponseCache | None = None,
         hooks: Iterable[Any] = (),
         budget: Budget | None = None,
-        store: EventStore | None = None,
+        store: EventStore | str | Path | None = None,
+        owner: str | None = None,
+        config: str | Path | None = None,
+        audit: Any = None,
+        delivery: Any = None,
+        max_attachment_bytes: int = DEFAULT_MAX_BYTES,
         **unknown: Any,
     ):
         for key in unknown:  # a typo is a ConfigError naming the closest keyword (still a TypeError)
             raise unknown_option(key, _EXECUTOR_KEYWORDS, "Executor()")
-        self.default_model = ModelSpec.model_validate(model) if model is not None else None
-        self.tiers: dict[str, Tier] = tiers_from_env() if tiers is None else load_tiers(tiers)
+        # Code, then the environment, then the config file, then the default: resolved in one place, and the
+        # code below takes the resolved values (executus_nb.run.settings).
+        self.config = resolve_settings(
+            config,
+            owner=owner,
+            model=model,
+            tiers=tiers,
+            max_running=max_running,
+            provider_limits=provider_limits,
+            cache=cache,
+            store=store,
+            max_attachment_bytes=None if max_attachment_bytes == DEFAULT_MAX_BYTES else max_attachment_bytes,  # unset
+            audit=audit,
+            skills=skills,
+            budget=budget,
+        )
+        max_running, provider_limits = self.config.max_running, self.config.provider_limits
+        cache, store, budget = self.config.cache, self.config.store, self.config.budget
+        audit, skills = self.config.audit, self.config.skills
+        max_attachment_bytes = self.config.max_attachment_bytes  # its default when unset (0 is refused below)
+        self.owner = self.config.owner  # the runs' owner when neither the run nor its agent names one
+        self.default_model = self.config.model
+        self.tiers: dict[str, Tier] = self.config.tiers
         self.cooldowns = Cooldowns()
         # This executor's own table (a bad price is a ConfigError here, not a failed run later);
         # litellm's process-wide cost map is never written, so prices never leak across executors.
@@ -211,7 +281,23 @@ class Executor:
         self.ports = dataclasses.replace(ports) if ports is not None else Ports()  # the caller's is left as it is
         if policy is not None:
             self.ports.gate = policy
+        if critic is not None and not isinstance(self.ports.critic, NoCritic):
+            raise ConfigError("give the executor's critic once: critic=... or ports=Ports(critic=...), not both")
+        # The default critic of runs whose agent sets none (Ports.critic is one too: _prepare reads both).
+        self.critic: Any = check_critic(critic, "Executor(critic=...)")
+        if palette is not None:
+            self.ports.palette = palette
+        self.skills = as_catalogue(skills)
         self.ports.sinks.extend(sinks)
+        if audit is not None:  # an event sink (AuditLog) hears every event; an Audit port every tool call
+            if isinstance(audit, EventSink) and not isinstance(audit, type):
+                self.ports.sinks.append(audit)
+            elif callable(getattr(audit, "record", None)) and not isinstance(audit, type):
+                self.ports.audit = audit
+            else:
+                raise ConfigError(f"Executor(audit=...) takes an AuditLog(path), an event sink or an Audit: {audit!r}")
+        if delivery is not None:
+            self.ports.delivery = as_delivery(delivery)
         self.ports.check()
         self.cache = _response_cache(cache)
         self.hooks: tuple[Any, ...] = check_hooks(hooks, "Executor(hooks=...)")
@@ -219,6 +305,10 @@ class Executor:
         self._ledger = Ledger(self.budget, "executor") if self.budget is not None else None
         self.lanes = Lanes(max_running, provider_limits)
         self.runs: list[Run] = []
+        self.max_attachment_bytes = check_max_bytes(max_attachment_bytes)
+        self._staged = Staged()  # attach(): taken by the next run (run/attach.py)
+        self._dispatch = DispatchGuard()  # run(dispatch_key=...): one run in flight per key (run/dispatch.py)
+        self.schedules: list[Schedule] = []  # cancelled ones too: schedules_df() lists them
         self.store: EventStore | None = check_store(store)
         # With a store, a step is checkpointed once its events are written (run/checkpoint.py).
         self._checkpoint = StoreCheckpointer(self.store) if self.store is not None else None
@@ -262,6 +352,32 @@ class Executor:
         lane: str | None = None,
         slots: Sequence[tuple[Lanes, str, str]] = (),
         *,
+        attachments: Sequence[Attachment] = (),
+        **per_run: Any,
+    ) -> tuple[Run, LoopState]:
+        """The run (made, not started) of ``agent`` on ``prompt`` with ``attachments`` after the prompt's text,
+        and for a run of its own the staged ones too (not a fan-out cell, a sub-run, a resumed run or one
+        started in ``keep_staged()``); staged ones go back if the run cannot be made, so none is lost."""
+        own = not slots and not per_run.get("nested") and per_run.get("resumed") is None and not staged_kept()
+        staged = self._staged.take() if own else []
+        try:
+            if staged or attachments:
+                prompt = with_parts(check_prompt(prompt), [*staged, *attachments])
+            return self._prepare_run(agent, prompt, run_id, owner, tags, lane, slots, **per_run)
+        except BaseException:
+            self._staged.put_back(staged)
+            raise
+
+    def _prepare_run(
+        self,
+        agent: Agent,
+        prompt: Prompt,
+        run_id: str | None,
+        owner: str | None,
+        tags: Iterable[str],
+        lane: str | None = None,
+        slots: Sequence[tuple[Lanes, str, str]] = (),
+        *,
         deps: Any = None,
         hooks: Iterable[Any] = (),
         budget: Budget | None = None,
@@ -278,6 +394,16 @@ class Executor:
         continued = continuation(history)
         run_hooks = check_hooks(hooks, "run(hooks=...)")
         agent = overridden(agent, **overrides)
+        owner = owner or agent.owner or self.owner  # who runs: the run's, else its agent's, else the executor's
+        run_id = run_id or uuid.uuid4().hex[:12]
+        tags = tuple(tags)
+        # The agent's skills that the palette offers join its instructions and tools (an unknown one: ConfigError).
+        who = (
+            resumed.identity
+            if resumed is not None
+            else RunIdentity(run_id=run_id, agent=agent.name, owner=owner, tags=(*agent.tags, *tags))
+        )
+        agent = skills_for_run(agent, self.skills, self.ports.palette, who)
         tier = self.resolve_tier(agent)
         spec = tier.models[0]
         scopes = self._budget_scopes(agent, tier, as_budget(budget, "run(budget=...)"), inherited)
@@ -288,12 +414,11 @@ class Executor:
         tools = resolve_tools(agent.tools, self.tools, default_registry)
         sources = select_sources(agent.tools, self.tools, default_registry)
         self._sources += [s for s in sources.used if s not in self._sources]
-        run_id = run_id or uuid.uuid4().hex[:12]
         log = (
             RunLog(
                 run_id,
                 agent.name,
-                owner or agent.owner,
+                owner,
                 tuple(agent.tags) + tuple(tags),
                 parent_run_id=continued.parent_run_id,
                 conversation_id=continued.conversation_id,
@@ -318,7 +443,13 @@ class Executor:
         # The compactor comes after the caller's hooks (it sees the request they leave), before the budget.
         compactor = compaction_hook(agent, tier, log, self.tiers, self._price_table)
         own = (compactor,) if compactor is not None else ()
-        ordered = self.ports.hooks(self.hooks + agent.hooks + run_hooks + own, budget=budget_hook or NO_BUDGET)
+        # The critic: the agent's own, else the executor's (critic= or its ports' slot); after the caller's hooks.
+        default = self.critic if self.critic is not None else self.ports.critic
+        chosen = agent.critic if agent.critic is not None else default
+        critic = review_hook(chosen, agent.max_revisions, log)
+        ordered = self.ports.hooks(
+            self.hooks + agent.hooks + run_hooks + own, budget=budget_hook or NO_BUDGET, critic=critic, log=log
+        )
         state = LoopState(
             log=log,
             agent=agent,
@@ -352,7 +483,7 @@ class Executor:
                 if budget_hook is not None:
                     state.ctx.budget_left = budget_hook.left()
 
-        key = lane or owner or agent.owner or "default"
+        key = lane or owner or "default"
         # Slots to hold while running, outermost first (a fan-out's own bounds, then the executor's);
         # a sub-run holds none: it runs within its parent's slot (waiting for another could deadlock).
         needed = [] if nested else [*slots, (self.lanes, key, spec.provider)]
@@ -463,6 +594,9 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        attachments: Iterable[Any] = (),
+        dispatch_key: str | None = None,
+        on_duplicate: str = "reject",
     ) -> Run: ...
     @overload
     def run(
@@ -482,6 +616,9 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        attachments: Iterable[Any] = (),
+        dispatch_key: str | None = None,
+        on_duplicate: str = "reject",
     ) -> PipelineRun: ...
     @overload
     def run(
@@ -501,6 +638,9 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        attachments: Iterable[Any] = (),
+        dispatch_key: str | None = None,
+        on_duplicate: str = "reject",
     ) -> Run: ...
     def run(
         self,
@@ -519,6 +659,9 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        attachments: Iterable[Any] = (),
+        dispatch_key: str | None = None,
+        on_duplicate: str = "reject",
     ) -> Run | PipelineRun:
         """Start a run and return its handle at once (on the running loop, else a background one).
 
@@ -538,14 +681,26 @@ class Executor:
 
         ``agent`` may be a ``Pipeline``: its phases run in order, and the handle is a ``PipelineRun``
         (``executus_nb.pipeline``; the per-run options apply to each phase's run).
+
+        ``attachments`` (paths, bytes or ``Attachment``s) go after the prompt's text as content parts, with
+        the ones ``attach()`` staged, which this run takes (a fan-out's cells and a pipeline's phases leave
+        them for the next run); each is checked first: ``AttachmentError``, and no run is made.
+        ``dispatch_key`` allows one run in flight per key: dispatched again before that run ends, the call
+        raises ``DispatchRejected`` (``on_duplicate="reject"``) or returns the run in flight (``"join"``:
+        nothing new starts, its prompt is not sent).
         """
+        extra = as_attachments(attachments, self.max_attachment_bytes)  # refused here, before anything starts
+        check_dispatch(dispatch_key, on_duplicate)
         if not isinstance(agent, Agent):
             from executus_nb.pipeline import Pipeline
 
             if isinstance(agent, Pipeline):
-                return agent.start(
+                if extra and not isinstance(prompt, (str, list)):
+                    raise ConfigError("attachments= go after a pipeline's input text: give it a str or content parts")
+                start_pipeline = functools.partial(
+                    agent.start,
                     self,
-                    prompt,
+                    with_parts(prompt, extra) if extra else prompt,
                     run_id=run_id,
                     owner=owner,
                     tags=tags,
@@ -559,7 +714,10 @@ class Executor:
                     budget=budget,
                     hooks=hooks,
                 )
-        return self._start(
+                with keep_staged():  # its phases (in its task, which copies this context) leave the staged ones
+                    return self._dispatched(start_pipeline, dispatch_key, on_duplicate)
+        start = functools.partial(
+            self._start,
             agent,
             prompt,
             history=history,
@@ -574,7 +732,13 @@ class Executor:
             max_steps=max_steps,
             budget=budget,
             hooks=hooks,
+            attachments=extra,
         )
+        return self._dispatched(start, dispatch_key, on_duplicate)
+
+    def _dispatched(self, start: Callable[[], Run], key: str | None, on_duplicate: str) -> Run:
+        """``start()``'s run, or with a dispatch key the guard's answer (a new run, the one in flight, a refusal)."""
+        return start() if key is None else self._dispatch.claim(key, start, on_duplicate)[0]
 
     def _start(
         self,
@@ -644,6 +808,34 @@ class Executor:
 
         return Chat(self, agent, history=history, **per_run)
 
+    def schedule(
+        self,
+        agent: Agent,
+        prompt: Prompt,
+        *,
+        every: timedelta | float | None = None,
+        at: datetime | None = None,
+        name: str | None = None,
+        **per_run: Any,
+    ) -> Schedule:
+        """Run ``agent`` on ``prompt`` every ``every`` (a timedelta, or seconds) or once ``at`` a datetime (naive:
+        local time; past: at once, late), in this process; returns the ``Schedule`` (cancel, pause, resume, runs).
+
+        ``per_run`` are ``run`` options every run gets (``deps``, ``model``, ``max_steps``, ``owner``, ``tags``…);
+        each run is tagged ``schedule:<name>`` (``name`` defaults to the agent's).  A due time missed while the
+        kernel was busy or asleep is run once on catch-up, tagged ``late``; one that finds the last run still
+        going is skipped; both are in ``history`` (``executus_nb.schedule``).
+        """
+        from executus_nb.schedule import Schedule
+
+        schedule = Schedule(self, agent, prompt, every=every, at=at, name=name, **per_run)  # checks its arguments
+        # A bad model, tier or price is an error here, not at every due time.
+        chosen = overridden(agent, **{k: per_run[k] for k in ("model", "tier", "max_steps") if k in per_run})
+        self._budget_scopes(chosen, self.resolve_tier(chosen), as_budget(per_run.get("budget"), "schedule(budget=...)"))
+        self.schedules.append(schedule)
+        with keep_staged():  # its runs start at their due times, in its task (which copies this context)
+            return schedule.start()
+
     def resume(self, run_id: str, agent: Agent) -> Run:
         """Go on with a run its process left unfinished (a kernel restart, a crash, SIGKILL), from its store.
 
@@ -696,7 +888,8 @@ class Executor:
         chosen = agent if agent is not None else source.agent
         if chosen is None:
             raise UserError(f"run {source.run_id} was read from the store: give the agent to fork it with (agent=...)")
-        return self.run(chosen, prompt, history=start)
+        with keep_staged():  # a fork's first request is its parent's conversation as it stood: no new message
+            return self.run(chosen, prompt, history=start)
 
     def compare(self, run_a: Run | RunResult | str, run_b: Run | RunResult | str) -> Comparison:
         """Two runs side by side: their steps aligned (``.df``, ``.steps_df()``), one row each (``.summary_df()``),
@@ -741,7 +934,9 @@ class Executor:
         columns = (
             [agent.model_copy(update={"model": ModelSpec.model_validate(m), "tier": None}) for m in models]
             if models is not None and isinstance(agent, Agent)
-            else [a for a in agents or () if isinstance(a, Agent)]
+            else [
+                a for a in agents or ([agent] if models is None and agent is not None else []) if isinstance(a, Agent)
+            ]
         )
         for column in columns:
             column = overridden(column, model=model, tier=tier)
@@ -784,10 +979,16 @@ class Executor:
         owner: str | None = None,
         tags: Iterable[str] = (),
         lane: str | None = None,
+        attachments: Iterable[Any] = (),
+        dispatch_key: str | None = None,
+        on_duplicate: str = "reject",
     ) -> RunResult:
         """Run to the end on the current loop and return the result (the same per-run options as ``run``,
-        ``history`` too)."""
-        run, _ = self._prepare(
+        ``history``, ``attachments`` and ``dispatch_key`` too: a joined dispatch awaits the run in flight)."""
+        extra = as_attachments(attachments, self.max_attachment_bytes)
+        check_dispatch(dispatch_key, on_duplicate)
+        start = functools.partial(
+            self._prepare,
             agent,
             prompt,
             run_id,
@@ -801,8 +1002,40 @@ class Executor:
             max_steps=max_steps,
             budget=budget,
             hooks=hooks,
+            attachments=extra,
         )
+        if dispatch_key is None:
+            return await _finish(start()[0])
+        run, joined = self._dispatch.claim(dispatch_key, lambda: start()[0], on_duplicate)
+        if joined:
+            return await run  # shielded: cancelling this caller leaves the run in flight to its own
         return await _finish(run)
+
+    # -- attachments and dispatch ----------------------------------------------------
+    def attach(self, source: Any, mime: str | None = None, *, name: str | None = None) -> Attachment:
+        """Stage a file or image (a path, or bytes) for the next run's user message, after its text; returns it.
+
+        Checked now (``AttachmentError``): a regular file of at most ``max_attachment_bytes``, of a type a
+        model takes: PNG, JPEG, GIF or WEBP images, PDF, text or JSON (``mime`` if given, else guessed from
+        the name, else from the bytes).  The next run of this executor (``run``, ``arun``, a chat turn) takes
+        every staged one; a fan-out's cells, a pipeline's phases, forks and scheduled runs leave them.
+        """
+        attachment = as_attachment(source, mime, name=name, max_bytes=self.max_attachment_bytes)
+        self._staged.add(attachment)
+        return attachment
+
+    @property
+    def pending_attachments(self) -> list[Attachment]:
+        """The attachments staged for the next run (a copy)."""
+        return self._staged.pending()
+
+    def clear_attachments(self) -> None:
+        """Drop the staged attachments."""
+        self._staged.clear()
+
+    def in_flight(self) -> dict[str, Run]:
+        """The runs holding a dispatch key now (``run(..., dispatch_key=...)``), by key."""
+        return self._dispatch.in_flight()
 
     # -- shutting down ---------------------------------------------------------------
     def close(self, timeout: float = 2.0) -> None:
@@ -812,7 +1045,10 @@ class Executor:
         counted by ``executus_nb.tool.stuck_tool_calls()``), as is a task that ignores
         cancellation.  Called on the runs' own loop (a notebook cell) it only cancels them.
         Then the MCP servers its runs used (and those in its ``tools``) are stopped, child processes included.
+        Its schedules are cancelled first, so none starts a run meanwhile.
         """
+        for schedule in self.schedules:
+            schedule.cancel()
         pending = [run for run in self.runs if not run.done]
         for run in pending:
             run.cancel()
@@ -821,7 +1057,8 @@ class Executor:
         except RuntimeError:
             running = None
         deadline = time.monotonic() + timeout
-        for run in pending:
+        # Runs that ended but still deliver their result (after_run) are waited for too, not cancelled.
+        for run in [run for run in self.runs if not run._future.done()]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -860,13 +1097,25 @@ class Executor:
 
         return runs_df(self.runs)
 
+    def schedules_df(self) -> pd.DataFrame:
+        """One row per schedule of this executor, cancelled ones too: interval or time, status, next and last
+        run, runs, late runs, skipped overlaps and missed due times (see ``executus_nb.schedule``)."""
+        from executus_nb.schedule import schedules_df
+
+        return schedules_df(self.schedules)
+
+    def config_df(self) -> pd.DataFrame:
+        """One row per setting: key, value (secrets masked) and source (``"code"``, ``"env:EXECUTUS_…"``,
+        ``"file:<path>"`` or ``"default"``), as resolved when the executor was made."""
+        return self.config.to_df()
+
     def lanes_df(self) -> pd.DataFrame:
         """Queue depth and waiting time per lane (see ``Lanes.lanes_df``)."""
         return self.lanes.lanes_df()
 
     def usage_df(self, by: Sequence[str] = ("model",)) -> pd.DataFrame:
         """Usage per model across every run of this executor (with a store: every run in it), or per ``by``:
-        any of ``"model"``, ``"agent"``, ``"day"`` (as ``store.usage_df(by=...)``)."""
+        any of ``"model"``, ``"agent"``, ``"owner"``, ``"day"`` (as ``store.usage_df(by=...)``)."""
         if self.store is not None:
             from executus_nb.store.reads import reads_of
 

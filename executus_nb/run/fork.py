@@ -19,7 +19,7 @@ from executus_nb.agent import Agent
 from executus_nb.errors import UserError
 from executus_nb.run.conversation import Continuation
 from executus_nb.run.handle import Run
-from executus_nb.types.events import Event, ModelCallStarted, RunFinished
+from executus_nb.types.events import Event, ModelCallStarted, run_ended
 from executus_nb.types.fold import fold
 from executus_nb.types.result import RunResult
 
@@ -121,7 +121,7 @@ def edited(messages: list[dict[str, Any]], edit: Edit | None) -> list[dict[str, 
 def fork_point(source: RunSource, at_step: Any, edit: Edit | None) -> tuple[str, Continuation]:
     """The prompt a fork records (its parent's) and the conversation it starts from: ``(prompt, continuation)``."""
     events = list(source.events)
-    if not events or not isinstance(events[-1], RunFinished):
+    if not run_ended(events):
         raise UserError(
             f"run {source.run_id} has not finished yet: wait for it (run.wait() or await run), then fork it"
         )

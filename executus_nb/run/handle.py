@@ -17,7 +17,7 @@ from executus_nb.errors import UserError
 from executus_nb.run.approval import ApprovalRequest, Approvals
 from executus_nb.run.log import RunLog
 from executus_nb.run.stream import atexts, drive, stream, stream_sync, texts
-from executus_nb.types.events import Event, RunFinished, RunStarted
+from executus_nb.types.events import Event, RunFinished, RunStarted, run_ended
 from executus_nb.types.fold import fold
 from executus_nb.types.result import RunResult
 from executus_nb.types.status import RunStatus
@@ -70,7 +70,7 @@ class Run:
     def ended(cls, agent: Agent, log: RunLog) -> Run:
         """The handle of a run whose log has already ended (read back from a store): done, its result that log's."""
         events = log.events
-        if not events or not isinstance(events[-1], RunFinished):
+        if not run_ended(events):
             raise UserError(f"run {log.identity.run_id} has not finished: resume it instead")
         started = events[0]
 
@@ -85,7 +85,8 @@ class Run:
             log,
             nothing,
         )
-        run._on_event(events[-1])  # sets the result, as a RunFinished heard live would
+        # sets the result, as a RunFinished heard live would (a Delivered may follow it)
+        run._on_event(next(ev for ev in reversed(events) if isinstance(ev, RunFinished)))
         run._future.set_result(run.result)  # type: ignore[arg-type]
         return run
 

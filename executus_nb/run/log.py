@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from executus_nb.redaction import redactor
-from executus_nb.types.events import Event, RunFinished
+from executus_nb.types.events import AFTER_RUN_EVENTS, Event, run_ended
 from executus_nb.types.identity import RunIdentity
 from executus_nb.types.stream import TextDelta
 
@@ -53,12 +53,13 @@ class RunLog:
         """Create an event of ``event_type``, append it and tell every subscriber.
 
         Secrets are redacted by value here, so every projection of the log (results, frames,
-        views, sinks) is clean; with no secret known this costs one attribute check.
+        views, sinks) is clean; with no secret known this costs one attribute check.  Once ``RunFinished``
+        has ended the log, only what ``after_run`` hooks record (``AFTER_RUN_EVENTS``: a ``Delivered``) is taken.
         """
         if redactor.active:
             fields = redactor.scrub(fields)
         with self._lock:
-            if self.events and isinstance(self.events[-1], RunFinished):
+            if event_type not in AFTER_RUN_EVENTS and run_ended(self.events):
                 return None  # the log has ended: a step let go past the run's bounds records nothing
             event = event_type(identity=self.identity, seq=len(self.events), **fields)
             self.events.append(event)

@@ -9,8 +9,11 @@ this order, for every run (``Ports.hooks``)::
     checkpointer  before_model_call   Checkpointer.save: the conversation before each model call,
                   after_run           and once more at the end
     ...           the executor's hooks, the agent's, the run's own (``Executor/Agent/run(hooks=...)``)
-    critic        on_final            Critic.review: a str sends the output back for another round
-    delivery      after_run           Delivery.deliver: the final ``RunResult``
+    critic        on_final            the run's critic (the agent's, else the executor's: ``Executor(critic=...)``
+                                      or this slot), through ``run/review.py``: a str sends the output back for
+                                      another round, at most ``Agent.max_revisions`` times; each review an event
+    delivery      after_run           Delivery.deliver: the final ``RunResult``; each delivery (a failure too,
+                                      never the run's) is a ``Delivered`` event after ``RunFinished``
     budget        before_run, before_model_call, after_model_call, after_run: the run's ``Budget``
                   (last, so it judges the request as sent, after a compaction)
     gate          before_tool_call    ToolGate.decide: the ``Policy`` (allow / ask / deny), asked last;
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from executus_nb.errors import ConfigError, ToolError
+from executus_nb.run.delivery import deliver_recorded
+from executus_nb.run.log import RunLog
 from executus_nb.tool.policy import Policy
 from executus_nb.types.context import ModelRequest, RunContext, ToolResult
 from executus_nb.types.gate import Action, Decision, GateVerdict, ToolCallRequest
@@ -211,9 +216,13 @@ class Ports:
             if not isinstance(sink, EventSink):
                 raise ConfigError(f"sinks: {sink!r} has no on_event(event) method")
 
-    def hooks(self, hooks: Sequence[Any], budget: BudgetGuard = NO_BUDGET) -> tuple[Any, ...]:
+    def hooks(
+        self, hooks: Sequence[Any], budget: BudgetGuard = NO_BUDGET, critic: Any = None, log: RunLog | None = None
+    ) -> tuple[Any, ...]:
         """The hooks of one run in the documented order: the observing slots, ``hooks`` (the executor's,
-        the agent's, the run's), then the critic, the delivery, the ``budget`` and the gate."""
+        the agent's, the run's), then the ``critic`` (the run's critic hook, ``run/review.py``: the executor
+        builds it, as it does the ``budget``), the delivery (recorded in the run's ``log``, when given), the
+        ``budget`` and the gate."""
         self.check()
         first = [
             _palette(self.palette),
@@ -221,8 +230,8 @@ class Ports:
             _checkpoints(self.checkpointer),
         ]
         last = [
-            _bound(self.critic, "review", "on_final"),
-            _bound(self.delivery, "deliver", "after_run"),
+            critic,
+            _delivery(self.delivery, log),
             None if _is_noop(budget, "before_model_call") else budget,
             _gate(self.gate),
         ]
@@ -257,6 +266,18 @@ async def _settled(value: Any) -> Any:
 def _bound(port: Any, method: str, point: str) -> _Slot | None:
     """A port whose method has the hook point's own signature: bound there as it is."""
     return None if _is_noop(port, method) else _Slot(port, **{point: getattr(port, method)})
+
+
+def _delivery(delivery: Delivery, log: RunLog | None) -> _Slot | None:
+    """The delivery at ``after_run``; with the run's log, each delivery is recorded as a ``Delivered`` event and
+    a failing one is recorded, not raised (``run/delivery.py``)."""
+    if log is None or _is_noop(delivery, "deliver"):
+        return _bound(delivery, "deliver", "after_run")
+
+    async def after_run(ctx: RunContext, result: RunResult) -> None:
+        await deliver_recorded(delivery, ctx, result, log)
+
+    return _Slot(delivery, after_run=_named(after_run, delivery, "deliver"))
 
 
 def _checkpoints(checkpointer: Checkpointer) -> _Slot | None:

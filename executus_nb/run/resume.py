@@ -47,10 +47,10 @@ from executus_nb.types.events import (
     ModelCallStarted,
     OutputRejected,
     RevisionRequested,
-    RunFinished,
     RunStarted,
     ToolCallFinished,
     ToolCallStarted,
+    run_ended,
 )
 from executus_nb.types.fold import fold
 from executus_nb.types.gate import ToolCallRequest
@@ -174,7 +174,7 @@ def resume_point(events: Sequence[Event]) -> ResumePoint:
     )
     unstarted: tuple[dict[str, Any], ...] = ()
     answer_at = final = None
-    finished = isinstance(events[-1], RunFinished)
+    finished = run_ended(events)  # a Delivered may follow its RunFinished
     if last is not None and not finished:
         at = _last_answer(messages)
         calls = (last.message or {}).get("tool_calls") or []

@@ -136,7 +136,7 @@ class StoreReads:
         self, since: datetime | str | None = None, by: Sequence[str] = ("model",), agent: str | None = None
     ) -> pd.DataFrame:
         """Usage of the runs started at or after ``since`` (of ``agent``), summed per ``by``: any of
-        ``"model"``, ``"agent"``, ``"day"`` (see ``executus_nb.frames.usage_df``)."""
+        ``"model"``, ``"agent"``, ``"owner"``, ``"day"`` (see ``executus_nb.frames.usage_df``)."""
         from executus_nb.frames import usage_df
 
         ids = self.run_ids(since=since, agent=agent)

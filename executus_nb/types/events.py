@@ -10,6 +10,7 @@ messages, every assistant message and every tool result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -208,6 +209,28 @@ class RevisionRequested(_EventBase):
     feedback: str
 
 
+class Reviewed(_EventBase):
+    """A critic reviewed the final output of turn ``turn`` (model call ``step``); ``round`` counts reviews from 1.
+
+    ``verdict``: ``accepted``; ``revise`` (``feedback`` went back to the model: another round); ``rejected``
+    (the critic asked for a change but no revision was left, so the run ends with this output) or ``failed``
+    (the critic raised ``error``; the output is accepted as it is).  ``usage`` is what the review's own
+    model calls spent (a ``ModelCritic``'s sub-run, already counted in the run's usage through its
+    ``SubRunFinished``, so not added again); zero for a plain function.
+    """
+
+    kind: Literal["review"] = "review"
+    step: int | None = None
+    turn: int
+    round: int
+    critic: str
+    verdict: Literal["accepted", "revise", "rejected", "failed"]
+    feedback: str | None = None
+    usage: Usage = Usage()
+    duration_s: float = 0.0
+    error: ErrorInfo | None = None
+
+
 class BudgetStopped(_EventBase):
     """A budget ended the run: which limit (``max_usd``…), of which scope, the limit and what was spent.
 
@@ -277,6 +300,18 @@ class RunFinished(_EventBase):
     steps: int = 0
 
 
+class Delivered(_EventBase):
+    """A finished run's result went to a delivery ``target`` (``Executor(delivery=...)``), recorded after
+    ``RunFinished`` by the ``after_run`` point: ``ok``, or the ``error`` it raised (the run's own status stays
+    as it ended); ``location`` is where it went (the file written), if it says."""
+
+    kind: Literal["delivered"] = "delivered"
+    target: str
+    ok: bool = True
+    error: ErrorInfo | None = None
+    location: str | None = None
+
+
 class StoreFailed(_EventBase):
     """The executor's store could not write this run's events (``error``); ``pending`` events wait and are
     retried, so nothing is lost once it can write again (a ``StoreWarning`` says so too)."""
@@ -299,10 +334,23 @@ Event = Annotated[
     | ApprovalResolved
     | MessagesRewritten
     | RevisionRequested
+    | Reviewed
     | BudgetStopped
     | Compacted
     | SubRunFinished
     | StoreFailed
-    | RunFinished,
+    | RunFinished
+    | Delivered,
     Field(discriminator="kind"),
 ]
+
+AFTER_RUN_EVENTS: tuple[type[_EventBase], ...] = (Delivered,)
+"""What ``after_run`` hooks record once ``RunFinished`` has ended a run: the run has still ended."""
+
+
+def run_ended(events: Sequence[Any]) -> bool:
+    """Whether a run's log has ended: its last event, past those recorded after the end, is ``RunFinished``."""
+    for event in reversed(events):
+        if not isinstance(event, AFTER_RUN_EVENTS):
+            return isinstance(event, RunFinished)
+    return False

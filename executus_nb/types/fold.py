@@ -22,6 +22,7 @@ from executus_nb.types.events import (
     ApprovalResolved,
     BudgetStopped,
     Compacted,
+    Delivered,
     ErrorInfo,
     Event,
     Failover,
@@ -29,6 +30,7 @@ from executus_nb.types.events import (
     ModelCallFinished,
     ModelCallStarted,
     OutputRejected,
+    Reviewed,
     RevisionRequested,
     RunFinished,
     RunStarted,
@@ -41,7 +43,7 @@ from executus_nb.types.identity import RunIdentity
 from executus_nb.types.status import RunStatus
 from executus_nb.types.usage import Usage
 
-MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped | Compacted
+MarkerEvent = Failover | MessagesRewritten | RevisionRequested | OutputRejected | BudgetStopped | Compacted | Reviewed
 MARKER_EVENTS: tuple[type[BaseModel], ...] = (
     Failover,
     MessagesRewritten,
@@ -49,6 +51,7 @@ MARKER_EVENTS: tuple[type[BaseModel], ...] = (
     OutputRejected,
     BudgetStopped,
     Compacted,
+    Reviewed,
 )
 MARKER_KINDS: tuple[str, ...] = tuple(t.model_fields["kind"].default for t in MARKER_EVENTS)
 
@@ -152,8 +155,10 @@ class RunFold:
         self.budget_start: dict[str, float] = {}
         self.budget_stop: BudgetStopped | None = None
         self.compactions: list[Compacted] = []  # each compaction; a summary's usage is in ``usage`` too
+        self.reviews: list[Reviewed] = []  # each critic's review; its usage is in ``usage`` through its sub-run
         self.subruns: list[SubRunFinished] = []  # each sub-run that ended; its usage is in ``usage`` too
         self.store_failures: list[StoreFailed] = []  # the store could not write (its events were retried)
+        self.deliveries: list[Delivered] = []  # where the result went after the run ended, failures too
         self._sent: list[dict[str, Any]] = []
         self._messages: list[dict[str, Any]] = []  # the conversation, tool results of the last turn aside
         self._results: list[tuple[int, dict[str, Any]]] = []  # (step, tool message) of the turn in flight
@@ -257,6 +262,8 @@ class RunFold:
         elif isinstance(ev, Compacted):
             self.compactions.append(ev)
             self.usage = self.usage + ev.usage
+        elif isinstance(ev, Reviewed):  # not added to usage: a review's calls are its sub-run's, counted there
+            self.reviews.append(ev)
         elif isinstance(ev, MessagesRewritten):  # what was sent from then on replaces what came before
             self._results, self._unnamed = [], []
             self._messages = [dict(m) for m in ev.messages]
@@ -274,6 +281,9 @@ class RunFold:
 
     def _store_failed(self, ev: StoreFailed) -> None:
         self.store_failures.append(ev)
+
+    def _delivered(self, ev: Delivered) -> None:
+        self.deliveries.append(ev)
 
     def _run_finished(self, ev: RunFinished) -> None:
         self.status, self.output, self.error, self.steps = ev.status, ev.output, ev.error, ev.steps
@@ -409,6 +419,7 @@ HANDLERS: dict[type, Callable[[RunFold, Any], TimelineItem | None]] = {
     RunFinished: RunFold._run_finished,
     SubRunFinished: RunFold._subrun_finished,
     StoreFailed: RunFold._store_failed,
+    Delivered: RunFold._delivered,
     **{marker: RunFold._marker for marker in MARKER_EVENTS},
 }
 """Every event type the fold handles, and how: a new event kind is added here (a test checks it is)."""
