@@ -146,6 +146,15 @@ def output_text(page, cell: int) -> str:
     return page.locator(".jp-CodeCell").nth(cell).locator(".jp-OutputArea-output").inner_text()
 
 
+def expect_output(page, cell: int, text: str | re.Pattern[str]) -> None:
+    """Wait until cell ``cell``'s output holds ``text``: its stream output may render just after its prompt number."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".jp-CodeCell").nth(cell).locator(".jp-OutputArea-output")).to_contain_text(
+        text, timeout=RUN_TIMEOUT_MS
+    )
+
+
 def failure_context(page) -> str:
     try:
         return page.locator(".jp-Notebook").first.inner_text()[-3000:]
@@ -209,7 +218,7 @@ def test_approval_approve(page, notebooks, build_dir):
         expect(view.locator(".executus-output")).to_have_text("done")
         # the later cell: tool_calls_df() says the user allowed it
         expect(prompt(page, 1)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
-        assert re.search(r"publish\s+allow\s+user", output_text(page, 1)), output_text(page, 1)
+        expect_output(page, 1, re.compile(r"publish\s+allow\s+user"))
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- notebook ---\n{failure_context(page)}") from None
     tool_step.locator("summary").click()  # open the tool step for the screenshot
@@ -230,7 +239,7 @@ def test_approval_deny(page, notebooks, build_dir):
         expect(tool_step).to_contain_text("deny (user")
         expect(view.locator(".executus-output")).to_have_text("done")  # the model got the refusal and replied
         expect(prompt(page, 1)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
-        assert re.search(r"publish\s+deny\s+user", output_text(page, 1)), output_text(page, 1)
+        expect_output(page, 1, re.compile(r"publish\s+deny\s+user"))
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- notebook ---\n{failure_context(page)}") from None
     tool_step.locator("summary").click()
@@ -301,7 +310,8 @@ def test_fanout_grid_stays_live_when_finished(page, notebooks, build_dir):
         live_statuses = page.evaluate("window.__fanLiveStatuses")
         assert {"succeeded", "failed"} & set(live_statuses) or "running" in live_statuses, live_statuses
         expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
-        assert "'succeeded': 10" in output_text(page, 2) and "'failed': 5" in output_text(page, 2)
+        expect_output(page, 2, "'succeeded': 10")
+        expect_output(page, 2, "'failed': 5")
         expect(prompt(page, 3)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
         # a finished cell, clicked in the first display, opens its RunView below that grid
         t0 = time.monotonic()
@@ -436,7 +446,7 @@ def test_fanout_cancel_all(page, notebooks, build_dir):
         live_grid = page.locator(".jp-OutputArea-output .executus-fanout:has(td.executus-cell[data-key])")
         expect(live_grid).to_contain_text("10/10 done", timeout=5_000)
         expect(prompt(page, 2)).to_have_text(re.compile(r"^\s*\[\d+\]:\s*$"), timeout=RUN_TIMEOUT_MS)
-        assert "'done': 10" in output_text(page, 2), output_text(page, 2)
+        expect_output(page, 2, "'done': 10")
     except AssertionError as exc:
         raise AssertionError(
             f"{exc}\n--- grid history ---\n{grid_history(page)}\n--- notebook ---\n{failure_context(page)}"
