@@ -142,35 +142,20 @@ def steps_df(events: Sequence[Event]) -> pd.DataFrame:
 
 def _compaction_row(run: RunFold, ev: Compacted) -> dict[str, Any]:
     """A ``Compacted`` event as a steps_df row of kind ``compaction``: named by its summariser, with its usage."""
-    usage = ev.usage
-    return {
-        "run_id": run.run_id,
-        "agent": run.agent,
-        "owner": _owner(run),
-        "conversation_id": getattr(run, "conversation_id", None),
-        "parent_run_id": getattr(run, "parent_run_id", None),
-        "step": ev.step,
-        "turn": ev.turn,
-        "kind": "compaction",
-        "name": ev.summary_model or ev.method,
-        "call_id": None,
-        "started_at": ev.ts,
-        "finished_at": ev.ts,
-        "duration_s": 0.0,
-        "ok": True,
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "cost_usd": usage.cost_usd,
-        "cached": False,
-        "error_type": ev.error.type if ev.error else None,
-        "error_message": ev.error.message if ev.error else None,
-    }
+    return _marker_row(run, ev, ev.step, "compaction", ev.summary_model or ev.method, 0.0, True)
 
 
 def _review_row(run: RunFold, ev: Reviewed) -> dict[str, Any]:
     """A ``Reviewed`` event as a steps_df row of kind ``review``: named by its critic, ok unless the critic's
     request was rejected (no revision left) or the critic failed, with the usage of the review's own calls."""
+    ok = ev.verdict != "rejected" and ev.error is None
+    return _marker_row(run, ev, ev.step if ev.step is not None else 0, "review", ev.critic, ev.duration_s, ok)
+
+
+def _marker_row(
+    run: RunFold, ev: Compacted | Reviewed, step: int, kind: str, name: str, duration_s: float, ok: bool
+) -> dict[str, Any]:
+    """The steps_df row of an event that is a step of its own (a compaction, a review): its usage and error."""
     usage = ev.usage
     return {
         "run_id": run.run_id,
@@ -178,15 +163,15 @@ def _review_row(run: RunFold, ev: Reviewed) -> dict[str, Any]:
         "owner": _owner(run),
         "conversation_id": run.conversation_id,
         "parent_run_id": run.parent_run_id,
-        "step": ev.step if ev.step is not None else 0,
+        "step": step,
         "turn": ev.turn,
-        "kind": "review",
-        "name": ev.critic,
+        "kind": kind,
+        "name": name,
         "call_id": None,
-        "started_at": ev.ts - timedelta(seconds=ev.duration_s),
+        "started_at": ev.ts - timedelta(seconds=duration_s),
         "finished_at": ev.ts,
-        "duration_s": ev.duration_s,
-        "ok": ev.verdict != "rejected" and ev.error is None,
+        "duration_s": duration_s,
+        "ok": ok,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
