@@ -17,6 +17,7 @@ from executus_nb.compare import Comparison  # noqa: E402
 from executus_nb.errors import (  # noqa: E402
     AttachmentError,
     AuditWarning,
+    BackendError,
     ConfigError,
     ContextWindowExceeded,
     DispatchRejected,
@@ -35,6 +36,7 @@ from executus_nb.errors import (  # noqa: E402
     ToolError,
     ToolRegistrationError,
     UserError,
+    WorkerLost,
 )
 from executus_nb.fanout import Fanout  # noqa: E402
 from executus_nb.model import sim  # noqa: E402
@@ -44,6 +46,7 @@ from executus_nb.run.delivery import CallbackDelivery, FileDelivery, NotebookDel
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.run.model_critic import ModelCritic  # noqa: E402
+from executus_nb.scale import ProcessPool  # noqa: E402
 from executus_nb.schedule import Schedule  # noqa: E402
 from executus_nb.sinks.audit import AuditLog  # noqa: E402
 from executus_nb.skills import Skill, SkillCatalogue, load_skills  # noqa: E402
@@ -72,6 +75,7 @@ __all__ = [
     "AttachmentError",
     "AuditLog",
     "AuditWarning",
+    "BackendError",
     "Budget",
     "CallbackDelivery",
     "Chat",
@@ -100,6 +104,7 @@ __all__ = [
     "Pipeline",
     "PipelineRun",
     "Policy",
+    "ProcessPool",
     "Reviewed",
     "Run",
     "RunCancelled",
@@ -124,6 +129,7 @@ __all__ = [
     "ToolRegistry",
     "Usage",
     "UserError",
+    "WorkerLost",
     "load_agents",
     "load_skills",
     "sim",

@@ -256,6 +256,20 @@ class RunStopped(RunError):
     hint = "A hook stopped it on purpose (StopRun): its reason is above; change the hook or its limits to go on."
 
 
+class WorkerLost(RunError):
+    """The worker process (or cluster worker) running a fan-out cell died before the run finished.
+
+    The cell is ``failed`` with the reason (the worker's exit code when known); ``retry_failed()`` runs it again.
+    """
+
+    hint = "Its worker died (killed, out of memory, a crash): fanout.retry_failed() runs it again."
+
+
+class BackendError(ConfigError):
+    """A fan-out backend cannot run these cells: not installed, unusable, or something in the cells cannot be
+    sent to its workers (the message names it)."""
+
+
 class HookError(RunError):
     """A hook raised something other than ``StopRun``: the run fails, naming the hook and the point."""
 

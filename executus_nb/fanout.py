@@ -21,6 +21,8 @@ from executus_nb.errors import UserError
 from executus_nb.lane import Lanes
 from executus_nb.model.spec import ModelSpec
 from executus_nb.run.handle import Run
+from executus_nb.run.remote import RemoteBody
+from executus_nb.scale import Backend, RemoteCells, backend_for, remote_cells
 from executus_nb.types.budget import Budget
 from executus_nb.types.fmt import numbered
 from executus_nb.types.fold import fold
@@ -57,6 +59,7 @@ class CellExecutor(Protocol):
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        via: RemoteBody | None = None,
     ) -> Run: ...
 
 
@@ -95,6 +98,7 @@ class Fanout:
         self.per_run: dict[str, Any] = {}  # deps, model/tier, max_steps, hooks: given to every cell's run
         self._listeners: list[Callable[[int, Any], None]] = []
         self._view: Any = None
+        self.remote: RemoteCells | None = None  # set when the cells run on a backend's workers
 
     @classmethod
     def start(
@@ -108,8 +112,11 @@ class Fanout:
         concurrency: int | None,
         per_key: int | None,
         per_run: dict[str, Any] | None = None,
+        backend: Any = "local",
+        pools: dict[Any, Backend] | None = None,
     ) -> Fanout:
-        """Validate the grid and start every cell's run."""
+        """Validate the grid and start every cell's run (on ``backend``'s workers unless ``local``; a backend
+        named by string is made once and kept in ``pools``, the executor's)."""
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise UserError("fanout needs a non-empty list of prompt strings")
@@ -139,6 +146,9 @@ class Fanout:
                 raise UserError(f"{name} must be at least 1")
         fan = cls(executor, prompts, labels, columns, concurrency, per_key)
         fan.per_run = dict(per_run or {})
+        remote = backend_for(backend, pools if pools is not None else {})
+        if remote is not None:  # packed once, checked before any cell starts
+            fan.remote = remote_cells(remote, executor, columns, fan.per_run)
         for row, prompt in enumerate(prompts):
             for col, column_agent in enumerate(columns):
                 fan.cells.append(Cell(row, col, prompt, labels[col], column_agent, fan._launch(row, col)))
@@ -152,6 +162,7 @@ class Fanout:
             lane=self.id,
             tags=(self.id,),
             within=[(self.lanes, "cells", self.labels[col])],
+            via=self.remote.cell(col, self.prompts[row]) if self.remote is not None else None,
             **self.per_run,
         )
         run.log.subscribe(functools.partial(self._changed, index))

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("executus_nb.model", "executus_nb.tool", "executus_nb.lane"),
     ("executus_nb.agent", "executus_nb.agent_file", "executus_nb.skills", "executus_nb.catalogue"),
     ("executus_nb.run",),
-    ("executus_nb.fanout", "executus_nb.chat", "executus_nb.pipeline", "executus_nb.schedule"),
+    ("executus_nb.fanout", "executus_nb.chat", "executus_nb.pipeline", "executus_nb.schedule", "executus_nb.scale"),
     ("executus_nb.frames", "executus_nb.sinks", "executus_nb.compare", "executus_nb.store"),
     ("executus_nb.nb",),
     ("executus_nb",),

@@ -189,6 +189,18 @@ def _same_definition(a: Any, b: Any) -> bool:
         return False
 
 
+def registered() -> dict[str, Any]:
+    """Every ``sim/`` model defined in this process, by key (a fan-out's workers get them: ``executus_nb.scale``)."""
+    with _registry_lock:
+        return dict(_registry)
+
+
+def register_all(models: dict[str, Any]) -> None:
+    """Define ``models`` (from ``registered()`` in another process) here, under the same names."""
+    with _registry_lock:
+        _registry.update(models)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 

@@ -54,6 +54,7 @@ from executus_nb.run.log import RunLog
 from executus_nb.run.loop import LoopState, record_cancelled_while_queued, run_agent
 from executus_nb.run.persist import StoreFeed, check_store
 from executus_nb.run.ports import NO_BUDGET, EventSink, NoCheckpointer, NoCritic, PaletteSource, Ports, ToolGate
+from executus_nb.run.remote import RemoteBody, run_elsewhere
 from executus_nb.run.resume import ResumePoint, continue_from, resume_agent, resume_point, resumed_log
 from executus_nb.run.review import check_critic, review_hook
 from executus_nb.run.settings import resolve_settings
@@ -309,6 +310,7 @@ class Executor:
         self._staged = Staged()  # attach(): taken by the next run (run/attach.py)
         self._dispatch = DispatchGuard()  # run(dispatch_key=...): one run in flight per key (run/dispatch.py)
         self.schedules: list[Schedule] = []  # cancelled ones too: schedules_df() lists them
+        self._backends: dict[Any, Any] = {}  # fan-out backends made for it (a process pool): closed by close()
         self.store: EventStore | None = check_store(store)
         # With a store, a step is checkpointed once its events are written (run/checkpoint.py).
         self._checkpoint = StoreCheckpointer(self.store) if self.store is not None else None
@@ -386,6 +388,7 @@ class Executor:
         parent_budget: RunBudget | None = None,
         nested: bool = False,
         resumed: ResumePoint | None = None,
+        via: RemoteBody | None = None,
         **overrides: Any,
     ) -> tuple[Run, LoopState]:
         if not isinstance(agent, Agent):
@@ -500,7 +503,9 @@ class Executor:
                 await state.hooks.after_run(state.ctx, log.events)  # every ending is heard, this one too
                 return
             try:
-                if resumed is None:
+                if via is not None:  # a fan-out cell on a worker: its events come back into this log
+                    await run_elsewhere(log, agent, prompt, spec.name, via)
+                elif resumed is None:
                     await run_agent(state, prompt, prepare=prepare)
                 else:
                     await resume_agent(state, prepare=prepare)
@@ -594,6 +599,7 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        via: RemoteBody | None = None,
         attachments: Iterable[Any] = (),
         dispatch_key: str | None = None,
         on_duplicate: str = "reject",
@@ -616,6 +622,7 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        via: RemoteBody | None = None,
         attachments: Iterable[Any] = (),
         dispatch_key: str | None = None,
         on_duplicate: str = "reject",
@@ -638,6 +645,7 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        via: RemoteBody | None = None,
         attachments: Iterable[Any] = (),
         dispatch_key: str | None = None,
         on_duplicate: str = "reject",
@@ -659,6 +667,7 @@ class Executor:
         tags: Iterable[str] = (),
         lane: str | None = None,
         within: Sequence[tuple[Lanes, str, str]] = (),
+        via: RemoteBody | None = None,
         attachments: Iterable[Any] = (),
         dispatch_key: str | None = None,
         on_duplicate: str = "reject",
@@ -671,7 +680,8 @@ class Executor:
         executor's and the agent's).  ``lane`` is the fair-share key it queues under (default:
         the owner, else ``"default"``).  ``within`` are more bounds the run holds a slot of while it runs,
         outermost first: ``(lanes, key, provider)`` triples of ``executus_nb.lane.Lanes`` (a fan-out bounds its
-        cells so; the executor's own bound comes last).
+        cells so; the executor's own bound comes last).  ``via`` runs the agent elsewhere (a fan-out backend's worker: ``executus_nb.run.remote``)
+        while the handle, the log, the bounds, the sinks and the store stay here.
 
         ``prompt`` is a str or a list of content parts (text and ``image_url`` parts, passed to litellm as is).
         ``history`` (a ``RunResult``, a finished ``Run`` or a list of message dicts) is the conversation the
@@ -695,6 +705,8 @@ class Executor:
             from executus_nb.pipeline import Pipeline
 
             if isinstance(agent, Pipeline):
+                if via is not None:
+                    raise ConfigError("a pipeline's phases run in this process: run it on the 'local' backend")
                 if extra and not isinstance(prompt, (str, list)):
                     raise ConfigError("attachments= go after a pipeline's input text: give it a str or content parts")
                 start_pipeline = functools.partial(
@@ -726,6 +738,7 @@ class Executor:
             tags=tags,
             lane=lane,
             slots=within,
+            via=via,
             deps=deps,
             model=model,
             tier=tier,
@@ -916,6 +929,7 @@ class Executor:
         budget: Budget | None = None,
         hooks: Iterable[Any] = (),
         history: Any = None,
+        backend: Any = "local",
     ) -> Fanout:
         """Run every prompt against every model (or agent, or ``Pipeline``): an N×M grid of runs, returned at once.
 
@@ -924,6 +938,11 @@ class Executor:
         ``deps``, ``model``/``tier`` (with ``agents=`` only), ``max_steps``, ``budget`` (each cell's own)
         and ``hooks`` apply to every cell; the executor's budget is shared by all the cells.  ``history``
         (as in ``run``) is the conversation every cell continues.
+
+        ``backend`` is where the cells run: ``"local"`` (this process's loop), ``"processes"`` (worker processes,
+        one per core, started once per executor and reused: ``executus_nb.scale``), a ``dask.distributed``
+        ``Client`` (its cluster's workers), ``"ray"`` (``executus_nb[ray]``) or a ``ProcessPool(workers=n)``.
+        Handles, bounds (``concurrency``, ``per_key``, ``provider_limits``), sinks and the store stay here.
         """
         from executus_nb.fanout import Fanout
 
@@ -961,6 +980,8 @@ class Executor:
             concurrency=concurrency,
             per_key=per_key,
             per_run=per_run,
+            backend=backend,
+            pools=self._backends,
         )
 
     async def arun(
@@ -1072,6 +1093,9 @@ class Executor:
             self.store.flush(max(deadline - time.monotonic(), 5.0))
         for source in [*self._sources, *(s for s in self.tools.sources() if s not in self._sources)]:
             source.close()  # an MCP server's child process ends (each bounded; it starts again if used later)
+        for pool in self._backends.values():  # worker processes stop (bounded); none is left behind
+            pool.close()
+        self._backends.clear()
 
     def __enter__(self) -> Executor:
         return self

@@ -71,6 +71,26 @@ class RunLog:
                 logger.exception("event subscriber %r failed", notify)
         return event
 
+    def adopt(self, events: list[Event]) -> None:
+        """Append events recorded elsewhere (a fan-out cell run by a worker process), restamped with this log's
+        identity and sequence, and tell every subscriber: the sinks, the store and the views hear them as if
+        the run were local.  The worker redacted them already (its secrets are the same); the end rule holds."""
+        adopted: list[Event] = []
+        with self._lock:
+            for event in events:
+                if type(event) not in AFTER_RUN_EVENTS and run_ended(self.events):
+                    break
+                event = event.model_copy(update={"identity": self.identity, "seq": len(self.events)})
+                self.events.append(event)
+                adopted.append(event)
+            subscribers = list(self._subscribers)
+        for event in adopted:
+            for notify in subscribers:
+                try:
+                    notify(event)
+                except Exception:  # a broken view must never break the run it shows
+                    logger.exception("event subscriber %r failed", notify)
+
     def subscribe(self, notify: Subscriber, *, replay: bool = False) -> Callable[[], None]:
         """Call ``notify(event)`` for every later event (and, with ``replay``, every earlier one).
 
