@@ -185,6 +185,12 @@ class Fanout:
         return [cell.run for cell in self.cells]
 
     @property
+    def backend(self) -> Backend | None:
+        """Where the cells run: the ``ProcessPool`` or ``DaskBackend`` (its ``pids``, its ``dashboard_link``), or
+        None for this process's loop (``backend="local"``)."""
+        return self.remote.backend if self.remote is not None else None
+
+    @property
     def shape(self) -> tuple[int, int]:
         return len(self.prompts), len(self.labels)
 

@@ -58,7 +58,7 @@ class WorkerRuntime:
                 if not self._setups[old][0].runs:
                     self.forget(old)
 
-    def start(self, job: CellJob) -> None:
+    def start(self, job: CellJob) -> Run:
         """Start the cell's run on this process's background loop; its events go to ``send`` as they happen."""
         executor, setup = self._setups[job.setup]
 
@@ -70,8 +70,8 @@ class WorkerRuntime:
                     executor.runs.remove(run)  # the parent keeps the run; a warm worker keeps nothing
             self.send(job.run_id, event)
 
-        async def begin() -> None:
-            run = executor.run(
+        async def begin() -> Run:
+            run: Run = executor.run(
                 setup.columns[job.col],
                 job.prompt,
                 run_id=job.run_id,
@@ -82,8 +82,9 @@ class WorkerRuntime:
             with self._lock:
                 self._runs[job.run_id] = run
             run.log.subscribe(forward, replay=True)  # replay: what it recorded before we listened
+            return run
 
-        asyncio.run_coroutine_threadsafe(begin(), background_loop()).result()
+        return asyncio.run_coroutine_threadsafe(begin(), background_loop()).result()
 
     def cancel(self, run_id: str) -> bool:
         with self._lock:
