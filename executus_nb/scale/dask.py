@@ -24,6 +24,7 @@ from executus_nb.scale.runtime import CellJob, WorkerRuntime
 from executus_nb.types.events import Event, RunFinished
 
 CANCEL_GRACE_S = 10.0  # how long a cancelled cell waits for the worker's own ending
+PLACE_TIMEOUT_S = 60.0  # how long placing an actor on a worker may take before that worker is passed over
 
 
 @dataclass
@@ -71,7 +72,10 @@ class DaskBackend:
         placed = {}
         for address in sorted(workers - set(self._actors)):
             future = self.client.submit(CellActor, self.topic, actor=True, workers=[address], pure=False)
-            placed[address] = _Actor(address, future.result())
+            try:  # a worker the scheduler still lists but that is gone would hold the future forever
+                placed[address] = _Actor(address, future.result(timeout=PLACE_TIMEOUT_S))
+            except Exception:  # noqa: BLE001 — that worker gets no cells; the others (or none: BackendError) do
+                future.cancel()
         with self._lock:
             for gone in set(self._actors) - workers:
                 del self._actors[gone]
@@ -90,6 +94,13 @@ class DaskBackend:
             actor.running += 1
             return actor
 
+    def _forget(self, actor: _Actor) -> None:
+        """Drop a dead worker's actor; the next cell looks at the workers again (a restarted one gets an actor)."""
+        with self._lock:
+            if self._actors.get(actor.address) is actor:
+                del self._actors[actor.address]
+            self._placed_for.clear()
+
     async def _call(self, method: Any, *args: Any) -> Any:
         """Call an actor's method on the client's loop (where Dask's futures live), awaited from this loop."""
 
@@ -107,9 +118,9 @@ class DaskBackend:
                 first = key not in actor.loaded
                 actor.loaded.add(key)
             job = CellJob(key, col, prompt, call.run_id, call.owner, call.tags)
-            running = asyncio.ensure_future(self._call(actor.handle.run, job, blob if first else None))
             try:
                 try:
+                    running = asyncio.ensure_future(self._call(actor.handle.run, job, blob if first else None))
                     _adopt_new(call, cloudpickle.loads(await asyncio.shield(running)))
                 except asyncio.CancelledError:
                     await self._call(actor.handle.cancel, call.run_id)
@@ -118,7 +129,10 @@ class DaskBackend:
                     except (Exception, asyncio.CancelledError):  # noqa: BLE001 — ended here then (run/remote.py)
                         pass
                     raise
-            except OSError as exc:  # the connection to its worker broke: the worker died
+            except (OSError, RuntimeError) as exc:  # the connection broke, or Dask says the actor's worker is lost
+                if isinstance(exc, RuntimeError) and "Actor was lost" not in str(exc):
+                    raise
+                self._forget(actor)
                 raise WorkerLost(f"the Dask worker {actor.address} died before the run finished ({exc})") from None
             finally:
                 with self._lock:
