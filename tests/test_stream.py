@@ -241,15 +241,24 @@ def test_a_sync_reader_joining_mid_run_gets_the_text_so_far_then_the_rest():
 
 
 def test_deltas_are_not_stored_in_the_log():
-    def words(n: int) -> str:
-        return sim.function(lambda messages, tools: "w " * n, name=f"stream-words-{n}")
+    def words(n: int, reading: threading.Event) -> str:
+        def fn(messages: list[dict], tools: list[dict]) -> str:
+            assert reading.wait(WAIT), "the reader never subscribed"  # a late reader gets the text in one piece
+            return "w " * n
+
+        return sim.function(fn, name=f"stream-words-{n}")
 
     sizes = {}
     for n in (10, 2_000):
-        run = Executor().run(Agent(name="long", model=words(n), stream=True), "go")
+        reading = threading.Event()
+        run = Executor().run(Agent(name="long", model=words(n, reading), stream=True), "go")
 
         async def read(run: Run) -> int:
-            return len([item async for item in run.stream() if isinstance(item, TextDelta)])
+            deltas = 0
+            async for item in run.stream():
+                reading.set()  # subscribed: now the model may answer
+                deltas += isinstance(item, TextDelta)
+            return deltas
 
         count = asyncio.run(asyncio.wait_for(read(run), WAIT))
         assert count == n  # every chunk was handed out live
