@@ -253,14 +253,14 @@ def test_deltas_are_not_stored_in_the_log():
         reading = threading.Event()
         run = Executor().run(Agent(name="long", model=words(n, reading), stream=True), "go")
 
-        async def read(run: Run) -> int:
+        async def read(run: Run, reading: threading.Event) -> int:
             deltas = 0
             async for item in run.stream():
                 reading.set()  # subscribed: now the model may answer
                 deltas += isinstance(item, TextDelta)
             return deltas
 
-        count = asyncio.run(asyncio.wait_for(read(run), WAIT))
+        count = asyncio.run(asyncio.wait_for(read(run, reading), WAIT))
         assert count == n  # every chunk was handed out live
         sizes[n] = len(run.events)
         assert run.log.partial == {}
