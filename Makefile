@@ -10,7 +10,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: demo lab lint test test-unit test-notebooks test-browser notebooks bench chromium clean
+.PHONY: demo lab lint test test-ray notebooks bench chromium clean
 
 $(VENV)/.demo: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ lint: $(VENV)/.dev
 
 ## test: lint, unit tests, every notebook under strict nbval, and the real-browser test
 test: $(VENV)/.dev chromium lint
-	$(PY) -m pytest -n 2 --dist loadfile tests \
+	$(PY) -m pytest -n 2 --dist loadfile tests --ignore=tests/ray \
 	    --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
+
+## test-ray: the Ray backend's tests, apart: a local Ray listens on every interface of the machine (Ray will
+## not bind to 127.0.0.1 alone), where make test's servers listen on 127.0.0.1 only
+test-ray: $(VENV)/.dev
+	$(EDITABLE) '.[ray]'
+	$(PY) -m pytest tests/ray -p no:randomly
 
 ## notebooks: re-execute every notebook in place (the committed outputs)
 notebooks: $(VENV)/.demo

@@ -46,7 +46,7 @@ from executus_nb.run.delivery import CallbackDelivery, FileDelivery, NotebookDel
 from executus_nb.run.executor import Executor  # noqa: E402
 from executus_nb.run.handle import Run  # noqa: E402
 from executus_nb.run.model_critic import ModelCritic  # noqa: E402
-from executus_nb.scale import ProcessPool  # noqa: E402
+from executus_nb.scale import ProcessPool, RayBackend  # noqa: E402
 from executus_nb.schedule import Schedule  # noqa: E402
 from executus_nb.sinks.audit import AuditLog  # noqa: E402
 from executus_nb.skills import Skill, SkillCatalogue, load_skills  # noqa: E402
@@ -105,6 +105,7 @@ __all__ = [
     "PipelineRun",
     "Policy",
     "ProcessPool",
+    "RayBackend",
     "Reviewed",
     "Run",
     "RunCancelled",

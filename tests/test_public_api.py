@@ -46,6 +46,7 @@ EXPECTED_ALL = [
     "PipelineRun",
     "Policy",
     "ProcessPool",
+    "RayBackend",
     "Reviewed",
     "Run",
     "RunCancelled",

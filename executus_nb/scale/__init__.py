@@ -1,4 +1,4 @@
-"""Fan-out past one core: a fan-out's cells on worker processes (``processes``) or a Dask cluster.
+"""Fan-out past one core: a fan-out's cells on worker processes (``processes``), a Dask or a Ray cluster.
 
 The parent keeps every cell's handle, log, bounds (the fan-out's ``concurrency`` and ``per_key``, the
 executor's provider limits: a cell holds its slots here while a worker runs it), sinks and store; a
@@ -15,9 +15,10 @@ from executus_nb.agent import Agent
 from executus_nb.errors import BackendError
 from executus_nb.run.remote import RemoteBody
 from executus_nb.scale.processes import ProcessPool
+from executus_nb.scale.ray import RayBackend
 from executus_nb.scale.setup import build_setup, pack
 
-__all__ = ["Backend", "ProcessPool", "RemoteCells", "backend_for", "remote_cells"]
+__all__ = ["Backend", "ProcessPool", "RayBackend", "RemoteCells", "backend_for", "remote_cells"]
 
 BACKEND_NAMES = ("local", "processes", "ray")
 
@@ -41,13 +42,11 @@ def backend_for(backend: Any, pools: dict[Any, Backend]) -> Backend | None:
             if backend == "processes":
                 pools[backend] = ProcessPool()
             elif backend == "ray":
-                from executus_nb.scale.ray import RayBackend
-
                 pools[backend] = RayBackend()
             else:
                 raise BackendError(
                     f"unknown fan-out backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}, "
-                    "a dask.distributed Client, or a ProcessPool(workers=...)"
+                    "a dask.distributed Client, a ProcessPool(workers=...) or a RayBackend(...)"
                 )
         return pools[backend]
     if callable(getattr(backend, "cell", None)) and callable(getattr(backend, "close", None)):
@@ -60,7 +59,7 @@ def backend_for(backend: Any, pools: dict[Any, Backend]) -> Backend | None:
             pools[key] = DaskBackend(backend)
         return pools[key]
     raise BackendError(
-        f"fanout(backend=...) takes 'local', 'processes', 'ray', a dask.distributed Client or a ProcessPool, "
+        f"fanout(backend=...) takes 'local', 'processes', 'ray', a dask.distributed Client, a ProcessPool or a RayBackend, "
         f"not {type(backend).__name__}"
     )
 

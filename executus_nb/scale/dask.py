@@ -13,28 +13,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
 
 from executus_nb.errors import BackendError, WorkerLost
 from executus_nb.run.remote import RemoteBody, RemoteCall
-from executus_nb.scale.runtime import CellJob, WorkerRuntime
+from executus_nb.scale.actors import ActorSlot, ensure_loaded, least_loaded
+from executus_nb.scale.runtime import CellJob, TurnBatches, process_runtime
 from executus_nb.types.events import Event, RunFinished
 
 CANCEL_GRACE_S = 10.0  # how long a cancelled cell waits for the worker's own ending
 PLACE_TIMEOUT_S = 60.0  # how long placing an actor on a worker may take before that worker is passed over
-
-
-@dataclass
-class _Actor:
-    """The parent's handle on one worker's actor: which setups it has, how many cells it runs now."""
-
-    address: str
-    handle: Any
-    loaded: set[str] = field(default_factory=set)
-    running: int = 0
 
 
 class DaskBackend:
@@ -48,7 +38,7 @@ class DaskBackend:
         self.client = client
         self.topic = f"executus-nb-{uuid.uuid4().hex[:12]}"
         self._links: dict[str, tuple[RemoteCall, asyncio.AbstractEventLoop]] = {}
-        self._actors: dict[str, _Actor] = {}
+        self._actors: dict[str, ActorSlot] = {}
         self._placed_for: set[str] = set()  # the fan-outs (setup keys) for which the workers were looked at
         self._placing = threading.Lock()  # never taken on the client's loop
         self._lock = threading.Lock()
@@ -73,7 +63,7 @@ class DaskBackend:
         for address in sorted(workers - set(self._actors)):
             future = self.client.submit(CellActor, self.topic, actor=True, workers=[address], pure=False)
             try:  # a worker the scheduler still lists but that is gone would hold the future forever
-                placed[address] = _Actor(address, future.result(timeout=PLACE_TIMEOUT_S))
+                placed[address] = ActorSlot(address, future.result(timeout=PLACE_TIMEOUT_S))
             except Exception:  # noqa: BLE001 — that worker gets no cells; the others (or none: BackendError) do
                 future.cancel()
         with self._lock:
@@ -81,7 +71,7 @@ class DaskBackend:
                 del self._actors[gone]
             self._actors.update(placed)
 
-    def _pick(self, key: str) -> _Actor:
+    def _pick(self, key: str) -> ActorSlot:
         """The least-loaded worker's actor; the workers are looked at again once per fan-out."""
         with self._placing:  # the first cells of a fan-out come at once: the workers are looked at once
             if key not in self._placed_for:
@@ -90,11 +80,9 @@ class DaskBackend:
         with self._lock:
             if not self._actors:
                 raise BackendError("the Dask cluster has no workers")
-            actor = min(self._actors.values(), key=lambda a: a.running)
-            actor.running += 1
-            return actor
+            return least_loaded(list(self._actors.values()))
 
-    def _forget(self, actor: _Actor) -> None:
+    def _forget(self, actor: ActorSlot) -> None:
         """Drop a dead worker's actor; the next cell looks at the workers again (a restarted one gets an actor)."""
         with self._lock:
             if self._actors.get(actor.address) is actor:
@@ -113,21 +101,22 @@ class DaskBackend:
         async def body(call: RemoteCall) -> None:
             loop = asyncio.get_running_loop()
             actor = await asyncio.to_thread(self._pick, key)
-            with self._lock:
-                self._links[call.run_id] = (call, loop)
-                first = key not in actor.loaded
-                actor.loaded.add(key)
             job = CellJob(key, col, prompt, call.run_id, call.owner, call.tags)
+            running: asyncio.Future[bytes] | None = None
             try:
                 try:
-                    running = asyncio.ensure_future(self._call(actor.handle.run, job, blob if first else None))
+                    await ensure_loaded(actor, key, self._lock, lambda: self._call(actor.handle.load, key, blob))
+                    with self._lock:
+                        self._links[call.run_id] = (call, loop)
+                    running = asyncio.ensure_future(self._call(actor.handle.run, job))
                     _adopt_new(call, cloudpickle.loads(await asyncio.shield(running)))
                 except asyncio.CancelledError:
-                    await self._call(actor.handle.cancel, call.run_id)
-                    try:  # the worker's own ending (its steps closed there) is better than one made here
-                        _adopt_new(call, cloudpickle.loads(await asyncio.wait_for(running, CANCEL_GRACE_S)))
-                    except (Exception, asyncio.CancelledError):  # noqa: BLE001 — ended here then (run/remote.py)
-                        pass
+                    if running is not None:
+                        await self._call(actor.handle.cancel, call.run_id)
+                        try:  # the worker's own ending (its steps closed there) is better than one made here
+                            _adopt_new(call, cloudpickle.loads(await asyncio.wait_for(running, CANCEL_GRACE_S)))
+                        except (Exception, asyncio.CancelledError):  # noqa: BLE001 — ended here then (run/remote.py)
+                            pass
                     raise
             except (OSError, RuntimeError) as exc:  # the connection broke, or Dask says the actor's worker is lost
                 if isinstance(exc, RuntimeError) and "Actor was lost" not in str(exc):
@@ -162,52 +151,40 @@ def _adopt_new(call: RemoteCall, events: list[Event]) -> None:
 
 
 # -- the worker side ------------------------------------------------------------------------------
-_runtime: WorkerRuntime | None = None
-_runtime_lock = threading.Lock()
 _streams: dict[str, tuple[Any, str, asyncio.AbstractEventLoop, asyncio.Future[list[Event]]]] = {}
-_pending: dict[str, list[Event]] = {}
 
 
-def _send(run_id: str, event: Event) -> None:
-    """Buffer ``event`` (on the runs' loop); the buffer is flushed once this loop turn is over: a batch per turn."""
-    first = not _pending
-    _pending.setdefault(run_id, []).append(event)
-    if first:
-        asyncio.get_running_loop().call_soon(_flush)
+def _deliver(run_id: str, events: list[Event]) -> None:
+    """On the runs' loop: a run's batch to the parent through the worker's structured events."""
+    stream = _streams.get(run_id)
+    if stream is None:
+        return
+    worker, topic, loop, ended = stream
+    # Dask's events are msgpack: the batch goes pickled (events may hold the user's own objects).
+    worker.loop.add_callback(worker.log_event, topic, [run_id, cloudpickle.dumps(events)])
+    if any(isinstance(e, RunFinished) for e in events):
+        _streams.pop(run_id, None)
+        loop.call_soon_threadsafe(ended.set_result, events)
 
 
-def _flush() -> None:
-    batches = dict(_pending)
-    _pending.clear()
-    for run_id, events in batches.items():
-        stream = _streams.get(run_id)
-        if stream is None:
-            continue
-        worker, topic, loop, ended = stream
-        # Dask's events are msgpack: the batch goes pickled (events may hold the user's own objects).
-        worker.loop.add_callback(worker.log_event, topic, [run_id, cloudpickle.dumps(events)])
-        if any(isinstance(e, RunFinished) for e in events):
-            _streams.pop(run_id, None)
-            loop.call_soon_threadsafe(ended.set_result, events)
+_batches = TurnBatches(_deliver)
 
 
 class CellActor:
-    """The actor on one Dask worker: runs cells on the worker process's runtime (one per process)."""
+    """The actor on one Dask worker: loads setups and runs cells on the worker process's runtime."""
 
     def __init__(self, topic: str):
         self.topic = topic
 
-    async def run(self, job: CellJob, blob: bytes | None) -> bytes:
+    async def load(self, key: str, blob: bytes) -> None:
+        """Unpack a fan-out's setup (the first one imports litellm: off this loop)."""
+        await asyncio.to_thread(process_runtime(_batches.send).load, key, blob)
+
+    async def run(self, job: CellJob) -> bytes:
         """Run one cell to its end; its whole log, pickled (the parent adopts what the stream did not bring)."""
         from distributed import get_worker
 
-        global _runtime
-        with _runtime_lock:
-            if _runtime is None:
-                _runtime = WorkerRuntime(_send)
-            runtime = _runtime
-        if blob is not None:
-            await asyncio.to_thread(runtime.load, job.setup, blob)  # the first one imports litellm: off this loop
+        runtime = process_runtime(_batches.send)
         loop = asyncio.get_running_loop()
         ended: asyncio.Future[list[Event]] = loop.create_future()
         _streams[job.run_id] = (get_worker(), self.topic, loop, ended)
@@ -216,8 +193,4 @@ class CellActor:
         return cloudpickle.dumps(list(run.log.events))
 
     async def cancel(self, run_id: str) -> bool:
-        return await asyncio.to_thread(_cancel, run_id)
-
-
-def _cancel(run_id: str) -> bool:
-    return _runtime.cancel(run_id) if _runtime is not None else False
+        return await asyncio.to_thread(process_runtime(_batches.send).cancel, run_id)

@@ -100,3 +100,46 @@ class WorkerRuntime:
     def close(self) -> None:
         for key in list(self._setups):
             self.forget(key)
+
+
+def warm_process() -> None:
+    """litellm imported and its first call paid, on the runs' loop: a worker's set-up before its first cell
+    (blocking, seconds: call it from a thread)."""
+    from executus_nb.model.backend import prepare, warm_up
+
+    prepare()
+    asyncio.run_coroutine_threadsafe(warm_up(), background_loop()).result()
+
+
+class TurnBatches:
+    """A worker's ``send``: events buffered per run and handed to ``deliver(run_id, events)`` once the runs'
+    loop turn is over, so a burst of events is one message per run, not one per event."""
+
+    def __init__(self, deliver: Callable[[str, list[Event]], None]):
+        self.deliver = deliver
+        self._pending: dict[str, list[Event]] = {}
+
+    def send(self, run_id: str, event: Event) -> None:
+        """Called on the runs' loop (the only thread that touches the buffer)."""
+        first = not self._pending
+        self._pending.setdefault(run_id, []).append(event)
+        if first:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        batches, self._pending = self._pending, {}
+        for run_id, events in batches.items():
+            self.deliver(run_id, events)
+
+
+_process_runtime: WorkerRuntime | None = None
+_process_lock = threading.Lock()
+
+
+def process_runtime(send: Send) -> WorkerRuntime:
+    """This worker process's one runtime (made on first use with ``send``): an actor's calls all share it."""
+    global _process_runtime
+    with _process_lock:
+        if _process_runtime is None:
+            _process_runtime = WorkerRuntime(send)
+        return _process_runtime

@@ -62,14 +62,9 @@ def main(fd: int) -> None:
     sender = threading.Thread(target=transmit, name="executus-worker-out", daemon=True)
     sender.start()
 
-    import asyncio
+    from executus_nb.scale.runtime import WorkerRuntime, warm_process
 
-    from executus_nb.model.backend import prepare, warm_up
-    from executus_nb.run.background import background_loop
-    from executus_nb.scale.runtime import WorkerRuntime
-
-    prepare()  # litellm's import (seconds) once per worker, before the first cell: the pool is warm
-    asyncio.run_coroutine_threadsafe(warm_up(), background_loop()).result()
+    warm_process()  # litellm's import (seconds) once per worker, before the first cell: the pool is warm
     runtime = WorkerRuntime(lambda run_id, event: outbox.put(("event", run_id, event)))
     outbox.put(("control", ("ready", os.getpid())))
     while True:

@@ -1,6 +1,7 @@
 """A notebook's cell as a script: tools, a sim/ model and an output type defined in ``__main__``, fanned out.
 
-Run as ``python notebook_tools.py BACKEND MARKER``: BACKEND is ``processes`` or a Dask scheduler's address.
+Run as ``python notebook_tools.py BACKEND MARKER``: BACKEND is ``processes``, ``ray:ADDRESS`` (a running Ray
+cluster) or a Dask scheduler's address.
 There is deliberately no ``if __name__ == "__main__"`` guard (a notebook has none): every process that
 imports this file appends its pid to MARKER, so a worker that ran it again (and fanned out again) shows.
 Prints one JSON line: the cells on ``local`` and on BACKEND, and the workers' pids.  On ``processes`` it
@@ -60,13 +61,19 @@ def cells(fan):
 local = executor.fanout(agent, prompts).wait(120)
 if backend_name == "processes":
     backend = "processes"
+elif backend_name.startswith("ray:"):
+    import ray
+
+    ray.init(address=backend_name.removeprefix("ray:"), log_to_driver=False)
+    backend = "ray"
 else:
     from distributed import Client
 
     backend = Client(backend_name)
 remote = executor.fanout(agent, prompts, backend=backend).wait(120)
-pids = remote.backend.pids if backend_name == "processes" else []
+pids = remote.backend.pids if backend_name == "processes" or backend_name.startswith("ray:") else []
 print(json.dumps({"parent": os.getpid(), "local": cells(local), "remote": cells(remote), "pids": pids}), flush=True)
 if backend_name != "processes":
-    executor.close()
-    backend.close()
+    executor.close()  # on Ray: its actors killed; the cluster, connected to here, stays
+    if not isinstance(backend, str):
+        backend.close()
