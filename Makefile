@@ -10,7 +10,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e
 export JUPYTER_PLATFORM_DIRS := 1
 
-.PHONY: demo lab lint test test-ray notebooks bench chromium clean
+.PHONY: demo lab lint test test-ray notebooks bench bench-own chromium clean
 
 $(VENV)/.demo: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,8 +59,17 @@ notebooks: $(VENV)/.demo
 	    $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	        --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; done
 
-## bench: the benchmarks in bench/ (medians and ratios, not tests)
-bench: $(VENV)/.dev
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(EDITABLE) '.[dev,bench]'
+	touch $@
+
+## bench: executus_nb beside pydantic-ai, the OpenAI Agents SDK and a bare litellm loop on the same loopback
+## work (bench/RESULTS.md and bench/results.json; ~20 min; BENCH_ARGS=--quick for a short check)
+bench: $(VENV)/.bench
+	$(PY) bench/compare.py $(BENCH_ARGS)
+
+## bench-own: executus_nb's own benchmarks (bench/bench_*.py: medians and ratios against a baseline, not tests)
+bench-own: $(VENV)/.dev
 	for b in bench/bench_*.py; do $(PY) "$$b" || exit 1; done
 
 clean:

@@ -28,6 +28,7 @@ from executus_nb import (
     Executor,
     MemoryStore,
     Pipeline,
+    Policy,
     ProcessPool,
     WorkerLost,
     sim,
@@ -318,3 +319,41 @@ def test_a_garbage_collected_executor_leaves_no_worker_behind():
     del ex, fan
     wait_until(lambda: gc.collect() >= 0 and pool() is None, WAIT)
     wait_until(lambda: all(gone(pid) for pid in pids), WAIT)
+
+
+def _allow_small(request: Any) -> bool:
+    return request.arguments["key"] != "big"
+
+
+def test_asks_in_workers_are_answered_by_on_ask_or_denied_and_approver_code_is_refused(pool):
+    """A worker has no person and no ``run.approve()``: ``on_ask`` answers there, without it the ask is denied
+    (as in a script), and ``approver='code'`` (which would wait for code in this process) is refused up front."""
+
+    @tool
+    def write(key: str) -> str:
+        """Writes a key."""
+        return f"wrote {key}"
+
+    def once(messages: list[dict], tools: list[dict]) -> Any:
+        if messages[-1]["role"] == "tool":
+            return sim.reply(messages[-1]["content"])
+        return sim.call("write", key=messages[-1]["content"])
+
+    agent = Agent(name="writer", tools=[write], model=sim.function(once, name="scale-ask"))
+    ex = Executor(policy=Policy(on_ask=_allow_small).ask("write"))
+    df = ex.fanout(agent, ["small", "big"], backend=pool).wait(WAIT).to_df()
+    assert list(df.output) == ["wrote small", df.output[1]] and "denied" in df.output[1]
+    events = [type(e).__name__ for e in ex.fanout(agent, ["small"], backend=pool).wait(WAIT).runs[0].events]
+    assert "ApprovalRequested" in events and "ApprovalResolved" in events  # the ask is in the parent's log
+    ex.close()
+
+    ex = Executor(policy=Policy().ask("write"))
+    df = ex.fanout(agent, ["small"], backend=pool).wait(WAIT).to_df()
+    assert "denied" in df.output[0] and "no approver" in df.output[0]
+    ex.close()
+
+    ex = Executor(policy=Policy(approver="code").ask("write"))
+    with pytest.raises(BackendError, match="approver='code'"):
+        ex.fanout(agent, ["small"], backend=pool)
+    assert ex.runs == []
+    ex.close()

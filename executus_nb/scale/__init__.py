@@ -87,4 +87,10 @@ def remote_cells(backend: Backend, executor: Any, columns: list[Any], per_run: d
             "the executor's budget is one ledger in this process, which worker processes cannot charge: "
             "give each cell its own with fanout(budget=...), or use backend='local'"
         )
+    gate = getattr(getattr(executor, "ports", None), "gate", None)
+    if getattr(gate, "approver", None) == "code":
+        raise BackendError(
+            "Policy(approver='code') waits for run.approve() in this process, which a run in a worker cannot "
+            "hear: answer the asks with Policy(on_ask=...), or use backend='local'"
+        )
     return RemoteCells(backend, uuid.uuid4().hex[:12], pack(build_setup(executor, columns, per_run)))
