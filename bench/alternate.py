@@ -73,13 +73,27 @@ async def drain() -> None:
 async def measure(job: Job, exclude: Iterable[int] = ()) -> tuple[Sample, Any]:
     """Run ``job`` once: wall seconds (to its end), CPU seconds (this process, and its workers), its value."""
     exclude = tuple(exclude)
-    wall, cpu, kids = time.perf_counter(), time.process_time(), children_cpu_s(exclude)
+    wall, cpu, kids, server = time.perf_counter(), time.process_time(), children_cpu_s(exclude), _cpu_s(exclude)
     value = await job()
     wall = time.perf_counter() - wall
     await drain()
     cpu_self = time.process_time() - cpu
     cpu_kids = children_cpu_s(exclude) - kids
-    return {"wall_s": wall, "cpu_s": cpu_self + cpu_kids, "cpu_self_s": cpu_self, "cpu_workers_s": cpu_kids}, value
+    sample = {"wall_s": wall, "cpu_s": cpu_self + cpu_kids, "cpu_self_s": cpu_self, "cpu_workers_s": cpu_kids}
+    sample["cpu_server_s"] = _cpu_s(exclude) - server  # the excluded (the server): on the same cores
+    return sample, value
+
+
+def _cpu_s(pids: Iterable[int]) -> float:
+    """CPU seconds used so far by the processes ``pids`` (the loopback server)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 async def alternate(

@@ -1,6 +1,8 @@
 """The systems compared, each doing one tool-calling run against the step server the way its users write it.
 
 * ``bare litellm loop`` — ``litellm.acompletion`` in a loop, the tool run by hand (the floor for litellm users);
+* ``bare openai loop`` — the same loop on the openai SDK's ``AsyncOpenAI`` (what litellm itself calls), the
+  floor of any Python client;
 * ``executus_nb`` — ``Executor().arun(agent, prompt)``, its fan-out ``executor.fanout(..., backend=...)``;
 * ``pydantic-ai`` — its ``OpenAIChatModel`` on an ``OpenAIProvider`` whose client points at the server;
 * ``openai-agents`` — ``Runner.run`` with an ``OpenAIChatCompletionsModel`` on an ``AsyncOpenAI`` at the server,
@@ -24,11 +26,18 @@ from step_server import FINAL
 
 INSTRUCTIONS = "Be brief."
 BARE = "bare litellm loop"
+BARE_OPENAI = "bare openai loop"
 EXECUTUS = "executus_nb"
 PYDANTIC_AI = "pydantic-ai"
 AGENTS_SDK = "openai-agents"
-SYSTEMS = (BARE, EXECUTUS, PYDANTIC_AI, AGENTS_SDK)
-ENTRY_MODULES = {BARE: "litellm", EXECUTUS: "executus_nb", PYDANTIC_AI: "pydantic_ai", AGENTS_SDK: "agents"}
+SYSTEMS = (BARE, BARE_OPENAI, EXECUTUS, PYDANTIC_AI, AGENTS_SDK)
+ENTRY_MODULES = {
+    BARE: "litellm",
+    BARE_OPENAI: "openai",
+    EXECUTUS: "executus_nb",
+    PYDANTIC_AI: "pydantic_ai",
+    AGENTS_SDK: "agents",
+}
 TIMEOUT_S = 120.0
 
 
@@ -65,43 +74,60 @@ class System:
         """Stop what the system started."""
 
 
+async def tool_loop(create: Callable[[list[dict[str, Any]]], Awaitable[Any]], prompt: str, steps: int) -> int:
+    """The hand-written agent loop of the bare systems: call, run the tool calls, until the answer; the calls."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": prompt},
+    ]
+    for calls in range(1, steps + 2):
+        message = (await create(messages)).choices[0].message
+        if not message.tool_calls:
+            assert message.content == FINAL, message
+            return calls
+        wire = [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in message.tool_calls
+        ]
+        messages.append({"role": "assistant", "content": message.content, "tool_calls": wire})
+        for c in message.tool_calls:
+            out = lookup(**json.loads(c.function.arguments))
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": out})
+    raise AssertionError(f"no answer after {steps + 1} calls")
+
+
+def _schema() -> list[dict[str, Any]]:
+    from executus_nb import tool
+
+    return [tool(lookup).schema]  # the very schema executus_nb sends
+
+
 class BareLitellm(System):
     name = BARE
 
     def __init__(self, model: dict[str, str]):
         import litellm
 
-        from executus_nb import tool
-
         litellm.suppress_debug_info = True
         self.lm = litellm
-        self.kwargs = {**model, "max_retries": 0, "timeout": TIMEOUT_S}
-        self.tools = [tool(lookup).schema]  # the very schema executus_nb sends
+        self.kwargs = {**model, "max_retries": 0, "timeout": TIMEOUT_S, "tools": _schema()}
 
     async def run(self, prompt: str, steps: int) -> int:
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": INSTRUCTIONS},
-            {"role": "user", "content": prompt},
-        ]
-        for calls in range(1, steps + 2):
-            reply = await self.lm.acompletion(messages=messages, tools=self.tools, **self.kwargs)
-            message = reply.choices[0].message
-            if not message.tool_calls:
-                assert message.content == FINAL, message
-                return calls
-            wire = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.function.name, "arguments": c.function.arguments},
-                }
-                for c in message.tool_calls
-            ]
-            messages.append({"role": "assistant", "content": message.content, "tool_calls": wire})
-            for c in message.tool_calls:
-                out = lookup(**json.loads(c.function.arguments))
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": out})
-        raise AssertionError(f"no answer after {steps + 1} calls")
+        return await tool_loop(lambda messages: self.lm.acompletion(messages=messages, **self.kwargs), prompt, steps)
+
+
+class BareOpenAI(System):
+    name = BARE_OPENAI
+
+    def __init__(self, model: dict[str, str]):
+        self.client = openai_client(model)
+        self.tools = _schema()
+
+    async def run(self, prompt: str, steps: int) -> int:
+        create = self.client.chat.completions.create
+        return await tool_loop(
+            lambda messages: create(model="test-model", messages=messages, tools=self.tools), prompt, steps
+        )
 
 
 class Executus(System):
@@ -193,6 +219,7 @@ def make(name: str, model: dict[str, str], **options: Any) -> System:
     """The system called ``name`` (one of ``SYSTEMS``) on the server of ``model``."""
     kinds: dict[str, Callable[..., System]] = {
         BARE: BareLitellm,
+        BARE_OPENAI: BareOpenAI,
         EXECUTUS: Executus,
         PYDANTIC_AI: PydanticAI,
         AGENTS_SDK: AgentsSDK,

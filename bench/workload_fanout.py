@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from alternate import Sample, alternate, children_peak_rss_mb, figure, peak_rss_mb
-from peers import AGENTS_SDK, BARE, EXECUTUS, PYDANTIC_AI, Executus, System, make
+from peers import AGENTS_SDK, BARE, BARE_OPENAI, EXECUTUS, PYDANTIC_AI, Executus, System, make
 from report import at_most, missing, row
 from step_server import StepServer, prompt
 
@@ -27,7 +28,7 @@ CALLS_PER_RUN = 2
 WARM_RUNS = 100
 FIRST_CELLS = 4
 LOCAL, PROCESSES, DASK = f"{EXECUTUS} (local)", f"{EXECUTUS} (processes)", f"{EXECUTUS} (dask)"
-FANOUT_SYSTEMS = (BARE, LOCAL, PROCESSES, DASK, PYDANTIC_AI, AGENTS_SDK)
+FANOUT_SYSTEMS = (BARE, BARE_OPENAI, LOCAL, PROCESSES, DASK, PYDANTIC_AI, AGENTS_SDK)
 TARGETS = {LOCAL: 1.15, PROCESSES: 0.55}  # wall over the bare loop's
 STORE_TARGET = 1.10
 HERE = Path(__file__).resolve().parent
@@ -223,10 +224,20 @@ def _fanout_rows(
         ):
             fig = figure(samples[name], key)
             ratio = fig["median"] / base[key] if base else None
-            target = met = ""
+            target = met = note = ""
             if key == "wall_s" and name in TARGETS and ratio is not None:
                 target, met = f"≤ {TARGETS[name]}× bare", at_most(ratio, TARGETS[name], "×")
-            rows.append(row(name, metric, fig, unit=unit, ratio=ratio, target=target, met=met))
+            if key == "wall_s" and name in (PROCESSES, DASK):
+                note = ", ".join(
+                    f"{fig['median'] / figure(samples[other], key)['median']:.2f}× {label}"
+                    for other, label in ((LOCAL, "local"), (BARE_OPENAI, "bare openai"))
+                    if samples.get(other)
+                )
+            rows.append(row(name, metric, fig, unit=unit, ratio=ratio, target=target, met=met, note=note))
+        server = figure(samples[name], "cpu_server_s")
+        rows.append(
+            row(name, "server CPU (not the client's)", server, unit="s", note=f"on the same {os.cpu_count()} cores")
+        )
         got = rss.get(name, {})
         if "self_mb" in got:
             total = got["self_mb"] + got["workers_mb"]

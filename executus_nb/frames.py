@@ -229,6 +229,7 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
     if not keys or any(key not in USAGE_KEYS for key in keys) or len(set(keys)) != len(keys):
         raise UserError(f"usage_df(by=...) takes one or more of {list(USAGE_KEYS)}, got {by!r}")
     numbers = {k: v for k, v in USAGE_COLUMNS.items() if k != "model"}
+    runs = fold_runs(events)  # once: folding is most of the cost (events may also be a one-pass iterable)
     rows = [
         {
             "model": item.model,
@@ -237,7 +238,7 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
             "day": item.finished_at or item.started_at,
             **item.usage.model_dump(include=set(numbers)),
         }
-        for run in fold_runs(events)
+        for run in runs
         for item in run.timeline
         if isinstance(item, ModelCallItem) and item.ok
     ]
@@ -249,7 +250,7 @@ def usage_df(events: Iterable[Event], by: Sequence[str] = ("model",)) -> pd.Data
             "day": ev.ts,
             **ev.usage.model_dump(include=set(numbers)),
         }
-        for run in fold_runs(events)
+        for run in runs
         for ev in run.compactions
         if ev.summary_model and ev.usage.requests
     ]

@@ -50,6 +50,23 @@ def stubborn_async(seconds: float = 2, name: str = "stubborn"):
     return stubborn
 
 
+def stubborn_until(gate: threading.Event, name: str = "stubborn"):
+    """An async tool that swallows cancellation and goes on until ``gate`` is set (the test's end)."""
+
+    @tool(name=name, timeout_s=30)
+    async def stubborn() -> str:
+        """Ignores cancellation."""
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            deadline = time.monotonic() + WAIT
+            while not gate.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        return "late"
+
+    return stubborn
+
+
 def hung_sync(gate: threading.Event, name: str = "stubborn"):
     @tool(name=name, timeout_s=None)
     def stubborn() -> str:
@@ -169,7 +186,7 @@ def test_a_tool_that_obeys_cancellation_is_not_counted(executor, warm, settled):
 
 def test_close_cancels_every_run_and_waits_for_no_hung_tool(warm, settled, gate):
     executor = Executor()
-    tools = [hung_sync(gate, "hung"), stubborn_async(name="stubborn")]
+    tools = [hung_sync(gate, "hung"), stubborn_until(gate, "stubborn")]  # both still running when counted
     runs = [
         executor.run(Agent(tools=[t], model=sim.scripted([sim.call(t.name), sim.reply("never")])), "go") for t in tools
     ]

@@ -111,6 +111,8 @@ def test_the_summariser_tier_is_configurable_and_its_usage_is_its_own():
     compactions = fold(run.log.events).compactions
     assert compactions and {c.summary_model for c in compactions} == {summariser}
     assert usage.loc[summariser].requests == len(compactions)
+    once = usage_df(iter(run.log.events)).set_index("model")  # a one-pass iterable gives the same table
+    assert once.equals(usage)
 
 
 def test_a_failing_summariser_falls_back_to_dropping_the_oldest_turns_behind_a_marker():
