@@ -64,7 +64,8 @@ $(VENV)/.bench: pyproject.toml $(VENV)/.dev
 	touch $@
 
 ## bench: executus_nb beside pydantic-ai, the OpenAI Agents SDK and a bare litellm loop on the same loopback
-## work (bench/RESULTS.md and bench/results.json; ~20 min; BENCH_ARGS=--quick for a short check)
+## work (bench/RESULTS.md and bench/results.json, with a profile of the fan-out; ~15 min; BENCH_ARGS=--quick: 3 min)
+BENCH_ARGS ?= --profile
 bench: $(VENV)/.bench
 	$(PY) bench/compare.py $(BENCH_ARGS)
 
