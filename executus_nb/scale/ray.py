@@ -43,8 +43,9 @@ class RayBackend:
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            # A notebook's own Ray: on this machine only, no dashboard, the workers' prints not in the cells.
-            options = {"_node_ip_address": "127.0.0.1", "include_dashboard": False, "log_to_driver": False, **init}
+            # A notebook's own Ray: no dashboard, the workers' prints not in the cells.  (It listens on the
+            # machine's interfaces whatever it is told: Ray turns a loopback node address into the node's own.)
+            options = {"include_dashboard": False, "log_to_driver": False, **init}
             ray.init(**options)
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._actor_class = ray.remote(CellActor).options(
