@@ -15,7 +15,13 @@ import pytest
 from distributed import Client, LocalCluster
 
 from executus_nb import Agent, Executor
-from tests.test_scale_processes import SCRIPT, check_lost_then_retried, gated_model
+from tests.test_scale_processes import (
+    SCRIPT,
+    check_cancel_ends_every_cell,
+    check_lost_then_retried,
+    fan_out_at_server,
+    gated_model,
+)
 from tests.waiting import WAIT, wait_until
 
 pytest_plugins = ["tests.conftest_server"]
@@ -72,13 +78,7 @@ def test_notebook_style_tools_run_on_dask_as_on_local(client, cluster, tmp_path)
 
 
 def test_concurrency_holds_across_dask_workers_at_the_server(client, dask_executor, openai_server):
-    openai_server.latency_s = 0.2
-    model = {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "sk-x"}
-    prompts = [f"q{i}" for i in range(12)]
-    fan = dask_executor.fanout(Agent(name="qa"), prompts, models=[model], concurrency=3, backend=client).wait(WAIT)
-    assert (fan.to_df().status == "succeeded").all()
-    assert openai_server.count == 12
-    assert 2 <= openai_server.max_concurrency <= 3
+    assert 2 <= fan_out_at_server(dask_executor, client, openai_server, concurrency=3) <= 3
 
 
 def test_a_killed_dask_worker_fails_its_cells_and_retry_failed_reruns_them(client, dask_executor, tmp_path):
@@ -98,15 +98,6 @@ def test_a_killed_dask_worker_fails_its_cells_and_retry_failed_reruns_them(clien
 def test_cancel_ends_every_cell_on_dask_and_the_workers_stay_usable(client, dask_executor, tmp_path):
     gate = tmp_path / "gate"  # never opened while the fan-out runs: only cancel() ends its cells
     try:
-        agent = Agent(name="stuck", model=gated_model(gate, "dask-cancel"))
-        fan = dask_executor.fanout(agent, [f"q{i}" for i in range(6)], concurrency=3, backend=client)
-        wait_until(lambda: fan.counts()["running"] == 3, WAIT)
-        workers = client.run(os.getpid)
-        assert fan.cancel() == 6
-        fan.wait(WAIT)
-        assert fan.done and fan.counts()["cancelled"] == 6
-        again = dask_executor.fanout(Agent(name="next"), ["a", "b"], backend=client).wait(WAIT)
-        assert list(again.to_df().status) == ["succeeded"] * 2
-        assert client.run(os.getpid) == workers
+        check_cancel_ends_every_cell(dask_executor, client, gate, "dask-cancel", lambda: client.run(os.getpid))
     finally:
         gate.touch()

@@ -84,6 +84,34 @@ def gated_model(gate: Path, name: str) -> str:
     return sim.function(wait_for_gate, name=name)
 
 
+def fan_out_at_server(ex: Executor, backend: Any, server: Any, columns: int = 1, **fanout: Any) -> int:
+    """12 model calls at the loopback server (0.2 s each) through ``backend``; each cell checked, the most the
+    server saw at once returned (the bound under test)."""
+    server.latency_s = 0.2
+    model = {"model": "openai/test-model", "api_base": server.base_url, "api_key": "sk-x"}
+    prompts = [f"q{i}" for i in range(12 // columns)]
+    fan = ex.fanout(Agent(name="qa"), prompts, models=[model] * columns, backend=backend, **fanout).wait(WAIT)
+    assert (fan.to_df().status == "succeeded").all()
+    assert server.count == 12
+    return server.max_concurrency
+
+
+def check_cancel_ends_every_cell(ex: Executor, backend: Any, gate: Path, name: str, workers: Any) -> None:
+    """``cancel()`` ends all 6 cells of a fan-out held at ``gate`` (3 running, 3 queued), and ``backend`` goes on
+    with the same ``workers()`` for the next fan-out."""
+    agent = Agent(name="stuck", model=gated_model(gate, name))
+    fan = ex.fanout(agent, [f"q{i}" for i in range(6)], concurrency=3, backend=backend)
+    wait_until(lambda: fan.counts()["running"] == 3, WAIT)
+    before = workers()
+    assert fan.cancel() == 6
+    fan.wait(WAIT)
+    assert fan.done and fan.counts()["cancelled"] == 6
+    again = ex.fanout(Agent(name="next"), ["a", "b"], backend=backend).wait(WAIT)
+    assert list(again.to_df().status) == ["succeeded"] * 2
+    assert list(again.to_df().output) == ["(sim echo) a", "(sim echo) b"]
+    assert workers() == before
+
+
 def check_lost_then_retried(fan: Any, names: str) -> None:
     """Some (not all) cells of ``fan`` failed with ``WorkerLost`` naming the dead worker (``names``), each log
     whole; ``retry_failed()`` re-runs exactly those, and every cell then has its answer."""
@@ -181,15 +209,11 @@ def test_tables_are_the_same_on_processes_as_on_local(pool):
 )
 def test_bounds_hold_across_workers_at_the_server(pool, openai_server, limits, fanout, columns, bound):
     """The fan-out's bounds and the executor's provider limits are held here, for every worker together."""
-    openai_server.latency_s = 0.2
-    model = {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "sk-x"}
     ex = Executor(provider_limits=limits)
-    prompts = [f"q{i}" for i in range(12 // columns)]
-    fan = ex.fanout(Agent(name="qa"), prompts, models=[model] * columns, backend=pool, **fanout).wait(WAIT)
-    ex.close()
-    assert (fan.to_df().status == "succeeded").all()
-    assert openai_server.count == 12
-    assert 2 <= openai_server.max_concurrency <= bound
+    try:
+        assert 2 <= fan_out_at_server(ex, pool, openai_server, columns, **fanout) <= bound
+    finally:
+        ex.close()
 
 
 def test_a_killed_worker_fails_its_cells_and_retry_failed_reruns_them(pool, tmp_path):
@@ -212,19 +236,7 @@ def test_cancel_ends_every_cell_and_the_workers_stay_usable(pool, tmp_path):
     gate = tmp_path / "gate"  # never opened while the fan-out runs: only cancel() ends its cells
     ex = Executor()
     try:
-        agent = Agent(name="stuck", model=gated_model(gate, "scale-cancel"))
-        fan = ex.fanout(agent, [f"q{i}" for i in range(8)], concurrency=4, backend=pool)
-        wait_until(lambda: fan.counts()["running"] == 4, WAIT)
-        workers = pool.pids
-        assert fan.cancel() == 8
-        fan.wait(WAIT)
-        assert fan.done and fan.counts()["cancelled"] == 8
-        assert pool.pids == workers
-
-        again = ex.fanout(Agent(name="next"), ["a", "b", "c"], backend=pool).wait(WAIT)
-        assert list(again.to_df().status) == ["succeeded"] * 3
-        assert list(again.to_df().output) == ["(sim echo) a", "(sim echo) b", "(sim echo) c"]
-        assert pool.pids == workers
+        check_cancel_ends_every_cell(ex, pool, gate, "scale-cancel", lambda: pool.pids)
     finally:
         gate.touch()  # lets the workers' cancelled model calls' threads, if any, go
         ex.close()

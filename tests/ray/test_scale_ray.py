@@ -18,7 +18,13 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need executus_nb[ray] (make test-ray)")
 
 from executus_nb import Agent, BackendError, Executor, RayBackend  # noqa: E402
-from tests.test_scale_processes import SCRIPT, check_lost_then_retried, gated_model  # noqa: E402
+from tests.test_scale_processes import (  # noqa: E402
+    SCRIPT,
+    check_cancel_ends_every_cell,
+    check_lost_then_retried,
+    fan_out_at_server,
+    gated_model,
+)
 from tests.waiting import WAIT, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.conftest_server"]
@@ -87,13 +93,7 @@ def test_ray_runs_the_same_table_as_local(backend, ray_executor):
 
 
 def test_concurrency_holds_across_ray_actors_at_the_server(backend, ray_executor, openai_server):
-    openai_server.latency_s = 0.2
-    model = {"model": "openai/test-model", "api_base": openai_server.base_url, "api_key": "sk-x"}
-    prompts = [f"q{i}" for i in range(12)]
-    fan = ray_executor.fanout(Agent(name="qa"), prompts, models=[model], concurrency=3, backend=backend).wait(WAIT)
-    assert (fan.to_df().status == "succeeded").all()
-    assert openai_server.count == 12
-    assert 2 <= openai_server.max_concurrency <= 3
+    assert 2 <= fan_out_at_server(ray_executor, backend, openai_server, concurrency=3) <= 3
 
 
 def test_a_killed_ray_worker_fails_its_cells_and_retry_failed_reruns_them(backend, ray_executor, tmp_path):
@@ -113,16 +113,7 @@ def test_a_killed_ray_worker_fails_its_cells_and_retry_failed_reruns_them(backen
 def test_cancel_ends_every_cell_on_ray_and_the_workers_stay_usable(backend, ray_executor, tmp_path):
     gate = tmp_path / "gate"  # never opened while the fan-out runs: only cancel() ends its cells
     try:
-        agent = Agent(name="stuck", model=gated_model(gate, "ray-cancel"))
-        fan = ray_executor.fanout(agent, [f"q{i}" for i in range(6)], concurrency=3, backend=backend)
-        wait_until(lambda: fan.counts()["running"] == 3, WAIT)
-        workers = backend.pids
-        assert fan.cancel() == 6
-        fan.wait(WAIT)
-        assert fan.done and fan.counts()["cancelled"] == 6
-        again = ray_executor.fanout(Agent(name="next"), ["a", "b"], backend=backend).wait(WAIT)
-        assert list(again.to_df().status) == ["succeeded"] * 2
-        assert backend.pids == workers
+        check_cancel_ends_every_cell(ray_executor, backend, gate, "ray-cancel", lambda: backend.pids)
     finally:
         gate.touch()
 
